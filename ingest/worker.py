@@ -1,0 +1,50 @@
+"""The parse-and-chunk step, run in a worker process.
+
+Parsing runs beside embedding (which keeps the main process busy), a parser that hangs is killed
+at its timeout, and one that crashes its process fails only its own document. The worker returns
+plain dicts, so nothing but data crosses the process boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ingest.chunk import ChunkConfig, chunk_elements, load_tokenizer
+from ingest.parse import parse_file
+from retrieval.errors import DocumentError
+from retrieval.sparse import tokenize
+
+
+@lru_cache(maxsize=2)
+def _tokenizer(model_path: str):  # noqa: ANN202
+    return load_tokenizer(model_path)
+
+
+def parse_and_chunk(
+    path: str, model_path: str, chunk_config: dict[str, int], max_bytes: int
+) -> dict[str, Any]:
+    """``{"ok": True, parser..., "chunks": [...]}`` or ``{"ok": False, "reason", "message"}``."""
+    try:
+        parsed = parse_file(Path(path), max_bytes)
+        chunks = chunk_elements(parsed.elements, _tokenizer(model_path), ChunkConfig(**chunk_config))
+    except DocumentError as exc:
+        return {"ok": False, "reason": exc.reason, "message": str(exc)}
+    except MemoryError:
+        return {"ok": False, "reason": "too_large", "message": "parsing ran out of memory"}
+    if not chunks:
+        return {"ok": False, "reason": "empty", "message": "no text could be extracted"}
+    out = []
+    for chunk in chunks:
+        record = asdict(chunk)
+        record["terms"] = tokenize(chunk.text)
+        out.append(record)
+    return {
+        "ok": True,
+        "parser": parsed.parser,
+        "parser_version": parsed.parser_version,
+        "filetype": parsed.filetype,
+        "chunks": out,
+    }

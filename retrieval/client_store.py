@@ -1,0 +1,210 @@
+"""A Qdrant server (or cluster) through ``qdrant-client``; ``:memory:`` runs the same code path."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from retrieval.errors import StoreError
+from retrieval.store import (
+    DENSE,
+    FLOAT_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Branch,
+    Filter,
+    Fusion,
+    Hit,
+    Match,
+    MatchAny,
+    PointIn,
+    Range,
+    SparseVec,
+)
+
+
+def _condition(cond) -> qm.FieldCondition:  # noqa: ANN001
+    if isinstance(cond, Match):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
+    if isinstance(cond, MatchAny):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
+    if isinstance(cond, Range):
+        return qm.FieldCondition(key=cond.key, range=qm.Range(gte=cond.gte, lte=cond.lte))
+    raise TypeError(f"unsupported filter condition {cond!r}")
+
+
+def to_client_filter(flt: Filter | None) -> qm.Filter | None:
+    if flt is None or (not flt.must and not flt.must_not):
+        return None
+    return qm.Filter(
+        must=[_condition(c) for c in flt.must] or None,
+        must_not=[_condition(c) for c in flt.must_not] or None,
+    )
+
+
+def _query_vector(branch: Branch):  # noqa: ANN202
+    if isinstance(branch.vector, SparseVec):
+        return qm.SparseVector(indices=list(branch.vector.indices), values=list(branch.vector.values))
+    return [float(x) for x in branch.vector]
+
+
+class ClientStore:
+    """One collection on a Qdrant server, with a dense and an IDF-weighted sparse vector."""
+
+    def __init__(self, client: QdrantClient, collection: str, dim: int) -> None:
+        self.client = client
+        self.collection = collection
+        self.dim = dim
+
+    @classmethod
+    def connect(
+        cls, url: str, collection: str, dim: int, api_key: str | None = None
+    ) -> ClientStore:
+        client = QdrantClient(location=":memory:") if url == ":memory:" else QdrantClient(url=url, api_key=api_key)
+        store = cls(client, collection, dim)
+        store.ensure_collection()
+        return store
+
+    def ensure_collection(self) -> None:
+        try:
+            if self.client.collection_exists(self.collection):
+                info = self.client.get_collection(self.collection)
+                vectors = info.config.params.vectors
+                size = vectors[DENSE].size if isinstance(vectors, dict) else None
+                if size != self.dim:
+                    raise StoreError(
+                        f"collection {self.collection!r} holds {size}-d vectors but the embedding "
+                        f"model makes {self.dim}-d ones; use another RAGWALL_COLLECTION"
+                    )
+                return
+            self.client.create_collection(
+                self.collection,
+                vectors_config={DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            )
+            with warnings.catch_warnings():  # local mode says indexes have no effect there
+                warnings.simplefilter("ignore", UserWarning)
+                for name in KEYWORD_FIELDS:
+                    self.client.create_payload_index(
+                        self.collection, name, qm.PayloadSchemaType.KEYWORD
+                    )
+                for name in FLOAT_FIELDS:
+                    self.client.create_payload_index(self.collection, name, qm.PayloadSchemaType.FLOAT)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"Qdrant at the configured URL failed: {exc}") from exc
+
+    def upsert(self, points: Sequence[PointIn]) -> None:
+        if not points:
+            return
+        self.client.upsert(
+            self.collection,
+            points=[
+                qm.PointStruct(
+                    id=p.id,
+                    vector={
+                        DENSE: [float(x) for x in p.dense],
+                        SPARSE: qm.SparseVector(indices=list(p.sparse.indices), values=list(p.sparse.values)),
+                    },
+                    payload=p.payload,
+                )
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete(self, flt: Filter) -> None:
+        native = to_client_filter(flt)
+        if native is None:
+            raise ValueError("refusing to delete with an empty filter")
+        self.client.delete(self.collection, points_selector=qm.FilterSelector(filter=native), wait=True)
+
+    def set_payload(self, payload: dict[str, Any], flt: Filter) -> None:
+        native = to_client_filter(flt)
+        if native is None:
+            raise ValueError("refusing to set payload with an empty filter")
+        self.client.set_payload(self.collection, payload=payload, points=native, wait=True)
+
+    def query(
+        self,
+        branches: Sequence[Branch],
+        limit: int,
+        flt: Filter | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        native = to_client_filter(flt)
+        if not branches:
+            raise ValueError("a query needs at least one branch")
+        if len(branches) == 1:
+            b = branches[0]
+            response = self.client.query_points(
+                self.collection,
+                query=_query_vector(b),
+                using=b.using,
+                limit=limit,
+                query_filter=native,
+                with_payload=with_payload,
+            )
+        else:
+            if fusion == "rrf":
+                fused = qm.RrfQuery(rrf=qm.Rrf(k=rrf_k))
+            elif fusion == "dbsf":
+                fused = qm.FusionQuery(fusion=qm.Fusion.DBSF)
+            else:
+                raise ValueError(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
+            response = self.client.query_points(
+                self.collection,
+                prefetch=[
+                    qm.Prefetch(query=_query_vector(b), using=b.using, limit=b.limit, filter=native)
+                    for b in branches
+                ],
+                query=fused,
+                limit=limit,
+                query_filter=native,
+                with_payload=with_payload,
+            )
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        limit: int = 256,
+        offset: str | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> tuple[list[Hit], str | None]:
+        payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
+        records, next_offset = self.client.scroll(
+            self.collection,
+            scroll_filter=to_client_filter(flt),
+            limit=limit,
+            offset=offset,
+            with_payload=payload_sel,
+            with_vectors=False,
+        )
+        hits = [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return hits, (str(next_offset) if next_offset is not None else None)
+
+    def count(self, flt: Filter | None = None) -> int:
+        return int(self.client.count(self.collection, count_filter=to_client_filter(flt), exact=True).count)
+
+    def optimize(self) -> None:
+        """A server builds its indexes in the background; nothing to do."""
+
+    def flush(self) -> None:
+        """Writes are acknowledged with ``wait=True``; nothing to do."""
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> ClientStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

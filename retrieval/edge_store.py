@@ -1,0 +1,218 @@
+"""The embedded default store: a Qdrant Edge shard (``qdrant-edge-py``) in the data directory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+from filelock import FileLock, Timeout
+
+from retrieval.errors import StoreError, StoreLocked
+from retrieval.store import (
+    DENSE,
+    FLOAT_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Branch,
+    Filter,
+    Fusion,
+    Hit,
+    Match,
+    MatchAny,
+    PointIn,
+    Range,
+    SparseVec,
+)
+
+
+def _condition(cond) -> qe.FieldCondition:  # noqa: ANN001
+    if isinstance(cond, Match):
+        return qe.FieldCondition(key=cond.key, match=qe.MatchValue(cond.value))
+    if isinstance(cond, MatchAny):
+        return qe.FieldCondition(key=cond.key, match=qe.MatchAny(list(cond.values)))
+    if isinstance(cond, Range):
+        return qe.FieldCondition(key=cond.key, range=qe.RangeFloat(gte=cond.gte, lte=cond.lte))
+    raise TypeError(f"unsupported filter condition {cond!r}")
+
+
+def to_edge_filter(flt: Filter | None) -> qe.Filter | None:
+    if flt is None or (not flt.must and not flt.must_not):
+        return None
+    return qe.Filter(
+        must=[_condition(c) for c in flt.must] or None,
+        must_not=[_condition(c) for c in flt.must_not] or None,
+    )
+
+
+def _vector(branch: Branch):  # noqa: ANN202
+    if isinstance(branch.vector, SparseVec):
+        return qe.Query.Nearest(
+            qe.SparseVector(list(branch.vector.indices), list(branch.vector.values)), using=SPARSE
+        )
+    return qe.Query.Nearest([float(x) for x in branch.vector], using=DENSE)
+
+
+def _fusion(fusion: Fusion, rrf_k: int):  # noqa: ANN202
+    if fusion == "rrf":
+        return qe.Fusion.Rrf(k=rrf_k)
+    if fusion == "dbsf":
+        return qe.Fusion.Dbsf()
+    raise ValueError(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
+
+
+class EdgeStore:
+    """A Qdrant Edge shard. Only one process may hold a shard open; a second gets StoreLocked."""
+
+    def __init__(self, shard: qe.EdgeShard, path: Path, dim: int, lock: FileLock) -> None:
+        self._shard = shard
+        self._lock = lock
+        self.path = path
+        self.dim = dim
+
+    @classmethod
+    def open(cls, path: Path, dim: int) -> EdgeStore:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise StoreLocked(
+                f"the embedded index at {path} is open in another process (a running `ragwall` "
+                "server or ingest). Stop it, or point RAGWALL_QDRANT_URL at a Qdrant server to "
+                "share one index between processes."
+            ) from exc
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        try:
+            if (path / "edge_config.json").exists():
+                shard = qe.EdgeShard.load(str(path), config)
+            else:
+                shard = qe.EdgeShard.create(str(path), config)
+                for name in KEYWORD_FIELDS:
+                    shard.update(
+                        qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
+                    )
+                for name in FLOAT_FIELDS:
+                    shard.update(
+                        qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Float)
+                    )
+        except Exception as exc:
+            lock.release()
+            raise StoreError(
+                f"could not open the embedded index at {path}: {exc}. If its vector size differs "
+                f"from the embedding model's ({dim}), re-ingest into a fresh RAGWALL_DATA_DIR."
+            ) from exc
+        return cls(shard, path, dim, lock)
+
+    # -- writes ---------------------------------------------------------------------------
+    def upsert(self, points: Sequence[PointIn]) -> None:
+        if not points:
+            return
+        edge_points = [
+            qe.Point(
+                id=uuid.UUID(p.id),
+                vector={
+                    DENSE: [float(x) for x in p.dense],
+                    SPARSE: qe.SparseVector(list(p.sparse.indices), list(p.sparse.values)),
+                },
+                payload=p.payload,
+            )
+            for p in points
+        ]
+        self._shard.update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def delete(self, flt: Filter) -> None:
+        native = to_edge_filter(flt)
+        if native is None:
+            raise ValueError("refusing to delete with an empty filter")
+        self._shard.update(qe.UpdateOperation.delete_points_by_filter(native))
+
+    def set_payload(self, payload: dict[str, Any], flt: Filter) -> None:
+        native = to_edge_filter(flt)
+        if native is None:
+            raise ValueError("refusing to set payload with an empty filter")
+        self._shard.update(qe.UpdateOperation.set_payload_by_filter(native, payload))
+
+    # -- reads ----------------------------------------------------------------------------
+    def query(
+        self,
+        branches: Sequence[Branch],
+        limit: int,
+        flt: Filter | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        native = to_edge_filter(flt)
+        if not branches:
+            raise ValueError("a query needs at least one branch")
+        if len(branches) == 1:
+            request = qe.QueryRequest(
+                limit=limit,
+                query=_vector(branches[0]),
+                filter=native,
+                with_payload=with_payload,
+                with_vector=False,
+            )
+        else:
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[
+                    qe.Prefetch(limit=b.limit, query=_vector(b), filter=native) for b in branches
+                ],
+                query=_fusion(fusion, rrf_k),
+                filter=native,
+                with_payload=with_payload,
+                with_vector=False,
+            )
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        limit: int = 256,
+        offset: str | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> tuple[list[Hit], str | None]:
+        payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
+        records, next_offset = self._shard.scroll(
+            qe.ScrollRequest(
+                offset=uuid.UUID(offset) if offset else None,
+                limit=limit,
+                filter=to_edge_filter(flt),
+                with_payload=payload_sel,
+                with_vector=False,
+            )
+        )
+        hits = [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return hits, (str(next_offset) if next_offset is not None else None)
+
+    def count(self, flt: Filter | None = None) -> int:
+        return int(self._shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(flt))))
+
+    def optimize(self) -> None:
+        self._shard.optimize()
+
+    def flush(self) -> None:
+        self._shard.flush()
+
+    def close(self) -> None:
+        if self._shard is not None:
+            try:
+                self._shard.flush()
+                self._shard.close()
+            finally:
+                self._shard = None  # type: ignore[assignment]
+                self._lock.release()
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,86 @@
+"""Settings, read from ``RAGWALL_*`` environment variables (and a ``.env`` file, if present)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TRUST_TIERS: tuple[str, ...] = ("verified", "internal", "external", "untrusted")
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service. Environment: ``RAGWALL_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGWALL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Where sources, state and the embedded index live.")
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; unset means the embedded qdrant-edge shard."
+    )
+    qdrant_api_key: SecretStr | None = None
+    collection: str = "ragwall"
+
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="A Hugging Face model id or a local sentence-transformers folder.",
+    )
+    embedding_device: str = "cpu"
+    embed_batch_size: int = Field(default=64, ge=1, le=4096)
+
+    chunk_max_tokens: int = Field(default=256, ge=16, le=8192, description="Upper bound, model tokens.")
+    chunk_overlap_tokens: int = Field(default=32, ge=0, le=1024)
+    chunk_max_chars: int = Field(default=1000, ge=100)
+    chunk_new_after_chars: int = Field(default=800, ge=50)
+    chunk_combine_under_chars: int = Field(default=200, ge=0)
+
+    parse_workers: int = Field(default=1, ge=1, le=64, description="Parser processes beside the embedder.")
+    parse_timeout_s: float = Field(default=600.0, gt=0, description="A document that parses longer fails.")
+    embed_buffer_chunks: int = Field(
+        default=512, ge=1, description="Chunks gathered across documents before one embedding call."
+    )
+
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Larger files are refused.")
+
+    bm25_k1: float = Field(default=1.2, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+
+    trust_priors: dict[str, float] = Field(
+        default_factory=lambda: {"verified": 1.0, "internal": 0.8, "external": 0.5, "untrusted": 0.2}
+    )
+
+    @field_validator("trust_priors")
+    @classmethod
+    def _check_priors(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = [t for t in TRUST_TIERS if t not in value]
+        if missing:
+            raise ValueError(f"trust_priors lacks tiers {missing}; give all of {list(TRUST_TIERS)}")
+        bad = {k: v for k, v in value.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"trust priors must lie in 0..1, got {bad}")
+        return value
+
+    @field_validator("chunk_overlap_tokens")
+    @classmethod
+    def _check_overlap(cls, value: int, info) -> int:  # noqa: ANN001
+        max_tokens = info.data.get("chunk_max_tokens", 256)
+        if value >= max_tokens:
+            raise ValueError("chunk_overlap_tokens must be smaller than chunk_max_tokens")
+        return value
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "ragwall.sqlite3"
+
+    @property
+    def shard_path(self) -> Path:
+        return self.data_dir / "qdrant" / self.collection
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

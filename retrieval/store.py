@@ -1,0 +1,154 @@
+"""The vector-store interface that the rest of Ragwall talks to.
+
+Two implementations share it: :class:`retrieval.edge_store.EdgeStore` (``qdrant-edge-py``, the
+embedded default) and :class:`retrieval.client_store.ClientStore` (``qdrant-client`` against a
+Qdrant server, or its ``:memory:`` mode). Filters are given in the small backend-neutral form
+below and translated by each backend into a native Qdrant filter, so access rules are enforced by
+the engine on every branch of a query, never by post-filtering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+DENSE = "dense"
+SPARSE = "bm25"
+
+Fusion = Literal["rrf", "dbsf"]
+
+#: Payload fields that get a keyword index.
+KEYWORD_FIELDS: tuple[str, ...] = (
+    "source_id",
+    "doc_uri",
+    "doc_sha256",
+    "doc_version",
+    "groups",
+    "state",
+    "ingest_run_id",
+)
+#: Payload fields that get a float (range) index.
+FLOAT_FIELDS: tuple[str, ...] = ("trust",)
+
+
+@dataclass(frozen=True)
+class Match:
+    """``key`` equals ``value`` (for a list field: contains it)."""
+
+    key: str
+    value: str | int
+
+
+@dataclass(frozen=True)
+class MatchAny:
+    """``key`` equals any of ``values`` (for a list field: shares one)."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+
+
+Condition = Match | MatchAny | Range
+
+
+@dataclass(frozen=True)
+class Filter:
+    must: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+    def __and__(self, other: Filter) -> Filter:
+        return Filter(self.must + other.must, self.must_not + other.must_not)
+
+
+@dataclass
+class SparseVec:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class PointIn:
+    id: str
+    dense: Sequence[float]
+    sparse: SparseVec
+    payload: dict[str, Any]
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Branch:
+    """One prefetch branch: a dense or a sparse query vector and how many candidates it yields."""
+
+    using: Literal["dense", "bm25"]
+    vector: Sequence[float] | SparseVec
+    limit: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What Ragwall needs from a vector store."""
+
+    dim: int
+
+    def upsert(self, points: Sequence[PointIn]) -> None: ...
+
+    def delete(self, flt: Filter) -> None: ...
+
+    def set_payload(self, payload: dict[str, Any], flt: Filter) -> None: ...
+
+    def query(
+        self,
+        branches: Sequence[Branch],
+        limit: int,
+        flt: Filter | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """One branch: plain search. Several: prefetches fused by Qdrant. ``flt`` applies to all."""
+        ...
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        limit: int = 256,
+        offset: str | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> tuple[list[Hit], str | None]: ...
+
+    def count(self, flt: Filter | None = None) -> int: ...
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable."""
+        ...
+
+    def optimize(self) -> None:
+        """Build indexes after a bulk write (a no-op where the engine does it by itself)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(settings, dim: int) -> Store:  # noqa: ANN001 - retrieval.settings.Settings
+    """The store the settings name: a Qdrant server when ``qdrant_url`` is set, else embedded."""
+    if settings.qdrant_url:
+        from retrieval.client_store import ClientStore
+
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return ClientStore.connect(settings.qdrant_url, settings.collection, dim, api_key=key)
+    from retrieval.edge_store import EdgeStore
+
+    return EdgeStore.open(settings.shard_path, dim)
