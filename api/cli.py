@@ -46,8 +46,12 @@ def sources_add(
     source_id: Annotated[str, typer.Argument(help="A short id, e.g. 'wiki'.")],
     path: Annotated[str, typer.Argument(help="A folder, or a glob such as 'docs/**/*.md'.")],
     trust: Annotated[str, typer.Option(help=f"Trust tier: {', '.join(TRUST_TIERS)}.")] = "internal",
-    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Access group (repeat).")] = None,
-    exist_ok: Annotated[bool, typer.Option(help="Succeed quietly if the same source exists.")] = False,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="Access group (repeat).")
+    ] = None,
+    exist_ok: Annotated[
+        bool, typer.Option(help="Succeed quietly if the same source exists.")
+    ] = False,
 ) -> None:
     """Register a source with a trust tier and access groups."""
     from ingest.sources import make_source
@@ -63,12 +67,18 @@ def sources_add(
         except SourceExists:
             existing = state.get_source(source_id)
             same = (existing.kind, existing.location, existing.trust_tier, existing.groups) == (
-                source.kind, source.location, source.trust_tier, source.groups)
+                source.kind,
+                source.location,
+                source.trust_tier,
+                source.groups,
+            )
             if not (exist_ok and same):
                 raise
             source = existing
-        out.print(f"source [bold]{source.id}[/bold]: {source.kind} {source.location} "
-                  f"(trust {source.trust_tier}, groups {source.groups or '[]'})")
+        out.print(
+            f"source [bold]{source.id}[/bold]: {source.kind} {source.location} "
+            f"(trust {source.trust_tier}, groups {source.groups or '[]'})"
+        )
     except RagwallError as exc:
         raise _fail(exc) from exc
     finally:
@@ -86,8 +96,13 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         rows = []
         for s in state.list_sources():
             docs = state.documents(s.id)
-            rows.append({**s.model_dump(), "documents": len(docs),
-                         "chunks": sum(d.chunks for d in docs.values())})
+            rows.append(
+                {
+                    **s.model_dump(),
+                    "documents": len(docs),
+                    "chunks": sum(d.chunks for d in docs.values()),
+                }
+            )
     finally:
         state.close()
     if as_json:
@@ -95,8 +110,15 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         return
     table = Table("id", "kind", "location", "trust", "groups", "documents", "chunks")
     for r in rows:
-        table.add_row(r["id"], r["kind"], r["location"], r["trust_tier"], ",".join(r["groups"]),
-                      str(r["documents"]), str(r["chunks"]))
+        table.add_row(
+            r["id"],
+            r["kind"],
+            r["location"],
+            r["trust_tier"],
+            ",".join(r["groups"]),
+            str(r["documents"]),
+            str(r["chunks"]),
+        )
     out.print(table)
 
 
@@ -116,9 +138,15 @@ def sources_remove(source_id: str) -> None:
 
 @app.command()
 def ingest(
-    target: Annotated[str, typer.Argument(help="A source id; or, with --source, a file or folder.")],
-    source: Annotated[str | None, typer.Option(help="Ingest TARGET (a path) into this source.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON summary line.")] = False,
+    target: Annotated[
+        str, typer.Argument(help="A source id; or, with --source, a file or folder.")
+    ],
+    source: Annotated[
+        str | None, typer.Option(help="Ingest TARGET (a path) into this source.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON summary line.")
+    ] = False,
 ) -> None:
     """Ingest a source (idempotent and incremental) or a one-off path into a source."""
     from pathlib import Path
@@ -136,14 +164,26 @@ def ingest(
                 src = ingester.state.get_source(source)
                 p = Path(target)
                 if p.is_dir():
-                    paths = iter_source_files(Source(id=src.id, kind="folder", location=str(p.resolve()),
-                                                     trust_tier=src.trust_tier))
+                    paths = iter_source_files(
+                        Source(
+                            id=src.id,
+                            kind="folder",
+                            location=str(p.resolve()),
+                            trust_tier=src.trust_tier,
+                        )
+                    )
                 elif p.exists():
                     paths = [p]
                 else:
                     raise typer.BadParameter(f"{target!r} does not exist", param_hint="TARGET")
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, transient=as_json) as bar:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=as_json,
+            ) as bar:
                 task = bar.add_task(f"ingest {src.id}", total=None)
 
                 def on_progress(stage: str, done: int, total: int) -> None:
@@ -155,9 +195,11 @@ def ingest(
     summary = report.summary()
     for f in report.failed:
         err.print(f"[yellow]failed[/yellow] {f.path}: {f.reason}: {f.message}")
-    err.print(f"{src.id}: {report.documents} documents, {report.chunks} chunks written, "
-              f"{report.unchanged} unchanged, {report.removed} removed, {len(report.failed)} failed "
-              f"in {report.seconds:.1f} s (run {report.run_id})")
+    err.print(
+        f"{src.id}: {report.documents} documents, {report.chunks} chunks written, "
+        f"{report.unchanged} unchanged, {report.removed} removed, {len(report.failed)} failed "
+        f"in {report.seconds:.1f} s (run {report.run_id})"
+    )
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ingest.pipeline import Failure, Ingester, IngestReport
 from ingest.sources import Source, make_source
@@ -19,7 +19,9 @@ __all__ = ["Failure", "Ingester", "IngestReport", "Source", "State", "make_sourc
 def open_ingester(settings: Settings) -> Iterator[Ingester]:
     """An :class:`Ingester` over the settings' data directory and store; closes both after."""
     encoder = DenseEncoder(
-        settings.embedding_model, device=settings.embedding_device, batch_size=settings.embed_batch_size
+        settings.embedding_model,
+        device=settings.embedding_device,
+        batch_size=settings.embed_batch_size,
     )
     state = State(settings.state_path)
     try:

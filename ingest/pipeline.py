@@ -10,8 +10,10 @@ removes stale pending chunks and redoes the document.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from retrieval.store import Filter, Match, PointIn, SparseVec, Store
 
 POINT_NAMESPACE = uuid.UUID("6f1c9a5e-3b0d-4d7e-9a51-7c2f0e8b4a11")
 UPSERT_BATCH = 256
+PARSE_AHEAD = 16  # documents parsed ahead of the embedder
 
 
 @dataclass
@@ -58,7 +61,9 @@ class IngestReport:
             "chunks": self.chunks,
             "unchanged": self.unchanged,
             "removed": self.removed,
-            "failed": [{"path": f.path, "reason": f.reason, "message": f.message} for f in self.failed],
+            "failed": [
+                {"path": f.path, "reason": f.reason, "message": f.message} for f in self.failed
+            ],
         }
 
 
@@ -83,11 +88,15 @@ def pipeline_fingerprint(settings: Settings) -> str:
     parts = [
         "ragwall-ingest-1",
         settings.embedding_model,
-        str(settings.chunk_max_tokens), str(settings.chunk_overlap_tokens),
-        str(settings.chunk_max_chars), str(settings.chunk_new_after_chars),
+        str(settings.chunk_max_tokens),
+        str(settings.chunk_overlap_tokens),
+        str(settings.chunk_max_chars),
+        str(settings.chunk_new_after_chars),
         str(settings.chunk_combine_under_chars),
-        str(settings.bm25_k1), str(settings.bm25_b),
-        version("unstructured"), version("pypdf"),
+        str(settings.bm25_k1),
+        str(settings.bm25_b),
+        version("unstructured"),
+        version("pypdf"),
     ]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
@@ -103,7 +112,9 @@ def _doc_filter(source_id: str, uri: str) -> Filter:
 class Ingester:
     """Runs ingests for one data directory, with one encoder and one store."""
 
-    def __init__(self, settings: Settings, state: State, store: Store, encoder: DenseEncoder) -> None:
+    def __init__(
+        self, settings: Settings, state: State, store: Store, encoder: DenseEncoder
+    ) -> None:
         self.settings = settings
         self.state = state
         self.store = store
@@ -127,7 +138,9 @@ class Ingester:
         report = IngestReport(run_id=uuid.uuid4().hex[:16], source_id=source.id)
         self.state.start_run(report.run_id, source.id, started.isoformat())
         full_scan = paths is None
-        files = iter_source_files(source) if full_scan else sorted({Path(p).resolve() for p in paths})
+        files = (
+            iter_source_files(source) if full_scan else sorted({Path(p).resolve() for p in paths})
+        )
         known = self.state.documents(source.id)
 
         # Chunks that a crashed run left pending are never visible; clear them first.
@@ -194,28 +207,49 @@ class Ingester:
         buffer: list[_Pending] = []
         buffered_chunks = 0
         done = 0
-        with ProcessPool(max_workers=s.parse_workers, context=ctx) as pool:
-            futures = [
-                pool.schedule(
+        with ProcessPool(
+            max_workers=s.parse_workers, context=ctx, initializer=_init_worker
+        ) as pool:
+
+            def submit(item: tuple[Path, str, int]):  # noqa: ANN202 - a pebble ProcessFuture
+                return pool.schedule(
                     _parse_job,
-                    args=(str(path), self.model_path, chunk_config, s.max_file_bytes),
+                    args=(str(item[0]), self.model_path, chunk_config, s.max_file_bytes),
                     timeout=s.parse_timeout_s,
                 )
-                for path, _, _ in todo
-            ]
-            for (path, sha, size), future in zip(todo, futures, strict=True):
+
+            # A bounded window of documents parses ahead of the embedder: parsing overlaps
+            # embedding, and memory stays bounded however large the run.
+            window: deque = deque()
+            queue = iter(todo)
+            for item in itertools.islice(queue, PARSE_AHEAD):
+                window.append((item, submit(item)))
+            while window:
+                (path, sha, size), future = window.popleft()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    window.append((nxt, submit(nxt)))
                 uri = str(path.resolve())
                 try:
                     result = future.result()
                 except FutureTimeout:
-                    result = {"ok": False, "reason": "timeout",
-                              "message": f"parsing took over {s.parse_timeout_s:g} s (RAGWALL_PARSE_TIMEOUT_S)"}
+                    result = {
+                        "ok": False,
+                        "reason": "timeout",
+                        "message": f"parsing took over {s.parse_timeout_s:g} s (RAGWALL_PARSE_TIMEOUT_S)",
+                    }
                 except ProcessExpired as exc:
-                    result = {"ok": False, "reason": "parser_crashed",
-                              "message": f"the parser process died (exit code {exc.exitcode})"}
+                    result = {
+                        "ok": False,
+                        "reason": "parser_crashed",
+                        "message": f"the parser process died (exit code {exc.exitcode})",
+                    }
                 except Exception as exc:  # anything else raised inside the worker
-                    result = {"ok": False, "reason": "parser_error",
-                              "message": f"{type(exc).__name__}: {exc}"}
+                    result = {
+                        "ok": False,
+                        "reason": "parser_error",
+                        "message": f"{type(exc).__name__}: {exc}",
+                    }
                 if not result["ok"]:
                     report.failed.append(Failure(uri, result["reason"], result["message"]))
                     self._forget(source.id, uri)
@@ -254,7 +288,9 @@ class Ingester:
     ) -> None:
         s = self.settings
         uri = str(pending.path.resolve())
-        doc_version = hashlib.sha256(f"{pending.sha256}:{self.fingerprint}".encode()).hexdigest()[:24]
+        doc_version = hashlib.sha256(f"{pending.sha256}:{self.fingerprint}".encode()).hexdigest()[
+            :24
+        ]
         now = datetime.now(UTC).isoformat()
         prior = s.trust_priors[source.trust_tier]
         parsed = pending.parsed
@@ -302,17 +338,36 @@ class Ingester:
             self.store.upsert(points[start : start + UPSERT_BATCH])
         doc = _doc_filter(source.id, uri)
         # Commit: the new version goes live, then the old one goes.
-        self.store.set_payload({"state": "live"}, doc & Filter(must=(Match("doc_version", doc_version),)))
+        self.store.set_payload(
+            {"state": "live"}, doc & Filter(must=(Match("doc_version", doc_version),))
+        )
         self.store.delete(doc & Filter(must_not=(Match("doc_version", doc_version),)))
         self.state.put_document(
             DocumentRecord(
-                source_id=source.id, uri=uri, sha256=pending.sha256, version=doc_version,
-                fingerprint=self.fingerprint, size=pending.size, chunks=len(chunks),
-                terms=sum(len(c["terms"]) for c in chunks), run_id=report.run_id, ingested_at=now,
+                source_id=source.id,
+                uri=uri,
+                sha256=pending.sha256,
+                version=doc_version,
+                fingerprint=self.fingerprint,
+                size=pending.size,
+                chunks=len(chunks),
+                terms=sum(len(c["terms"]) for c in chunks),
+                run_id=report.run_id,
+                ingested_at=now,
             )
         )
         report.documents += 1
         report.chunks += len(chunks)
+
+
+def _init_worker() -> None:
+    """One BLAS thread per parser process (the embedder owns the cores), models loaded early."""
+    from threadpoolctl import threadpool_limits
+
+    from ingest.worker import warm_up
+
+    threadpool_limits(1)
+    warm_up()
 
 
 def _parse_job(path: str, model_path: str, chunk_config: dict[str, int], max_bytes: int) -> dict:

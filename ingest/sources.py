@@ -66,7 +66,9 @@ def make_source(source_id: str, path: str, trust_tier: str, groups: list[str]) -
             "or a pattern such as 'docs/**/*.md'"
         )
     try:
-        return Source(id=source_id, kind=kind, location=location, trust_tier=trust_tier, groups=groups)
+        return Source(
+            id=source_id, kind=kind, location=location, trust_tier=trust_tier, groups=groups
+        )
     except ValueError as exc:
         raise SourceError(str(exc)) from exc
 

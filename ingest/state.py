@@ -86,8 +86,14 @@ class State:
         try:
             self._db.execute(
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?)",
-                (source.id, source.kind, source.location, source.trust_tier,
-                 json.dumps(source.groups), source.created_at),
+                (
+                    source.id,
+                    source.kind,
+                    source.location,
+                    source.trust_tier,
+                    json.dumps(source.groups),
+                    source.created_at,
+                ),
             )
         except sqlite3.IntegrityError as exc:
             raise SourceExists(
@@ -120,8 +126,18 @@ class State:
     def put_document(self, record: DocumentRecord) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.source_id, record.uri, record.sha256, record.version, record.fingerprint,
-             record.size, record.chunks, record.terms, record.run_id, record.ingested_at),
+            (
+                record.source_id,
+                record.uri,
+                record.sha256,
+                record.version,
+                record.fingerprint,
+                record.size,
+                record.chunks,
+                record.terms,
+                record.run_id,
+                record.ingested_at,
+            ),
         )
 
     def delete_document(self, source_id: str, uri: str) -> None:
@@ -150,6 +166,10 @@ class State:
 
 def _source(row: tuple) -> Source:
     return Source(
-        id=row[0], kind=row[1], location=row[2], trust_tier=row[3],
-        groups=json.loads(row[4]), created_at=row[5],
+        id=row[0],
+        kind=row[1],
+        location=row[2],
+        trust_tier=row[3],
+        groups=json.loads(row[4]),
+        created_at=row[5],
     )

@@ -23,13 +23,24 @@ def _tokenizer(model_path: str):  # noqa: ANN202
     return load_tokenizer(model_path)
 
 
+def warm_up() -> None:
+    """Load the parsers' models before the first document arrives."""
+    from ingest.parse import _spacy_pipeline, _use_packaged_spacy_model
+
+    _use_packaged_spacy_model()
+    _spacy_pipeline()
+    import unstructured.partition.auto  # noqa: F401
+
+
 def parse_and_chunk(
     path: str, model_path: str, chunk_config: dict[str, int], max_bytes: int
 ) -> dict[str, Any]:
     """``{"ok": True, parser..., "chunks": [...]}`` or ``{"ok": False, "reason", "message"}``."""
     try:
         parsed = parse_file(Path(path), max_bytes)
-        chunks = chunk_elements(parsed.elements, _tokenizer(model_path), ChunkConfig(**chunk_config))
+        chunks = chunk_elements(
+            parsed.elements, _tokenizer(model_path), ChunkConfig(**chunk_config)
+        )
     except DocumentError as exc:
         return {"ok": False, "reason": exc.reason, "message": str(exc)}
     except MemoryError:

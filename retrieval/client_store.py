@@ -48,7 +48,9 @@ def to_client_filter(flt: Filter | None) -> qm.Filter | None:
 
 def _query_vector(branch: Branch):  # noqa: ANN202
     if isinstance(branch.vector, SparseVec):
-        return qm.SparseVector(indices=list(branch.vector.indices), values=list(branch.vector.values))
+        return qm.SparseVector(
+            indices=list(branch.vector.indices), values=list(branch.vector.values)
+        )
     return [float(x) for x in branch.vector]
 
 
@@ -64,7 +66,11 @@ class ClientStore:
     def connect(
         cls, url: str, collection: str, dim: int, api_key: str | None = None
     ) -> ClientStore:
-        client = QdrantClient(location=":memory:") if url == ":memory:" else QdrantClient(url=url, api_key=api_key)
+        client = (
+            QdrantClient(location=":memory:")
+            if url == ":memory:"
+            else QdrantClient(url=url, api_key=api_key)
+        )
         store = cls(client, collection, dim)
         store.ensure_collection()
         return store
@@ -93,7 +99,9 @@ class ClientStore:
                         self.collection, name, qm.PayloadSchemaType.KEYWORD
                     )
                 for name in FLOAT_FIELDS:
-                    self.client.create_payload_index(self.collection, name, qm.PayloadSchemaType.FLOAT)
+                    self.client.create_payload_index(
+                        self.collection, name, qm.PayloadSchemaType.FLOAT
+                    )
         except StoreError:
             raise
         except Exception as exc:
@@ -109,7 +117,9 @@ class ClientStore:
                     id=p.id,
                     vector={
                         DENSE: [float(x) for x in p.dense],
-                        SPARSE: qm.SparseVector(indices=list(p.sparse.indices), values=list(p.sparse.values)),
+                        SPARSE: qm.SparseVector(
+                            indices=list(p.sparse.indices), values=list(p.sparse.values)
+                        ),
                     },
                     payload=p.payload,
                 )
@@ -122,7 +132,9 @@ class ClientStore:
         native = to_client_filter(flt)
         if native is None:
             raise ValueError("refusing to delete with an empty filter")
-        self.client.delete(self.collection, points_selector=qm.FilterSelector(filter=native), wait=True)
+        self.client.delete(
+            self.collection, points_selector=qm.FilterSelector(filter=native), wait=True
+        )
 
     def set_payload(self, payload: dict[str, Any], flt: Filter) -> None:
         native = to_client_filter(flt)
@@ -192,7 +204,9 @@ class ClientStore:
         return hits, (str(next_offset) if next_offset is not None else None)
 
     def count(self, flt: Filter | None = None) -> int:
-        return int(self.client.count(self.collection, count_filter=to_client_filter(flt), exact=True).count)
+        return int(
+            self.client.count(self.collection, count_filter=to_client_filter(flt), exact=True).count
+        )
 
     def optimize(self) -> None:
         """A server builds its indexes in the background; nothing to do."""

@@ -171,7 +171,10 @@ class EdgeStore:
                 with_payload=with_payload,
                 with_vector=False,
             )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
+        return [
+            Hit(str(p.id), float(p.score), dict(p.payload or {}))
+            for p in self._shard.query(request)
+        ]
 
     def scroll(
         self,

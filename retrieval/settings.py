@@ -18,7 +18,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGWALL_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default=Path("data"), description="Where sources, state and the embedded index live.")
+    data_dir: Path = Field(
+        default=Path("data"), description="Where sources, state and the embedded index live."
+    )
     qdrant_url: str | None = Field(
         default=None, description="Qdrant server URL; unset means the embedded qdrant-edge shard."
     )
@@ -32,25 +34,38 @@ class Settings(BaseSettings):
     embedding_device: str = "cpu"
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
 
-    chunk_max_tokens: int = Field(default=256, ge=16, le=8192, description="Upper bound, model tokens.")
+    chunk_max_tokens: int = Field(
+        default=256, ge=16, le=8192, description="Upper bound, model tokens."
+    )
     chunk_overlap_tokens: int = Field(default=32, ge=0, le=1024)
     chunk_max_chars: int = Field(default=1000, ge=100)
     chunk_new_after_chars: int = Field(default=800, ge=50)
     chunk_combine_under_chars: int = Field(default=200, ge=0)
 
-    parse_workers: int = Field(default=1, ge=1, le=64, description="Parser processes beside the embedder.")
-    parse_timeout_s: float = Field(default=600.0, gt=0, description="A document that parses longer fails.")
+    parse_workers: int = Field(
+        default=1, ge=1, le=64, description="Parser processes beside the embedder."
+    )
+    parse_timeout_s: float = Field(
+        default=600.0, gt=0, description="A document that parses longer fails."
+    )
     embed_buffer_chunks: int = Field(
         default=512, ge=1, description="Chunks gathered across documents before one embedding call."
     )
 
-    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Larger files are refused.")
+    max_file_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, description="Larger files are refused."
+    )
 
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 
     trust_priors: dict[str, float] = Field(
-        default_factory=lambda: {"verified": 1.0, "internal": 0.8, "external": 0.5, "untrusted": 0.2}
+        default_factory=lambda: {
+            "verified": 1.0,
+            "internal": 0.8,
+            "external": 0.5,
+            "untrusted": 0.2,
+        }
     )
 
     @field_validator("trust_priors")
