@@ -1,8 +1,8 @@
 """BM25 sparse vectors for Qdrant.
 
 Small pure functions. A document's vector holds, per term, the BM25 term-frequency saturation
-``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``; a query's vector holds 1.0 per distinct
-term. The collection stores the sparse vector with Qdrant's IDF modifier, so the engine multiplies
+``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``; a query's vector holds each term's count in
+the query. The collection stores the sparse vector with Qdrant's IDF modifier, so the engine multiplies
 in ``idf = ln(1 + (N - n + 0.5) / (n + 0.5))`` from its live document frequencies, and the dot
 product of query and document is their BM25 score (the Lucene variant that bm25s uses too).
 
@@ -66,6 +66,10 @@ def bm25_document_vector(
 
 
 def bm25_query_vector(terms: list[str]) -> SparseVector:
-    """The query side: 1.0 for each distinct term."""
-    indices = sorted({term_index(t) for t in terms})
-    return SparseVector(indices, [1.0] * len(indices))
+    """The query side: each distinct term weighted by its count in the query (as bm25s sums)."""
+    counts: dict[int, float] = {}
+    for term in terms:
+        idx = term_index(term)
+        counts[idx] = counts.get(idx, 0.0) + 1.0
+    indices = sorted(counts)
+    return SparseVector(indices, [counts[i] for i in indices])

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+DOCS = SHARED / "docs"
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data missing: {path} (clone ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from retrieval.embed import DenseEncoder
+
+    enc = DenseEncoder()
+    _ = enc.dim
+    return enc
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    from retrieval.settings import Settings
+
+    monkeypatch.setenv("RAGWALL_DATA_DIR", str(tmp_path / "data"))
+    return Settings(embed_buffer_chunks=64)
+
+
+@pytest.fixture
+def ingester(settings, encoder):
+    """An Ingester on the embedded store, in a temporary data dir, sharing the session's model."""
+    from ingest import Ingester, State
+    from retrieval.store import open_store
+
+    state = State(settings.state_path)
+    store = open_store(settings, encoder.dim)
+    yield Ingester(settings, state, store, encoder)
+    store.close()
+    state.close()

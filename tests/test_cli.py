@@ -1,0 +1,77 @@
+"""The `ragwall` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared
+
+RAGWALL = str(Path(sys.executable).with_name("ragwall"))
+
+
+@pytest.fixture
+def run(tmp_path):
+    env = {**os.environ, "RAGWALL_DATA_DIR": str(tmp_path / "data")}
+
+    def _run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [RAGWALL, *args], env=env, capture_output=True, text=True, timeout=600
+        )
+
+    return _run
+
+
+def test_sources_add_list_and_errors(run, tmp_path):
+    ok = run("sources", "add", "kb", str(tmp_path), "--trust", "verified", "-g", "eng")
+    assert ok.returncode == 0, ok.stderr
+    dup = run("sources", "add", "kb", str(tmp_path), "--trust", "verified", "-g", "eng")
+    assert dup.returncode == 2 and "already exists" in dup.stderr
+    assert (
+        run(
+            "sources", "add", "kb", str(tmp_path), "--trust", "verified", "-g", "eng", "--exist-ok"
+        ).returncode
+        == 0
+    )
+    bad = run("sources", "add", "x", str(tmp_path), "--trust", "sortof")
+    assert bad.returncode == 2 and "trust tier" in bad.stderr
+    listed = json.loads(run("sources", "list", "--json").stdout)
+    assert [(s["id"], s["trust_tier"], s["groups"]) for s in listed] == [
+        ("kb", "verified", ["eng"])
+    ]
+    missing = run("ingest", "nope")
+    assert missing.returncode == 2 and "no source 'nope'" in missing.stderr
+
+
+def test_ingest_json_summary_and_exit_status(run, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(shared("docs", "README.md"), corpus)
+    shutil.copy(shared("docs", "fake-email.eml"), corpus)
+    assert run("sources", "add", "kb", str(corpus)).returncode == 0
+
+    first = run("ingest", "kb", "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["documents"] == 2 and summary["chunks"] > 0 and summary["failed"] == []
+
+    second = json.loads(run("ingest", "kb", "--json").stdout.strip().splitlines()[-1])
+    assert second == {"documents": 0, "chunks": 0, "unchanged": 2, "removed": 0, "failed": []}
+
+    shutil.copy(shared("docs", "empty.txt"), corpus)
+    third = run("ingest", "kb", "--json")
+    assert third.returncode == 1
+    summary = json.loads(third.stdout.strip().splitlines()[-1])
+    assert [f["reason"] for f in summary["failed"]] == ["empty"]
+
+    one_off = run("ingest", str(shared("docs", "fake-html.html")), "--source", "kb", "--json")
+    assert one_off.returncode == 0, one_off.stderr
+    assert json.loads(one_off.stdout.strip().splitlines()[-1])["documents"] == 1
+    # A one-off ingest does not remove the source's other documents.
+    assert json.loads(run("sources", "list", "--json").stdout)[0]["documents"] == 3
