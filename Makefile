@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml requirements-spacy-model.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/ragwall sources add samples samples --trust verified --group public --exist-ok
+	$(BIN)/ragwall sources add samples samples --trust internal --group staff --exist-ok
+	$(BIN)/ragwall sources add docs docs --trust verified --group staff --exist-ok
 	$(BIN)/ragwall ingest samples
+	$(BIN)/ragwall ingest docs
+	$(BIN)/ragwall sources list
 
 test: install
 	$(BIN)/python -m pytest -q

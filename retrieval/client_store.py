@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from qdrant_client import QdrantClient
@@ -52,6 +53,17 @@ def _query_vector(branch: Branch):  # noqa: ANN202
             indices=list(branch.vector.indices), values=list(branch.vector.values)
         )
     return [float(x) for x in branch.vector]
+
+
+@contextmanager
+def _server_errors(action: str) -> Iterator[None]:
+    """Connection and server errors become StoreError, saying what failed."""
+    try:
+        yield
+    except (ValueError, TypeError, StoreError):
+        raise
+    except Exception as exc:
+        raise StoreError(f"Qdrant failed to {action}: {type(exc).__name__}: {exc}") from exc
 
 
 class ClientStore:
@@ -110,37 +122,40 @@ class ClientStore:
     def upsert(self, points: Sequence[PointIn]) -> None:
         if not points:
             return
-        self.client.upsert(
-            self.collection,
-            points=[
-                qm.PointStruct(
-                    id=p.id,
-                    vector={
-                        DENSE: [float(x) for x in p.dense],
-                        SPARSE: qm.SparseVector(
-                            indices=list(p.sparse.indices), values=list(p.sparse.values)
-                        ),
-                    },
-                    payload=p.payload,
-                )
-                for p in points
-            ],
-            wait=True,
-        )
+        with _server_errors("upsert points"):
+            self.client.upsert(
+                self.collection,
+                points=[
+                    qm.PointStruct(
+                        id=p.id,
+                        vector={
+                            DENSE: [float(x) for x in p.dense],
+                            SPARSE: qm.SparseVector(
+                                indices=list(p.sparse.indices), values=list(p.sparse.values)
+                            ),
+                        },
+                        payload=p.payload,
+                    )
+                    for p in points
+                ],
+                wait=True,
+            )
 
     def delete(self, flt: Filter) -> None:
         native = to_client_filter(flt)
         if native is None:
             raise ValueError("refusing to delete with an empty filter")
-        self.client.delete(
-            self.collection, points_selector=qm.FilterSelector(filter=native), wait=True
-        )
+        with _server_errors("delete points"):
+            self.client.delete(
+                self.collection, points_selector=qm.FilterSelector(filter=native), wait=True
+            )
 
     def set_payload(self, payload: dict[str, Any], flt: Filter) -> None:
         native = to_client_filter(flt)
         if native is None:
             raise ValueError("refusing to set payload with an empty filter")
-        self.client.set_payload(self.collection, payload=payload, points=native, wait=True)
+        with _server_errors("set payload"):
+            self.client.set_payload(self.collection, payload=payload, points=native, wait=True)
 
     def query(
         self,
@@ -156,14 +171,15 @@ class ClientStore:
             raise ValueError("a query needs at least one branch")
         if len(branches) == 1:
             b = branches[0]
-            response = self.client.query_points(
-                self.collection,
-                query=_query_vector(b),
-                using=b.using,
-                limit=limit,
-                query_filter=native,
-                with_payload=with_payload,
-            )
+            with _server_errors("run a query"):
+                response = self.client.query_points(
+                    self.collection,
+                    query=_query_vector(b),
+                    using=b.using,
+                    limit=limit,
+                    query_filter=native,
+                    with_payload=with_payload,
+                )
         else:
             if fusion == "rrf":
                 fused = qm.RrfQuery(rrf=qm.Rrf(k=rrf_k))
@@ -171,17 +187,20 @@ class ClientStore:
                 fused = qm.FusionQuery(fusion=qm.Fusion.DBSF)
             else:
                 raise ValueError(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
-            response = self.client.query_points(
-                self.collection,
-                prefetch=[
-                    qm.Prefetch(query=_query_vector(b), using=b.using, limit=b.limit, filter=native)
-                    for b in branches
-                ],
-                query=fused,
-                limit=limit,
-                query_filter=native,
-                with_payload=with_payload,
-            )
+            with _server_errors("run a query"):
+                response = self.client.query_points(
+                    self.collection,
+                    prefetch=[
+                        qm.Prefetch(
+                            query=_query_vector(b), using=b.using, limit=b.limit, filter=native
+                        )
+                        for b in branches
+                    ],
+                    query=fused,
+                    limit=limit,
+                    query_filter=native,
+                    with_payload=with_payload,
+                )
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
     def scroll(
@@ -192,21 +211,24 @@ class ClientStore:
         with_payload: bool | Sequence[str] = True,
     ) -> tuple[list[Hit], str | None]:
         payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
-        records, next_offset = self.client.scroll(
-            self.collection,
-            scroll_filter=to_client_filter(flt),
-            limit=limit,
-            offset=offset,
-            with_payload=payload_sel,
-            with_vectors=False,
-        )
+        with _server_errors("scroll"):
+            records, next_offset = self.client.scroll(
+                self.collection,
+                scroll_filter=to_client_filter(flt),
+                limit=limit,
+                offset=offset,
+                with_payload=payload_sel,
+                with_vectors=False,
+            )
         hits = [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
         return hits, (str(next_offset) if next_offset is not None else None)
 
     def count(self, flt: Filter | None = None) -> int:
-        return int(
-            self.client.count(self.collection, count_filter=to_client_filter(flt), exact=True).count
-        )
+        with _server_errors("count points"):
+            result = self.client.count(
+                self.collection, count_filter=to_client_filter(flt), exact=True
+            )
+        return int(result.count)
 
     def optimize(self) -> None:
         """A server builds its indexes in the background; nothing to do."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,17 @@ def _fusion(fusion: Fusion, rrf_k: int):  # noqa: ANN202
     if fusion == "dbsf":
         return qe.Fusion.Dbsf()
     raise ValueError(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
+
+
+@contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    """The engine raises bare exceptions; name them StoreError and say what failed."""
+    try:
+        yield
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:
+        raise StoreError(f"the embedded Qdrant shard failed to {action}: {exc}") from exc
 
 
 class EdgeStore:
@@ -125,19 +137,22 @@ class EdgeStore:
             )
             for p in points
         ]
-        self._shard.update(qe.UpdateOperation.upsert_points(edge_points))
+        with _engine_errors("upsert points"):
+            self._shard.update(qe.UpdateOperation.upsert_points(edge_points))
 
     def delete(self, flt: Filter) -> None:
         native = to_edge_filter(flt)
         if native is None:
             raise ValueError("refusing to delete with an empty filter")
-        self._shard.update(qe.UpdateOperation.delete_points_by_filter(native))
+        with _engine_errors("delete points"):
+            self._shard.update(qe.UpdateOperation.delete_points_by_filter(native))
 
     def set_payload(self, payload: dict[str, Any], flt: Filter) -> None:
         native = to_edge_filter(flt)
         if native is None:
             raise ValueError("refusing to set payload with an empty filter")
-        self._shard.update(qe.UpdateOperation.set_payload_by_filter(native, payload))
+        with _engine_errors("set payload"):
+            self._shard.update(qe.UpdateOperation.set_payload_by_filter(native, payload))
 
     # -- reads ----------------------------------------------------------------------------
     def query(
@@ -171,10 +186,9 @@ class EdgeStore:
                 with_payload=with_payload,
                 with_vector=False,
             )
-        return [
-            Hit(str(p.id), float(p.score), dict(p.payload or {}))
-            for p in self._shard.query(request)
-        ]
+        with _engine_errors("run a query"):
+            points = self._shard.query(request)
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
     def scroll(
         self,
@@ -184,26 +198,30 @@ class EdgeStore:
         with_payload: bool | Sequence[str] = True,
     ) -> tuple[list[Hit], str | None]:
         payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
-        records, next_offset = self._shard.scroll(
-            qe.ScrollRequest(
-                offset=uuid.UUID(offset) if offset else None,
-                limit=limit,
-                filter=to_edge_filter(flt),
-                with_payload=payload_sel,
-                with_vector=False,
+        with _engine_errors("scroll"):
+            records, next_offset = self._shard.scroll(
+                qe.ScrollRequest(
+                    offset=uuid.UUID(offset) if offset else None,
+                    limit=limit,
+                    filter=to_edge_filter(flt),
+                    with_payload=payload_sel,
+                    with_vector=False,
+                )
             )
-        )
         hits = [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
         return hits, (str(next_offset) if next_offset is not None else None)
 
     def count(self, flt: Filter | None = None) -> int:
-        return int(self._shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(flt))))
+        with _engine_errors("count points"):
+            return int(self._shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(flt))))
 
     def optimize(self) -> None:
-        self._shard.optimize()
+        with _engine_errors("build its indexes"):
+            self._shard.optimize()
 
     def flush(self) -> None:
-        self._shard.flush()
+        with _engine_errors("flush to disk"):
+            self._shard.flush()
 
     def close(self) -> None:
         if self._shard is not None:

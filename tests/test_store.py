@@ -155,3 +155,10 @@ def test_edge_store_persists_and_is_exclusive(tmp_path):
         assert again.query([Branch("dense", [0, 0, 1], 1)], limit=1)[0].payload["n"] == 3
     finally:
         again.close()
+
+
+def test_an_unreachable_server_is_a_store_error():
+    from retrieval.errors import StoreError
+
+    with pytest.raises(StoreError, match="Qdrant"):
+        ClientStore.connect("http://127.0.0.1:9", "nowhere", dim=3)
