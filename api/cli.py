@@ -23,6 +23,10 @@ from retrieval.settings import TRUST_TIERS, Settings  # noqa: E402
 app = typer.Typer(help="Ragwall: retrieval that AI agents can trust.", no_args_is_help=True)
 sources_app = typer.Typer(help="Register and inspect sources.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)
@@ -205,6 +209,129 @@ def ingest(
         sys.stdout.flush()
     if report.failed:
         raise typer.Exit(1)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option(help="retrieve (read) or admin.")] = "retrieve",
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="Bind to a group (repeat).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from api.keys import KeyStore
+
+    settings = _settings()
+    store = KeyStore(settings.state_path)
+    try:
+        key, record = store.create(scope, group or None, name)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "key": key,
+                    "id": record.id,
+                    "scope": record.scope,
+                    "groups": list(record.groups) if record.groups is not None else None,
+                }
+            )
+        )
+        return
+    err.print(
+        f"key {record.id} (scope {record.scope}, groups {list(record.groups or []) or 'all'}); "
+        "it is shown once, store it now:"
+    )
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    from api.keys import KeyStore
+
+    store = KeyStore(_settings().state_path)
+    try:
+        table = Table("id", "name", "scope", "groups", "created", "revoked")
+        for r in store.list():
+            table.add_row(
+                r.id,
+                r.name,
+                r.scope,
+                ",".join(r.groups) if r.groups is not None else "(all)",
+                r.created_at[:19],
+                (r.revoked_at or "")[:19],
+            )
+        out.print(table)
+    finally:
+        store.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id."""
+    from api.keys import KeyStore
+
+    store = KeyStore(_settings().state_path)
+    try:
+        store.revoke(key_id)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+    out.print(f"revoked {key_id}")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check the audit chain; exit 1 if any record was edited, removed or reordered."""
+    from api.audit import AuditLog
+
+    settings = _settings()
+    log = AuditLog(settings.audit_path, settings.state_path)
+    try:
+        report = log.verify()
+    finally:
+        log.close()
+    if as_json:
+        print(json.dumps({"ok": report.ok, "records": report.records, "problems": report.problems}))
+    else:
+        for problem in report.problems:
+            err.print(f"[red]tampered:[/red] {problem}")
+        out.print(f"{report.records} records; chain {'intact' if report.ok else 'BROKEN'}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    dev: Annotated[bool, typer.Option(help="Dev mode: no API keys (never expose it).")] = False,
+) -> None:
+    """Serve the HTTP API on the configured index."""
+    import uvicorn
+
+    from api.app import create_app, open_services
+
+    settings = _settings()
+    if dev:
+        settings = settings.model_copy(update={"dev_mode": True})
+    try:
+        services = open_services(settings)  # fail here, clearly, if the index is locked
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    try:
+        uvicorn.run(
+            create_app(settings, services), host=host, port=port, log_level="info", access_log=False
+        )
+    finally:
+        services.close()
 
 
 def main() -> None:  # pragma: no cover - console entry

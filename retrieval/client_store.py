@@ -23,6 +23,7 @@ from retrieval.store import (
     Match,
     MatchAny,
     PointIn,
+    Query,
     Range,
     SparseVec,
 )
@@ -64,6 +65,37 @@ def _server_errors(action: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise StoreError(f"Qdrant failed to {action}: {type(exc).__name__}: {exc}") from exc
+
+
+def _request(q: Query) -> qm.QueryRequest:
+    if not q.branches:
+        raise ValueError("a query needs at least one branch")
+    native = to_client_filter(q.flt)
+    if len(q.branches) == 1:
+        b = q.branches[0]
+        return qm.QueryRequest(
+            query=_query_vector(b),
+            using=b.using,
+            limit=q.limit,
+            filter=native,
+            with_payload=q.with_payload,
+        )
+    if q.fusion == "rrf":
+        fused = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k))
+    elif q.fusion == "dbsf":
+        fused = qm.FusionQuery(fusion=qm.Fusion.DBSF)
+    else:
+        raise ValueError(f"unknown fusion {q.fusion!r}; use 'rrf' or 'dbsf'")
+    return qm.QueryRequest(
+        prefetch=[
+            qm.Prefetch(query=_query_vector(b), using=b.using, limit=b.limit, filter=native)
+            for b in q.branches
+        ],
+        query=fused,
+        limit=q.limit,
+        filter=native,
+        with_payload=q.with_payload,
+    )
 
 
 class ClientStore:
@@ -166,42 +198,16 @@ class ClientStore:
         rrf_k: int = 60,
         with_payload: bool = True,
     ) -> list[Hit]:
-        native = to_client_filter(flt)
-        if not branches:
-            raise ValueError("a query needs at least one branch")
-        if len(branches) == 1:
-            b = branches[0]
-            with _server_errors("run a query"):
-                response = self.client.query_points(
-                    self.collection,
-                    query=_query_vector(b),
-                    using=b.using,
-                    limit=limit,
-                    query_filter=native,
-                    with_payload=with_payload,
-                )
-        else:
-            if fusion == "rrf":
-                fused = qm.RrfQuery(rrf=qm.Rrf(k=rrf_k))
-            elif fusion == "dbsf":
-                fused = qm.FusionQuery(fusion=qm.Fusion.DBSF)
-            else:
-                raise ValueError(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
-            with _server_errors("run a query"):
-                response = self.client.query_points(
-                    self.collection,
-                    prefetch=[
-                        qm.Prefetch(
-                            query=_query_vector(b), using=b.using, limit=b.limit, filter=native
-                        )
-                        for b in branches
-                    ],
-                    query=fused,
-                    limit=limit,
-                    query_filter=native,
-                    with_payload=with_payload,
-                )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        return self.query_batch([Query(branches, limit, flt, fusion, rrf_k, with_payload)])[0]
+
+    def query_batch(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        requests = [_request(q) for q in queries]
+        with _server_errors("run a query"):
+            responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [
+            [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points]
+            for r in responses
+        ]
 
     def scroll(
         self,

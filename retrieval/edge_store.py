@@ -24,6 +24,7 @@ from retrieval.store import (
     Match,
     MatchAny,
     PointIn,
+    Query,
     Range,
     SparseVec,
 )
@@ -73,6 +74,30 @@ def _engine_errors(action: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise StoreError(f"the embedded Qdrant shard failed to {action}: {exc}") from exc
+
+
+def _request(q: Query) -> qe.QueryRequest:
+    if not q.branches:
+        raise ValueError("a query needs at least one branch")
+    native = to_edge_filter(q.flt)
+    if len(q.branches) == 1:
+        return qe.QueryRequest(
+            limit=q.limit,
+            query=_vector(q.branches[0]),
+            filter=native,
+            with_payload=q.with_payload,
+            with_vector=False,
+        )
+    return qe.QueryRequest(
+        limit=q.limit,
+        prefetches=[
+            qe.Prefetch(limit=b.limit, query=_vector(b), filter=native) for b in q.branches
+        ],
+        query=_fusion(q.fusion, q.rrf_k),
+        filter=native,
+        with_payload=q.with_payload,
+        with_vector=False,
+    )
 
 
 class EdgeStore:
@@ -164,31 +189,19 @@ class EdgeStore:
         rrf_k: int = 60,
         with_payload: bool = True,
     ) -> list[Hit]:
-        native = to_edge_filter(flt)
-        if not branches:
-            raise ValueError("a query needs at least one branch")
-        if len(branches) == 1:
-            request = qe.QueryRequest(
-                limit=limit,
-                query=_vector(branches[0]),
-                filter=native,
-                with_payload=with_payload,
-                with_vector=False,
-            )
-        else:
-            request = qe.QueryRequest(
-                limit=limit,
-                prefetches=[
-                    qe.Prefetch(limit=b.limit, query=_vector(b), filter=native) for b in branches
-                ],
-                query=_fusion(fusion, rrf_k),
-                filter=native,
-                with_payload=with_payload,
-                with_vector=False,
-            )
+        return self.query_batch([Query(branches, limit, flt, fusion, rrf_k, with_payload)])[0]
+
+    def query_batch(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        requests = [_request(q) for q in queries]
         with _engine_errors("run a query"):
-            points = self._shard.query(request)
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+            if len(requests) == 1:
+                results = [self._shard.query(requests[0])]
+            else:
+                results = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        return [
+            [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+            for points in results
+        ]
 
     def scroll(
         self,

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 
+    dev_mode: bool = Field(
+        default=False, description="Serve without API keys (every caller is an unrestricted admin)."
+    )
+    reranker_model: str | None = Field(
+        default=None,
+        description="A cross-encoder: Hugging Face id, local folder, or .onnx file. Unset: no reranker.",
+    )
+    rerank_by_default: bool = False
+    rrf_k: int = Field(default=60, ge=1, le=1000)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     trust_priors: dict[str, float] = Field(
         default_factory=lambda: {
             "verified": 1.0,
@@ -90,6 +101,10 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.data_dir / "ragwall.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.data_dir / "audit.log"
 
     @property
     def shard_path(self) -> Path:

@@ -97,6 +97,18 @@ class Branch:
     limit: int
 
 
+@dataclass
+class Query:
+    """One query: a single branch searches it; several are prefetches fused by Qdrant."""
+
+    branches: Sequence[Branch]
+    limit: int
+    flt: Filter | None = None
+    fusion: Fusion = "rrf"
+    rrf_k: int = 60
+    with_payload: bool = True
+
+
 @runtime_checkable
 class Store(Protocol):
     """What Ragwall needs from a vector store."""
@@ -119,6 +131,10 @@ class Store(Protocol):
         with_payload: bool = True,
     ) -> list[Hit]:
         """One branch: plain search. Several: prefetches fused by Qdrant. ``flt`` applies to all."""
+        ...
+
+    def query_batch(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """Several queries planned and run together; one result list per query, in order."""
         ...
 
     def scroll(

@@ -162,3 +162,17 @@ def test_an_unreachable_server_is_a_store_error():
 
     with pytest.raises(StoreError, match="Qdrant"):
         ClientStore.connect("http://127.0.0.1:9", "nowhere", dim=3)
+
+
+def test_query_batch_matches_single_queries(store):
+    from retrieval.store import Query
+
+    store.upsert(_points())
+    dense = Branch("dense", [1, 0, 0], 10)
+    sparse = Branch("bm25", SparseVec([2], [1.0]), 10)
+    flt = Filter(must_not=(Match("state", "pending"),))
+    queries = [Query([dense], 3, flt), Query([sparse], 3, flt), Query([dense, sparse], 3, flt)]
+    batch = store.query_batch(queries)
+    singles = [store.query(q.branches, q.limit, q.flt) for q in queries]
+    assert [[h.id for h in r] for r in batch] == [[h.id for h in r] for r in singles]
+    assert all(h.payload["state"] == "live" for r in batch for h in r)

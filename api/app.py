@@ -1,0 +1,335 @@
+"""The HTTP API (FastAPI): retrieval for agents, source administration for admins.
+
+No `from __future__ import annotations` here: FastAPI reads the dependency annotations of the
+routes defined inside `create_app` at run time.
+"""
+
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.audit import AuditLog
+from api.keys import DEV_PRINCIPAL, KeyStore, Principal
+from api.models import (
+    ErrorResponse,
+    Health,
+    IngestSummary,
+    RerankInfo,
+    RetrieveRequest,
+    RetrieveResponse,
+    SourceIn,
+    SourceOut,
+)
+from ingest.pipeline import Ingester
+from ingest.sources import make_source
+from ingest.state import State
+from retrieval.embed import DenseEncoder
+from retrieval.errors import RagwallError, SourceExists, SourceNotFound, StoreError
+from retrieval.search import HybridSearcher, SearchFilter, access_filter
+from retrieval.settings import Settings
+from retrieval.store import Store, open_store
+
+log = logging.getLogger("ragwall.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+@dataclass
+class Services:
+    settings: Settings
+    state: State
+    keys: KeyStore
+    audit: AuditLog
+    encoder: DenseEncoder
+    store: Store
+    searcher: HybridSearcher
+    ingester: Ingester
+
+    def close(self) -> None:
+        for closer in (self.store.close, self.audit.close, self.keys.close, self.state.close):
+            try:
+                closer()
+            except Exception:  # closing must not mask the shutdown
+                log.exception("error while closing")
+
+
+def open_services(settings: Settings) -> Services:
+    encoder = DenseEncoder(
+        settings.embedding_model, settings.embedding_device, settings.embed_batch_size
+    )
+    state = State(settings.state_path)
+    keys = KeyStore(settings.state_path)
+    audit = AuditLog(settings.audit_path, settings.state_path)
+    store = open_store(settings, encoder.dim)
+    reranker = None
+    if settings.reranker_model:
+        from rerank import load_reranker
+
+        reranker = load_reranker(settings.reranker_model)
+    searcher = HybridSearcher(store, encoder, reranker)
+    return Services(
+        settings,
+        state,
+        keys,
+        audit,
+        encoder,
+        store,
+        searcher,
+        Ingester(settings, state, store, encoder),
+    )
+
+
+def _error(
+    status: int, code: str, message: str, details: list | None = None, headers=None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    if details:
+        body["error"]["details"] = details
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The app. Pass ``services`` to share already-open ones (tests); else it opens its own."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or open_services(settings or Settings())
+        if app.state.services.settings.dev_mode:
+            log.warning("RAGWALL_DEV_MODE is on: the API accepts calls without a key")
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.services.close()
+
+    app = FastAPI(
+        title="Ragwall",
+        version="0.1.0",
+        description="Retrieval that AI agents can trust: every hit with provenance, trust and flags.",
+        lifespan=lifespan,
+        responses={
+            401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+            403: {"model": ErrorResponse, "description": "The key lacks the scope"},
+            422: {"model": ErrorResponse, "description": "Invalid request"},
+        },
+    )
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
+        limit = request.app.state.services.settings.max_request_bytes
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _error(413, "request_too_large", f"request bodies are limited to {limit} bytes")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(StoreError)
+    async def on_store(_: Request, exc: StoreError) -> JSONResponse:
+        log.error("store failure: %s", exc)
+        return _error(503, "store_unavailable", str(exc))
+
+    def services_dep(request: Request) -> Services:
+        return request.app.state.services
+
+    def principal(request: Request, svc: Annotated[Services, Depends(services_dep)]) -> Principal:
+        header = request.headers.get("authorization", "")
+        key = (
+            header[7:].strip()
+            if header.lower().startswith("bearer ")
+            else request.headers.get("x-api-key", "")
+        )
+        if not key:
+            if svc.settings.dev_mode:
+                return DEV_PRINCIPAL
+            raise ApiError(
+                401,
+                "unauthorized",
+                "an API key is required: 'Authorization: Bearer rw_…'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        found = svc.keys.authenticate(key)
+        if found is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "the API key is invalid or revoked",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return found
+
+    def require(scope: str):  # noqa: ANN202
+        def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+            if not who.allows(scope):
+                raise ApiError(
+                    403, "forbidden", f"this key has scope {who.scope!r}; {scope!r} is needed"
+                )
+            return who
+
+        return check
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["health"],
+        responses={503: {"model": Health, "description": "Not ready"}},
+    )
+    def readyz(svc: Annotated[Services, Depends(services_dep)]):  # noqa: ANN201
+        """Readiness: the index answers and the embedding model is loaded."""
+        try:
+            points = svc.store.count()
+            dim = svc.encoder.dim
+        except Exception as exc:
+            return JSONResponse(
+                status_code=503, content={"status": "unavailable", "detail": {"error": str(exc)}}
+            )
+        return Health(status="ready", detail={"points": str(points), "embedding_dim": str(dim)})
+
+    @app.post("/v1/retrieve", response_model=RetrieveResponse, tags=["retrieve"])
+    def retrieve(
+        body: RetrieveRequest,
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("retrieve"))],
+    ) -> RetrieveResponse:
+        """Hybrid search (dense + BM25 fused by Qdrant), filtered by the key's access groups."""
+        request_id = uuid.uuid4().hex
+        f = body.filters
+        flt = access_filter(
+            who.groups,
+            SearchFilter(
+                sources=tuple(f.sources) if f.sources is not None else None,
+                groups=tuple(f.groups) if f.groups is not None else None,
+                min_trust=f.min_trust,
+                doc_sha256=tuple(f.doc_sha256) if f.doc_sha256 is not None else None,
+            ),
+        )
+        want_rerank = svc.settings.rerank_by_default if body.rerank is None else body.rerank
+        result = svc.searcher.search(
+            body.query,
+            flt,
+            top_k=body.top_k,
+            candidates=body.candidates,
+            fusion=body.fusion,
+            rrf_k=svc.settings.rrf_k,
+            rerank=want_rerank,
+        )
+        svc.audit.append(
+            "retrieve",
+            who.key_id,
+            request_id=request_id,
+            query_sha256=hashlib.sha256(body.query.encode()).hexdigest(),
+            filters=f.model_dump(exclude_none=True),
+            results=[
+                {
+                    "id": h.id,
+                    "source_id": h.provenance.get("source_id"),
+                    "doc_sha256": h.provenance.get("doc_sha256"),
+                }
+                for h in result.hits
+            ],
+        )
+        reranker = svc.searcher.reranker
+        return RetrieveResponse(
+            request_id=request_id,
+            hits=[
+                {
+                    "id": h.id,
+                    "text": h.text,
+                    "trust": h.trust,
+                    "scores": h.scores,
+                    "flags": h.flags,
+                    "provenance": h.provenance,
+                }
+                for h in result.hits
+            ],
+            candidates=result.candidates,
+            rerank=RerankInfo(
+                requested=want_rerank,
+                applied=result.rerank_applied,
+                model=reranker.model_id if reranker else None,
+                skipped_reason=result.rerank_skipped_reason,
+            ),
+            timings_ms=result.timings_ms,
+        )
+
+    @app.get("/v1/sources", response_model=list[SourceOut], tags=["admin"])
+    def list_sources(
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+    ) -> list[SourceOut]:
+        return [SourceOut(**s.model_dump()) for s in svc.state.list_sources()]
+
+    @app.post("/v1/sources", response_model=SourceOut, status_code=201, tags=["admin"])
+    def add_source(
+        body: SourceIn,
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+    ) -> SourceOut:
+        try:
+            source = make_source(body.id, body.path, body.trust, body.groups)
+            svc.state.add_source(source)
+        except SourceExists as exc:
+            raise ApiError(409, "source_exists", str(exc)) from exc
+        except RagwallError as exc:
+            raise ApiError(422, "invalid_source", str(exc)) from exc
+        svc.audit.append("source.add", who.key_id, source=source.model_dump())
+        return SourceOut(**source.model_dump())
+
+    @app.post("/v1/sources/{source_id}/ingest", response_model=IngestSummary, tags=["admin"])
+    def ingest_source(
+        source_id: str,
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+    ) -> IngestSummary:
+        try:
+            source = svc.state.get_source(source_id)
+        except SourceNotFound as exc:
+            raise ApiError(404, "source_not_found", str(exc)) from exc
+        report = svc.ingester.ingest(source)
+        svc.audit.append(
+            "source.ingest",
+            who.key_id,
+            source_id=source_id,
+            run_id=report.run_id,
+            summary={k: v for k, v in report.summary().items() if k != "failed"},
+            failed=len(report.failed),
+        )
+        return IngestSummary(**report.summary())
+
+    return app

@@ -1,0 +1,192 @@
+"""Request and response models of the HTTP API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from retrieval.settings import TRUST_TIERS
+
+MAX_QUERY_CHARS = 4096
+
+
+def _clean_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates from "\ud800" escapes
+        raise ValueError("text must be valid Unicode (it holds an unpaired surrogate)") from exc
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+class Filters(BaseModel):
+    """Narrow a search. Unknown fields are refused, so a typo never silently widens a search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] | None = Field(
+        default=None, max_length=100, description="Only these source ids."
+    )
+    groups: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="Only chunks in one of these access groups (within the key's own groups).",
+    )
+    min_trust: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Minimum chunk trust."
+    )
+    doc_sha256: list[str] | None = Field(
+        default=None, max_length=100, description="Only chunks of these documents (by sha256)."
+    )
+
+    @field_validator("sources", "groups", "doc_sha256")
+    @classmethod
+    def _strings(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for item in value:
+                _clean_text(item)
+                if not item or len(item) > 200:
+                    raise ValueError("each entry must be 1-200 characters")
+        return value
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The search text.")
+    top_k: int = Field(default=8, ge=1, le=100, description="Hits to return.")
+    candidates: int = Field(
+        default=30,
+        ge=1,
+        le=1000,
+        description="Candidates each branch fetches (and the reranker sees).",
+    )
+    filters: Filters = Field(default_factory=Filters)
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    rerank: bool | None = Field(
+        default=None, description="Rerank with the cross-encoder; default: the server's setting."
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        _clean_text(value)
+        if not value.strip():
+            raise ValueError("query must contain non-whitespace text")
+        return value
+
+
+class Scores(BaseModel):
+    dense: float | None = Field(
+        description="Cosine similarity from the dense branch (None: not among its candidates)."
+    )
+    sparse: float | None = Field(
+        description="BM25 score from the sparse branch (None: not among its candidates)."
+    )
+    fused: float | None = Field(description="Qdrant's fusion score (RRF or DBSF).")
+    rerank: float | None = Field(description="Cross-encoder score, when reranked.")
+
+
+class Flag(BaseModel):
+    kind: str
+    reason: str
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    source_id: str
+    doc_uri: str
+    doc_name: str | None = None
+    doc_sha256: str
+    doc_version: str | None = None
+    doc_filetype: str | None = None
+    chunk_index: int
+    chunk_count: int | None = None
+    char_start: int | None = None
+    char_end: int | None = None
+    page_start: int | None = None
+    page_end: int | None = None
+    title_path: list[str] = Field(default_factory=list)
+    element_types: list[str] = Field(default_factory=list)
+    token_count: int | None = None
+    parser: str | None = None
+    parser_version: str | None = None
+    embedding_model: str | None = None
+    ingest_run_id: str | None = None
+    ingested_at: str | None = None
+    trust_tier: str | None = None
+    trust_prior: float | None = None
+    groups: list[str] = Field(default_factory=list)
+
+
+class Hit(BaseModel):
+    id: str
+    text: str
+    trust: float
+    scores: Scores
+    flags: list[Flag] = Field(default_factory=list)
+    provenance: Provenance
+
+
+class RerankInfo(BaseModel):
+    requested: bool
+    applied: bool
+    model: str | None = None
+    skipped_reason: str | None = None
+
+
+class RetrieveResponse(BaseModel):
+    request_id: str
+    hits: list[Hit]
+    candidates: int = Field(description="How many fused candidates the final ranking chose from.")
+    rerank: RerankInfo
+    timings_ms: dict[str, float]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(
+        description="A machine-readable reason, e.g. 'invalid_request', 'unauthorized'."
+    )
+    message: str
+    details: list[dict] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class SourceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    path: str = Field(min_length=1, max_length=4096, description="A folder or glob on the server.")
+    trust: Literal["verified", "internal", "external", "untrusted"] = "internal"
+    groups: list[str] = Field(default_factory=list, max_length=100)
+
+
+class SourceOut(BaseModel):
+    id: str
+    kind: str
+    location: str
+    trust_tier: str
+    groups: list[str]
+    created_at: str
+
+
+class IngestSummary(BaseModel):
+    documents: int
+    chunks: int
+    unchanged: int
+    removed: int
+    failed: list[dict]
+
+
+class Health(BaseModel):
+    status: str
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+assert set(TRUST_TIERS) == {"verified", "internal", "external", "untrusted"}

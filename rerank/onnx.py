@@ -1,0 +1,152 @@
+"""A cross-encoder scored in onnxruntime, tokenized with ``tokenizers``: no torch at query time.
+
+``load_reranker`` takes a ready ``.onnx`` file (with ``tokenizer.json`` beside it), a folder that
+holds ``model.onnx``, any Hugging Face cross-encoder folder (exported to ONNX once, quantized int8
+per channel, cached beside the data), or a Hugging Face id found in the local cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.errors import ModelError
+
+ONNX_NAME = "model.onnx"
+INT8_NAME = "model_int8.onnx"
+
+
+class OnnxCrossEncoder:
+    """Scores (query, passage) pairs; higher is more relevant."""
+
+    def __init__(
+        self,
+        onnx_path: Path,
+        tokenizer_path: Path,
+        model_id: str,
+        max_length: int = 256,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model_id = model_id
+        self.path = Path(onnx_path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.enable_truncation(max_length=max_length, strategy="only_second")
+        self.tokenizer.enable_padding()
+
+    def score(self, query: str, passages: Sequence[str], batch_size: int = 32) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(passages), batch_size):
+            pairs = [(query, p) for p in passages[start : start + batch_size]]
+            enc = self.tokenizer.encode_batch(pairs)
+            feeds = {
+                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+            }
+            logits = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[
+                0
+            ]
+            out.extend(float(x) for x in np.asarray(logits).reshape(len(pairs), -1)[:, 0])
+        return out
+
+
+def export_onnx(model_dir: Path, out_dir: Path, quantize: bool = True) -> Path:
+    """Export a Hugging Face sequence-classification model to ONNX (and int8, per channel)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(out_dir))  # writes tokenizer.json for the fast tokenizer
+    sample = tokenizer(["a query"], ["a passage to score"], return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    dynamic = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    fp32 = out_dir / ONNX_NAME
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            tuple(sample[n] for n in names),
+            str(fp32),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
+    if not quantize:
+        return fp32
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    int8 = out_dir / INT8_NAME
+    quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QInt8)
+    return int8
+
+
+def _cache_dir(model_dir: Path) -> Path:
+    base = Path(os.environ.get("RAGWALL_DATA_DIR", "data")) / "models"
+    digest = hashlib.sha256(str(model_dir.resolve()).encode())
+    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        f = model_dir / name
+        if f.exists():
+            digest.update(f"{name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    return base / f"{model_dir.name}-{digest.hexdigest()[:12]}"
+
+
+def load_reranker(spec: str, max_length: int = 256) -> OnnxCrossEncoder:
+    """Load a reranker from an .onnx file, an exported folder, a HF folder, or a cached HF id."""
+    path = Path(spec).expanduser()
+    try:
+        if path.is_file() and path.suffix == ".onnx":
+            return OnnxCrossEncoder(
+                path, path.parent / "tokenizer.json", spec, _max_len(path.parent, max_length)
+            )
+        if not path.is_dir():
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(spec, local_files_only=True))
+        for name in (INT8_NAME, ONNX_NAME):
+            if (path / name).exists() and (path / "tokenizer.json").exists():
+                return OnnxCrossEncoder(
+                    path / name, path / "tokenizer.json", spec, _max_len(path, max_length)
+                )
+        if not (path / "config.json").exists():
+            raise ModelError(f"{path} holds neither an ONNX model nor a Hugging Face model")
+        cache = _cache_dir(path)
+        onnx_file = cache / INT8_NAME
+        if not onnx_file.exists():
+            onnx_file = export_onnx(path, cache)
+        return OnnxCrossEncoder(
+            onnx_file, cache / "tokenizer.json", spec, _max_len(path, max_length)
+        )
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"could not load reranker {spec!r}: {type(exc).__name__}: {exc}. Give an .onnx file, "
+            "a folder with model.onnx and tokenizer.json, a Hugging Face cross-encoder folder, or "
+            "an id in the local Hugging Face cache."
+        ) from exc
+
+
+def _max_len(folder: Path, default: int) -> int:
+    card = folder / "ragwall_reranker.json"
+    if card.exists():
+        return int(json.loads(card.read_text()).get("max_length", default))
+    return default

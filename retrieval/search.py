@@ -1,0 +1,173 @@
+"""Hybrid retrieval: dense and BM25 branches fused inside Qdrant, optionally reranked.
+
+The access filter (the caller's groups), the request's filters and ``state = live`` form one
+Qdrant filter that applies to every branch of the query; nothing is filtered after the engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from retrieval.embed import DenseEncoder
+from retrieval.sparse import bm25_query_vector, tokenize
+from retrieval.store import (
+    Branch,
+    Filter,
+    Fusion,
+    Match,
+    MatchAny,
+    Query,
+    Range,
+    SparseVec,
+    Store,
+)
+
+#: Payload fields that are internal bookkeeping, not provenance.
+_INTERNAL = frozenset({"state", "text"})
+
+
+class Reranker(Protocol):
+    model_id: str
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """What a caller may narrow a search to. ``None`` means no restriction on that field."""
+
+    sources: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
+    min_trust: float | None = None
+    doc_sha256: tuple[str, ...] | None = None
+
+
+def access_filter(allowed_groups: Sequence[str] | None, request: SearchFilter) -> Filter:
+    """The one Qdrant filter for a search.
+
+    ``allowed_groups`` are the caller's (its API key's) groups: a chunk is visible only if it
+    shares one. ``None`` means an unrestricted caller. A request's ``groups`` narrow further; they
+    can never widen, since both conditions must hold.
+    """
+    must: list = [Match("state", "live")]
+    if allowed_groups is not None:
+        must.append(MatchAny("groups", tuple(allowed_groups) or ("\x00no-group",)))
+    if request.groups is not None:
+        must.append(MatchAny("groups", tuple(request.groups) or ("\x00no-group",)))
+    if request.sources is not None:
+        must.append(MatchAny("source_id", tuple(request.sources) or ("\x00no-source",)))
+    if request.doc_sha256 is not None:
+        must.append(MatchAny("doc_sha256", tuple(request.doc_sha256) or ("\x00no-doc",)))
+    if request.min_trust is not None:
+        must.append(Range("trust", gte=request.min_trust))
+    return Filter(must=tuple(must))
+
+
+@dataclass
+class ScoredChunk:
+    id: str
+    text: str
+    provenance: dict[str, Any]
+    trust: float
+    scores: dict[str, float | None]
+    flags: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    hits: list[ScoredChunk]
+    timings_ms: dict[str, float]
+    rerank_applied: bool
+    rerank_skipped_reason: str | None
+    candidates: int
+
+
+class HybridSearcher:
+    """Embeds the query, runs dense, BM25 and fused queries as one Qdrant batch, reranks."""
+
+    def __init__(
+        self, store: Store, encoder: DenseEncoder, reranker: Reranker | None = None
+    ) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.reranker = reranker
+
+    def search(
+        self,
+        query: str,
+        flt: Filter,
+        top_k: int = 8,
+        candidates: int = 30,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        rerank: bool = False,
+        stages: Sequence[str] = ("dense", "bm25"),
+    ) -> SearchResult:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        branches: list[Branch] = []
+        if "dense" in stages:
+            branches.append(Branch("dense", self.encoder.encode_query(query), candidates))
+        if "bm25" in stages:
+            sparse = bm25_query_vector(tokenize(query))
+            if sparse.indices:  # a query of stopwords alone has no BM25 branch
+                branches.append(
+                    Branch("bm25", SparseVec(sparse.indices, sparse.values), candidates)
+                )
+        timings["embed"] = _ms(t)
+        if not branches:
+            return SearchResult([], timings, False, None, 0)
+
+        t = time.perf_counter()
+        want_rerank = rerank and self.reranker is not None
+        limit = max(candidates, top_k) if want_rerank else top_k
+        queries = [Query([b], candidates, flt, with_payload=False) for b in branches]
+        queries.append(Query(branches, limit, flt, fusion, rrf_k))
+        *branch_hits, fused = self.store.query_batch(queries)
+        timings["search"] = _ms(t)
+        by_branch = {
+            b.using: {h.id: h.score for h in hits}
+            for b, hits in zip(branches, branch_hits, strict=True)
+        }
+        fused_score_name = "fused" if len(branches) > 1 else branches[0].using
+
+        hits = [
+            ScoredChunk(
+                id=h.id,
+                text=h.payload.get("text", ""),
+                provenance={k: v for k, v in h.payload.items() if k not in _INTERNAL},
+                trust=float(h.payload.get("trust", 0.0)),
+                scores={
+                    "dense": by_branch.get("dense", {}).get(h.id),
+                    "sparse": by_branch.get("bm25", {}).get(h.id),
+                    "fused": h.score if fused_score_name == "fused" else None,
+                    "rerank": None,
+                },
+            )
+            for h in fused
+        ]
+
+        applied, skipped = False, None
+        if rerank and self.reranker is None:
+            skipped = "no reranker is configured (RAGWALL_RERANKER_MODEL)"
+        elif want_rerank and hits:
+            t = time.perf_counter()
+            try:
+                scores = self.reranker.score(query, [h.text for h in hits])
+            except Exception as exc:  # a broken model must not take retrieval down
+                skipped = f"reranker failed: {type(exc).__name__}: {exc}"
+            else:
+                for h, s in zip(hits, scores, strict=True):
+                    h.scores["rerank"] = float(s)
+                hits.sort(key=lambda h: h.scores["rerank"], reverse=True)
+                applied = True
+            timings["rerank"] = _ms(t)
+        n_candidates = len(hits)
+        return SearchResult(hits[:top_k], timings, applied, skipped, n_candidates)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
