@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +26,12 @@ sources_app = typer.Typer(help="Register and inspect sources.", no_args_is_help=
 app.add_typer(sources_app, name="sources")
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+eval_app = typer.Typer(
+    help="Measure retrieval quality (commands a CI can gate on).", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
+rerank_app = typer.Typer(help="Train and check cross-encoder rerankers.", no_args_is_help=True)
+app.add_typer(rerank_app, name="rerank")
 audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -306,6 +313,86 @@ def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         out.print(f"{report.records} records; chain {'intact' if report.ok else 'BROKEN'}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[
+        Path, typer.Option(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")
+    ],
+    split: Annotated[str, typer.Option(help="The qrels file: qrels/SPLIT.tsv.")] = "test",
+    reranker: Annotated[
+        str | None, typer.Option(help="Cross-encoder for the fused+rerank stage.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """nDCG@10, Recall@100, MRR@10 and latency for dense, BM25, fused and fused+rerank."""
+    from eval.retrieval import evaluate_retrieval
+
+    settings = _settings()
+    try:
+        result = evaluate_retrieval(
+            dataset, split, reranker or settings.reranker_model, progress=lambda m: err.print(m)
+        )
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    table = Table(
+        "system",
+        "nDCG@10",
+        "Recall@100",
+        "MRR@10",
+        "ms/query",
+        title=f"{dataset.name} / {split} ({result['stages']['fused']['queries']} queries)",
+    )
+    rows = {**{f"ragwall {k}": v for k, v in result["stages"].items()}, **result["peers"]}
+    for name, m in rows.items():
+        table.add_row(
+            name,
+            f"{m['ndcg@10']:.4f}",
+            f"{m['recall@100']:.4f}",
+            f"{m['mrr@10']:.4f}",
+            f"{m['ms_per_query']:.1f}",
+        )
+    err.print(table)
+    if as_json:
+        print(json.dumps(result))
+
+
+@rerank_app.command("train")
+def rerank_train(
+    corpus: Annotated[
+        list[Path], typer.Option(help="A BEIR folder whose titled documents train it (repeat).")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder (model_int8.onnx, tokenizer, card).")],
+    layers: Annotated[int, typer.Option(help="Encoder layers kept from the backbone.")] = 6,
+    max_length: Annotated[int, typer.Option(help="Max tokens of query + passage.")] = 192,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 3,
+    epochs: Annotated[int, typer.Option()] = 1,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    lr: Annotated[float, typer.Option()] = 4e-5,
+    seed: Annotated[int, typer.Option()] = 13,
+    max_pairs: Annotated[int | None, typer.Option(help="Cap the pairs (quick runs).")] = None,
+) -> None:
+    """Fine-tune a cross-encoder from the packaged MiniLM on weak supervision; export ONNX int8."""
+    from rerank.train import TrainConfig, train
+
+    out.mkdir(parents=True, exist_ok=True)
+    card = train(
+        TrainConfig(
+            corpora=list(corpus),
+            out_dir=out,
+            layers=layers,
+            max_length=max_length,
+            negatives=negatives,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            max_pairs=max_pairs,
+        ),
+        say=lambda m: err.print(m),
+    )
+    err.print(f"trained on {card.pairs} pairs in {card.train_seconds} s; model in {out}")
 
 
 @app.command()

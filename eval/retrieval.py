@@ -1,0 +1,164 @@
+"""Retrieval quality on a BEIR-layout dataset, stage by stage, beside reference BM25s.
+
+The corpus goes through the real ingest pipeline (one file per document) into a scratch embedded
+index; each judged query is then answered by the dense branch alone, the BM25 branch alone, their
+fusion inside Qdrant, and the fusion reranked by the cross-encoder (when one is configured).
+bm25s and rank-bm25 run on the same documents in the same process, as peers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.beir import BeirDataset, document_text, load_beir
+from eval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
+
+DEPTH = 100
+
+
+def _score(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]], ms: list[float]) -> dict:
+    return {
+        "ndcg@10": round(mean([ndcg_at_k(ranked[q], qrels[q], 10) for q in qrels]), 4),
+        "recall@100": round(mean([recall_at_k(ranked[q], qrels[q], 100) for q in qrels]), 4),
+        "mrr@10": round(mean([mrr_at_k(ranked[q], qrels[q], 10) for q in qrels]), 4),
+        "ms_per_query": round(mean(ms), 2),
+        "queries": len(qrels),
+    }
+
+
+def _dedupe_docs(names: list[str]) -> list[str]:
+    seen, out = set(), []
+    for name in names:
+        doc = Path(name).stem
+        if doc not in seen:
+            seen.add(doc)
+            out.append(doc)
+    return out
+
+
+def _peers(data: BeirDataset) -> dict[str, dict]:
+    import bm25s
+    import Stemmer
+    from rank_bm25 import BM25Okapi
+
+    ids = list(data.corpus)
+    texts = [document_text(data.corpus[i]) for i in ids]
+    stemmer = Stemmer.Stemmer("english")
+    retriever = bm25s.BM25()
+    retriever.index(
+        bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False),
+        show_progress=False,
+    )
+    out: dict[str, dict] = {}
+    ranked, ms = {}, []
+    for q in data.qrels:
+        t = time.perf_counter()
+        tokens = bm25s.tokenize(
+            [data.queries[q]], stopwords="en", stemmer=stemmer, show_progress=False
+        )
+        docs, _ = retriever.retrieve(tokens, k=min(DEPTH, len(ids)), show_progress=False)
+        ms.append((time.perf_counter() - t) * 1000)
+        ranked[q] = [ids[i] for i in docs[0]]
+    out["bm25s"] = _score(ranked, data.qrels, ms)
+
+    split_tokens = [[stemmer.stemWord(w) for w in t.lower().split()] for t in texts]
+    okapi = BM25Okapi(split_tokens)
+    ranked, ms = {}, []
+    for q in data.qrels:
+        t = time.perf_counter()
+        scores = okapi.get_scores([stemmer.stemWord(w) for w in data.queries[q].lower().split()])
+        ms.append((time.perf_counter() - t) * 1000)
+        ranked[q] = [ids[i] for i in np.argsort(-scores)[:DEPTH]]
+    out["rank-bm25"] = _score(ranked, data.qrels, ms)
+    return out
+
+
+def evaluate_retrieval(
+    dataset: Path,
+    split: str,
+    reranker_model: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Ingest the corpus into a scratch index and score every stage; returns the results."""
+    from ingest import Ingester, State, make_source
+    from retrieval.embed import DenseEncoder
+    from retrieval.search import HybridSearcher, SearchFilter, access_filter
+    from retrieval.settings import Settings
+    from retrieval.store import open_store
+
+    data = load_beir(dataset, split)
+    say = progress or (lambda _msg: None)
+    with tempfile.TemporaryDirectory(prefix="ragwall-eval-") as tmp:
+        root = Path(tmp)
+        docs = root / "corpus"
+        docs.mkdir()
+        for doc_id, doc in data.corpus.items():
+            safe = doc_id.replace("/", "_")
+            (docs / f"{safe}.txt").write_text(document_text(doc) or doc_id, encoding="utf-8")
+        settings = Settings(data_dir=root / "data", qdrant_url=None)
+        encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
+        state = State(settings.state_path)
+        store = open_store(settings, encoder.dim)
+        try:
+            say(f"ingesting {len(data.corpus)} documents")
+            t = time.perf_counter()
+            source = make_source("eval", str(docs), "verified", [])
+            state.add_source(source)
+            report = Ingester(settings, state, store, encoder).ingest(source)
+            ingest_s = time.perf_counter() - t
+            reranker = None
+            if reranker_model:
+                from rerank import load_reranker
+
+                reranker = load_reranker(reranker_model)
+            searcher = HybridSearcher(store, encoder, reranker)
+            flt = access_filter(None, SearchFilter())
+            stages = {
+                "dense": {"stages": ("dense",)},
+                "bm25": {"stages": ("bm25",)},
+                "fused": {"stages": ("dense", "bm25")},
+            }
+            if reranker is not None:
+                stages["fused+rerank"] = {"stages": ("dense", "bm25"), "rerank": True}
+            results: dict[str, dict] = {}
+            for name, kwargs in stages.items():
+                say(f"stage {name}: {len(data.qrels)} queries")
+                ranked, ms = {}, []
+                for q in data.qrels:
+                    t = time.perf_counter()
+                    res = searcher.search(
+                        data.queries[q],
+                        flt,
+                        top_k=DEPTH,
+                        candidates=DEPTH,
+                        rrf_k=settings.rrf_k,
+                        **kwargs,
+                    )
+                    ms.append((time.perf_counter() - t) * 1000)
+                    ranked[q] = _dedupe_docs([h.provenance["doc_name"] for h in res.hits])
+                results[name] = _score(ranked, data.qrels, ms)
+        finally:
+            store.close()
+            state.close()
+    say("peers: bm25s, rank-bm25")
+    return {
+        "dataset": str(dataset),
+        "split": split,
+        "documents": len(data.corpus),
+        "chunks": report.chunks,
+        "ingest_s": round(ingest_s, 1),
+        "stages": results,
+        "peers": _peers(data),
+        "reranker": reranker_model,
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    multiprocessing.freeze_support()
