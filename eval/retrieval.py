@@ -21,6 +21,7 @@ from eval.beir import BeirDataset, document_text, load_beir
 from eval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
 
 DEPTH = 100
+RERANK_DEPTH = 30  # the API's default candidate count: what a caller's reranking sees
 
 
 def _score(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]], ms: list[float]) -> dict:
@@ -126,7 +127,7 @@ def evaluate_retrieval(
                 "fused": {"stages": ("dense", "bm25")},
             }
             if reranker is not None:
-                stages["fused+rerank"] = {"stages": ("dense", "bm25"), "rerank": True}
+                stages["fused+rerank"] = {"stages": ("dense", "bm25")}
             results: dict[str, dict] = {}
             for name, kwargs in stages.items():
                 say(f"stage {name}: {len(data.qrels)} queries")

@@ -1,0 +1,171 @@
+"""Retrieval latency and throughput over HTTP against a running server.
+
+    python bench/retrieve.py --data-dir /tmp/bench-100k/data [--reranker rerank/models/...]
+
+Starts ``ragwall serve`` on the given data directory (an index built by bench/ingest.py holds
+100k chunks), creates a retrieve key, and sends real queries from a second process at
+concurrency 1, 4 and 16, without and (when a reranker is given) with reranking of 20
+candidates. Prints p50/p99 latency and requests per second, and the reranker's pairs/s alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RAGWALL = str(Path(sys.executable).with_name("ragwall"))
+
+
+def _queries(n: int, seed: int = 3) -> list[str]:
+    found: list[str] = []
+    for name in ("cranfield", "cisi"):
+        path = SHARED / name / "queries.jsonl"
+        if path.exists():
+            found += [json.loads(x)["text"] for x in path.read_text().splitlines() if x.strip()]
+    if not found:
+        words = (ROOT / "README.md").read_text().split()
+        rng = random.Random(seed)
+        found = [" ".join(rng.sample(words, 8)) for _ in range(200)]
+    rng = random.Random(seed)
+    return [rng.choice(found)[:500] for _ in range(n)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _load(url: str, key: str, queries: list[str], concurrency: int, rerank: bool) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for q in queries:
+        queue.put_nowait(q)
+    body_extra = {"rerank": True, "candidates": 20} if rerank else {"rerank": False}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while not queue.empty():
+            q = queue.get_nowait()
+            t = time.perf_counter()
+            r = await client.post(
+                f"{url}/v1/retrieve",
+                json={"query": q, "top_k": 8, **body_extra},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            latencies.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200 or (rerank and not r.json()["rerank"]["applied"]):
+                errors += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+        "req_per_s": round(len(latencies) / wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--reranker", default=None, help="cross-encoder for the rerank runs")
+    parser.add_argument("--requests", type=int, default=300, help="requests per run")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    env = {**os.environ, "RAGWALL_DATA_DIR": str(args.data_dir)}
+    if args.reranker:
+        env["RAGWALL_RERANKER_MODEL"] = args.reranker
+    key = json.loads(
+        subprocess.run(
+            [RAGWALL, "keys", "create", "--scope", "retrieve", "--json", "--name", "bench"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )["key"]
+    port = _free_port()
+    server = subprocess.Popen(
+        [RAGWALL, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None:
+                raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+        points = httpx.get(f"{url}/readyz").json()["detail"]["points"]
+        results: dict = {
+            "date": datetime.now(UTC).date().isoformat(),
+            "points": int(points),
+            "runs": [],
+        }
+        asyncio.run(_load(url, key, _queries(30), 2, False))  # warm-up
+        modes = [False, True] if args.reranker else [False]
+        for rerank in modes:
+            for concurrency in (1, 4, 16):
+                run = asyncio.run(_load(url, key, _queries(args.requests), concurrency, rerank))
+                run["rerank"] = rerank
+                results["runs"].append(run)
+                print(
+                    f"rerank={rerank!s:5} c={concurrency:<2}  p50 {run['p50_ms']:7.1f} ms  "
+                    f"p99 {run['p99_ms']:7.1f} ms  {run['req_per_s']:6.1f} req/s  "
+                    f"errors {run['errors']}"
+                )
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    if args.reranker:
+        sys.path.insert(0, str(ROOT))
+        from rerank import load_reranker
+
+        reranker = load_reranker(args.reranker)
+        passages = [q * 8 for q in _queries(20)]
+        reranker.score("warm up", passages)
+        t = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t < 10:
+            reranker.score(_queries(1)[0], passages)
+            n += len(passages)
+        results["reranker_pairs_per_s"] = round(n / (time.perf_counter() - t), 1)
+        print(f"reranker alone: {results['reranker_pairs_per_s']} pairs/s (batches of 20)")
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
