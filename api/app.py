@@ -78,7 +78,7 @@ def open_services(settings: Settings) -> Services:
     if settings.reranker_model:
         from rerank import load_reranker
 
-        reranker = load_reranker(settings.reranker_model)
+        reranker = load_reranker(settings.reranker_model, cache_dir=settings.data_dir / "models")
     searcher = HybridSearcher(store, encoder, reranker)
     return Services(
         settings,

@@ -99,8 +99,8 @@ def export_onnx(model_dir: Path, out_dir: Path, quantize: bool = True) -> Path:
     return int8
 
 
-def _cache_dir(model_dir: Path) -> Path:
-    base = Path(os.environ.get("RAGWALL_DATA_DIR", "data")) / "models"
+def _cache_dir(model_dir: Path, base: Path | None) -> Path:
+    base = base or Path(os.environ.get("RAGWALL_DATA_DIR", "data")) / "models"
     digest = hashlib.sha256(str(model_dir.resolve()).encode())
     for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         f = model_dir / name
@@ -109,8 +109,13 @@ def _cache_dir(model_dir: Path) -> Path:
     return base / f"{model_dir.name}-{digest.hexdigest()[:12]}"
 
 
-def load_reranker(spec: str, max_length: int = 256) -> OnnxCrossEncoder:
-    """Load a reranker from an .onnx file, an exported folder, a HF folder, or a cached HF id."""
+def load_reranker(
+    spec: str, max_length: int = 256, cache_dir: Path | None = None
+) -> OnnxCrossEncoder:
+    """Load a reranker from an .onnx file, an exported folder, a HF folder, or a cached HF id.
+
+    A Hugging Face model is exported once into ``cache_dir`` (default: ``$RAGWALL_DATA_DIR/models``).
+    """
     path = Path(spec).expanduser()
     try:
         if path.is_file() and path.suffix == ".onnx":
@@ -128,7 +133,7 @@ def load_reranker(spec: str, max_length: int = 256) -> OnnxCrossEncoder:
                 )
         if not (path / "config.json").exists():
             raise ModelError(f"{path} holds neither an ONNX model nor a Hugging Face model")
-        cache = _cache_dir(path)
+        cache = _cache_dir(path, cache_dir)
         onnx_file = cache / INT8_NAME
         if not onnx_file.exists():
             onnx_file = export_onnx(path, cache)

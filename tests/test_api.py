@@ -16,13 +16,10 @@ from tests.conftest import shared
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """A served index with two sources in different groups, and keys of each kind."""
-    import os
-
     from retrieval.settings import Settings
 
     root = tmp_path_factory.mktemp("api")
-    os.environ["RAGWALL_DATA_DIR"] = str(root / "data")
-    settings = Settings()
+    settings = Settings(data_dir=root / "data")
     services = open_services(settings)
     fin, eng = root / "finance", root / "eng"
     fin.mkdir()
