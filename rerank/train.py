@@ -151,7 +151,14 @@ def train(config: TrainConfig, say: Callable[[str], None] = print) -> ModelCard:
     docs = title_pairs(config.corpora)
     if not docs:
         raise ValueError("no titled documents in the given corpora")
-    pairs = mine_negatives(docs, config.negatives, config.seed, say)
+    cache = config.out_dir / "pairs.jsonl"
+    if cache.exists():  # mining is the slow part of a restart; the pairs depend only on the data
+        pairs = [TrainingPair(**json.loads(x)) for x in cache.read_text().splitlines() if x.strip()]
+        say(f"reusing {len(pairs)} mined pairs from {cache}")
+    else:
+        pairs = mine_negatives(docs, config.negatives, config.seed, say)
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        cache.write_text("".join(json.dumps(asdict(p)) + "\n" for p in pairs))
     if config.max_pairs:
         pairs = pairs[: config.max_pairs]
     say(f"{len(docs)} queries, {len(pairs)} pairs")
