@@ -11,6 +11,7 @@ The result is exported to ONNX, quantized int8 per channel, and written with a m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -151,7 +152,10 @@ def train(config: TrainConfig, say: Callable[[str], None] = print) -> ModelCard:
     docs = title_pairs(config.corpora)
     if not docs:
         raise ValueError("no titled documents in the given corpora")
-    cache = config.out_dir / "pairs.jsonl"
+    key = json.dumps(
+        [sorted(str(c.resolve()) for c in config.corpora), config.negatives, config.seed]
+    )
+    cache = config.out_dir / f"pairs-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
     if cache.exists():  # mining is the slow part of a restart; the pairs depend only on the data
         pairs = [TrainingPair(**json.loads(x)) for x in cache.read_text().splitlines() if x.strip()]
         say(f"reusing {len(pairs)} mined pairs from {cache}")
