@@ -74,21 +74,42 @@ def build_corpus(target_chunks: int, folder: Path, seed: int = 7) -> int:
     return n_files
 
 
+def _rss_parts(pid: int) -> tuple[int, int]:
+    """(anonymous, file-backed) resident bytes of a process, from /proc/PID/status."""
+    anon = file = 0
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                anon = int(line.split()[1]) * 1024
+            elif line.startswith(("RssFile:", "RssShmem:")):
+                file += int(line.split()[1]) * 1024
+    return anon, file
+
+
 class PeakRss:
-    """Samples the RSS of this process plus its children (the parser workers)."""
+    """Samples the RSS of this process plus its children (the parser workers).
+
+    ``peak`` is total RSS; ``peak_anon`` counts anonymous memory only (heap, model weights,
+    in-RAM indexes), leaving out file-backed pages such as the index files Qdrant maps, which the
+    kernel can drop under pressure.
+    """
 
     def __init__(self, interval: float = 0.25) -> None:
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.interval, self.peak, self.peak_anon = interval, 0, 0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            total = me.memory_info().rss
-            for child in me.children(recursive=True):
-                with contextlib.suppress(psutil.Error):  # a worker may exit meanwhile
-                    total += child.memory_info().rss
+            total = anon = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error, OSError):  # a worker may exit meanwhile
+                    a, f = _rss_parts(proc.pid)
+                    anon += a
+                    total += a + f
             self.peak = max(self.peak, total)
+            self.peak_anon = max(self.peak_anon, anon)
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakRss:
@@ -179,6 +200,7 @@ def main() -> None:
         "raw_embed_chunks_per_s": round(raw_cps, 1),
         "pipeline_vs_raw": round(pipeline_cps / raw_cps, 3),
         "peak_rss_gib": round(rss.peak / 2**30, 2),
+        "peak_rss_anon_gib": round(rss.peak_anon / 2**30, 2),
         "main_maxrss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "reingest_unchanged_s": round(again_s, 1),
         "reingest_written_chunks": again.chunks,
