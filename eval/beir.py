@@ -46,11 +46,16 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def load_beir(folder: Path, split: str) -> BeirDataset:
-    corpus = {
+def load_corpus(folder: Path) -> dict[str, dict[str, str]]:
+    """A BEIR folder's corpus.jsonl: {doc id: {"title", "text"}}."""
+    return {
         str(r["_id"]): {"title": r.get("title", "") or "", "text": r.get("text", "") or ""}
         for r in _jsonl(folder / "corpus.jsonl")
     }
+
+
+def load_beir(folder: Path, split: str) -> BeirDataset:
+    corpus = load_corpus(folder)
     queries = {str(r["_id"]): r["text"] for r in _jsonl(folder / "queries.jsonl")}
     qrels = load_qrels(folder / "qrels" / f"{split}.tsv")
     qrels = {q: j for q, j in qrels.items() if q in queries and any(g > 0 for g in j.values())}

@@ -8,7 +8,6 @@ bm25s and rank-bm25 run on the same documents in the same process, as peers.
 
 from __future__ import annotations
 
-import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable
@@ -159,7 +158,3 @@ def evaluate_retrieval(
         "peers": _peers(data),
         "reranker": reranker_model,
     }
-
-
-if __name__ == "__main__":  # pragma: no cover
-    multiprocessing.freeze_support()

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from eval.beir import load_corpus
+
 _WORDS = re.compile(r"\w+")
 
 
@@ -74,16 +76,13 @@ def title_pairs(corpora: list[Path]) -> list[tuple[str, str, str]]:
     """(doc key, title as query, text without the title) for every titled document."""
     out = []
     for folder in corpora:
-        rows = [
-            json.loads(x) for x in (folder / "corpus.jsonl").read_text().splitlines() if x.strip()
-        ]
-        for row in rows:
-            title = " ".join((row.get("title") or "").split()).strip(" .")
-            text = " ".join((row.get("text") or "").split())
+        for doc_id, doc in load_corpus(folder).items():
+            title = " ".join(doc["title"].split()).strip(" .")
+            text = " ".join(doc["text"].split())
             if title and text.lower().startswith(title.lower()):
                 text = text[len(title) :].lstrip(" .")
             if len(_WORDS.findall(title)) >= 3 and len(_WORDS.findall(text)) >= 20:
-                out.append((f"{folder.name}/{row['_id']}", title, text))
+                out.append((f"{folder.name}/{doc_id}", title, text))
     return out
 
 
