@@ -33,7 +33,7 @@ from ingest.pipeline import Ingester
 from ingest.sources import make_source
 from ingest.state import State
 from retrieval.embed import DenseEncoder
-from retrieval.errors import RagwallError, SourceExists, SourceNotFound, StoreError
+from retrieval.errors import ModelError, RagwallError, SourceExists, SourceNotFound, StoreError
 from retrieval.search import HybridSearcher, SearchFilter, access_filter
 from retrieval.settings import Settings
 from retrieval.store import Store, open_store
@@ -79,7 +79,7 @@ def open_services(settings: Settings) -> Services:
         from rerank import load_reranker
 
         reranker = load_reranker(settings.reranker_model, cache_dir=settings.data_dir / "models")
-    searcher = HybridSearcher(store, encoder, reranker)
+    searcher = HybridSearcher(store, encoder, reranker, _query_encoder(settings, encoder))
     return Services(
         settings,
         state,
@@ -90,6 +90,19 @@ def open_services(settings: Settings) -> Services:
         searcher,
         Ingester(settings, state, store, encoder),
     )
+
+
+def _query_encoder(settings: Settings, encoder: DenseEncoder):  # noqa: ANN202
+    """The ONNX int8 query encoder when configured and faithful, else None (PyTorch)."""
+    if settings.query_encoder != "onnx":
+        return None
+    from retrieval.onnx_embed import load_query_encoder
+
+    try:
+        return load_query_encoder(encoder, settings.data_dir / "models")
+    except ModelError as exc:
+        log.warning("queries will be embedded with PyTorch: %s", exc)
+        return None
 
 
 def _error(

@@ -121,6 +121,7 @@ class Ingester:
         self.encoder = encoder
         self.fingerprint = pipeline_fingerprint(settings)
         self.model_path = resolve_model_path(settings.embedding_model)
+        self._optimized_at = 0
 
     # -- public ----------------------------------------------------------------------------
     def ingest(
@@ -136,6 +137,7 @@ class Ingester:
         """
         started = datetime.now(UTC)
         report = IngestReport(run_id=uuid.uuid4().hex[:16], source_id=source.id)
+        self._optimized_at = 0
         self.state.start_run(report.run_id, source.id, started.isoformat())
         full_scan = paths is None
         files = (
@@ -272,6 +274,18 @@ class Ingester:
     def _flush(self, source: Source, buffer: list[_Pending], report: IngestReport) -> None:
         if not buffer:
             return
+        self._embed_and_write(source, buffer, report)
+        every = self.settings.optimize_every_chunks
+        if every and report.chunks - self._optimized_at >= every:
+            # Index what has been written so far and truncate the WAL: the index build then
+            # never holds more than `every` new chunks (plus one segment) in memory at once.
+            self.store.optimize()
+            self.store.flush()
+            self._optimized_at = report.chunks
+
+    def _embed_and_write(
+        self, source: Source, buffer: list[_Pending], report: IngestReport
+    ) -> None:
         texts = [c["text"] for p in buffer for c in p.parsed["chunks"]]
         vectors = self.encoder.encode(texts)
         corpus_terms, corpus_chunks = self.state.corpus_terms()

@@ -110,7 +110,7 @@ class EdgeStore:
         self.dim = dim
 
     @classmethod
-    def open(cls, path: Path, dim: int) -> EdgeStore:
+    def open(cls, path: Path, dim: int, segment_max_kb: int | None = None) -> EdgeStore:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(path) + ".lock")
@@ -125,6 +125,9 @@ class EdgeStore:
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            optimizers=qe.EdgeOptimizersConfig(max_segment_size=segment_max_kb)
+            if segment_max_kb
+            else None,
         )
         try:
             if (path / "edge_config.json").exists():

@@ -29,6 +29,10 @@ from retrieval.store import (
 _INTERNAL = frozenset({"state", "text"})
 
 
+class QueryEncoder(Protocol):
+    def encode_query(self, query: str) -> Any: ...
+
+
 class Reranker(Protocol):
     model_id: str
 
@@ -89,11 +93,17 @@ class HybridSearcher:
     """Embeds the query, runs dense, BM25 and fused queries as one Qdrant batch, reranks."""
 
     def __init__(
-        self, store: Store, encoder: DenseEncoder, reranker: Reranker | None = None
+        self,
+        store: Store,
+        encoder: DenseEncoder,
+        reranker: Reranker | None = None,
+        query_encoder: QueryEncoder | None = None,
     ) -> None:
         self.store = store
         self.encoder = encoder
         self.reranker = reranker
+        # Queries may be embedded by a faster twin of the passage encoder (ONNX int8).
+        self.query_encoder: QueryEncoder = query_encoder or encoder
 
     def search(
         self,
@@ -110,7 +120,7 @@ class HybridSearcher:
         t = time.perf_counter()
         branches: list[Branch] = []
         if "dense" in stages:
-            branches.append(Branch("dense", self.encoder.encode_query(query), candidates))
+            branches.append(Branch("dense", self.query_encoder.encode_query(query), candidates))
         if "bm25" in stages:
             sparse = bm25_query_vector(tokenize(query))
             if sparse.indices:  # a query of stopwords alone has no BM25 branch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,24 @@ class Settings(BaseSettings):
     embed_buffer_chunks: int = Field(
         default=512, ge=1, description="Chunks gathered across documents before one embedding call."
     )
+    optimize_every_chunks: int = Field(
+        default=25_000,
+        ge=0,
+        description=(
+            "During a long ingest, build the index (HNSW, sparse and payload indexes) and flush "
+            "the write-ahead log after this many chunks, so no single index build has to hold "
+            "the whole run in memory. 0 builds once, at the end of the run."
+        ),
+    )
+    segment_max_kb: int = Field(
+        default=100_000,
+        ge=1_000,
+        description=(
+            "Embedded index only: largest segment the optimizer builds, in KB of vector data "
+            "(100,000 KB is about 65k MiniLM vectors). Smaller segments cap the memory an index "
+            "build needs; more segments make each query a little slower."
+        ),
+    )
 
     max_file_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1, description="Larger files are refused."
@@ -67,6 +86,14 @@ class Settings(BaseSettings):
         description="A cross-encoder: Hugging Face id, local folder, or .onnx file. Unset: no reranker.",
     )
     rerank_by_default: bool = False
+    query_encoder: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description=(
+            "How the service embeds queries: 'onnx' exports the embedding model once to ONNX "
+            "int8 (checked to keep cosine >= 0.99 with PyTorch) and runs it in onnxruntime; "
+            "'torch' uses sentence-transformers. Passages are always embedded with PyTorch."
+        ),
+    )
     rrf_k: int = Field(default=60, ge=1, le=1000)
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
 

@@ -167,4 +167,4 @@ def open_store(settings, dim: int) -> Store:  # noqa: ANN001 - retrieval.setting
         return ClientStore.connect(settings.qdrant_url, settings.collection, dim, api_key=key)
     from retrieval.edge_store import EdgeStore
 
-    return EdgeStore.open(settings.shard_path, dim)
+    return EdgeStore.open(settings.shard_path, dim, segment_max_kb=settings.segment_max_kb)

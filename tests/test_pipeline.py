@@ -217,3 +217,39 @@ def test_client_store_backend_runs_the_same_pipeline(settings, encoder, tmp_path
     finally:
         store.close()
         state.close()
+
+
+def test_index_built_in_steps_answers_like_one_built_at_the_end(encoder, tmp_path, monkeypatch):
+    """Long runs build the index every `optimize_every_chunks` into capped segments."""
+    from ingest import State
+    from retrieval.settings import Settings
+    from retrieval.store import open_store
+
+    folder = _folder(tmp_path, ["README.md", "fake-email.eml", "handbook-1p.docx", "simple.docx"])
+    query = "United States Trustee supervises standing trustees"
+    sparse = bm25_query_vector(tokenize(query))
+    branches = [
+        Branch("dense", encoder.encode_query(query), 20),
+        Branch("bm25", SparseVec(sparse.indices, sparse.values), 20),
+    ]
+    answers = []
+    for name, every, seg_kb in (("once", 0, 100_000), ("steps", 3, 1_000)):
+        monkeypatch.setenv("RAGWALL_DATA_DIR", str(tmp_path / name))
+        settings = Settings(
+            embed_buffer_chunks=8, optimize_every_chunks=every, segment_max_kb=seg_kb
+        )
+        state, store = State(settings.state_path), open_store(settings, encoder.dim)
+        try:
+            ingester = Ingester(settings, state, store, encoder)
+            report = ingester.ingest(_register(ingester, folder))
+            assert store.count(LIVE) == report.chunks >= 10 and not report.failed
+            top = store.query(branches, limit=40, flt=LIVE)  # every candidate: no cut in a tie
+            answers.append(
+                [(h.payload["doc_name"], h.payload["chunk_index"], round(h.score, 5)) for h in top]
+            )
+        finally:
+            store.close()
+            state.close()
+    # Equal fused scores may come back in any order; the scored set must be the same.
+    once, steps = (sorted(a, key=lambda t: (-t[2], t[0], t[1])) for a in answers)
+    assert once == steps
