@@ -6,10 +6,12 @@ routes defined inside `create_app` at run time.
 
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -20,15 +22,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.audit import AuditLog
 from api.keys import DEV_PRINCIPAL, KeyStore, Principal
 from api.models import (
+    ContextOut,
     ErrorResponse,
     Health,
     IngestSummary,
+    QuarantineIn,
+    QuarantineOut,
     RerankInfo,
     RetrieveRequest,
     RetrieveResponse,
     SourceIn,
     SourceOut,
 )
+from defend.query import DefenseConfig
 from ingest.pipeline import Ingester
 from ingest.sources import make_source
 from ingest.state import State
@@ -243,6 +249,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         """Hybrid search (dense + BM25 fused by Qdrant), filtered by the key's access groups."""
         request_id = uuid.uuid4().hex
         f = body.filters
+        blocked_sources, blocked_docs = svc.state.quarantined()
         flt = access_filter(
             who.groups,
             SearchFilter(
@@ -251,17 +258,26 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 min_trust=f.min_trust,
                 doc_sha256=tuple(f.doc_sha256) if f.doc_sha256 is not None else None,
             ),
+            blocked_sources,
+            blocked_docs,
         )
-        want_rerank = svc.settings.rerank_by_default if body.rerank is None else body.rerank
+        s = svc.settings
+        want_rerank = s.rerank_by_default if body.rerank is None else body.rerank
+        want_defenses = s.defenses_by_default if body.defenses is None else body.defenses
+        policy = body.policy or who.policy or s.default_policy
         result = svc.searcher.search(
             body.query,
             flt,
             top_k=body.top_k,
             candidates=body.candidates,
             fusion=body.fusion,
-            rrf_k=svc.settings.rrf_k,
+            rrf_k=s.rrf_k,
             rerank=want_rerank,
+            defenses=defense_config(s, policy, svc.state) if want_defenses else None,
         )
+        context = None
+        if body.context:
+            context = _context(result.hits, body.max_context_tokens, svc)
         svc.audit.append(
             "retrieve",
             who.key_id,
@@ -273,9 +289,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     "id": h.id,
                     "source_id": h.provenance.get("source_id"),
                     "doc_sha256": h.provenance.get("doc_sha256"),
+                    "flags": [fl["kind"] for fl in h.flags],
                 }
                 for h in result.hits
             ],
+            dropped=result.dropped,
         )
         reranker = svc.searcher.reranker
         return RetrieveResponse(
@@ -298,6 +316,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 model=reranker.model_id if reranker else None,
                 skipped_reason=result.rerank_skipped_reason,
             ),
+            defenses=want_defenses,
+            policy=policy if want_defenses else None,
+            dropped=result.dropped,
+            context=context,
             timings_ms=result.timings_ms,
         )
 
@@ -345,4 +367,129 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
         return IngestSummary(**report.summary())
 
+    def _set_quarantine(
+        svc: Services, who: Principal, kind: str, value: str, on: bool, reason: str
+    ) -> QuarantineOut:
+        if on:
+            changed = svc.state.quarantine(kind, value, reason, datetime.now(UTC).isoformat())
+        else:
+            changed = svc.state.release(kind, value)
+        svc.audit.append(
+            f"{kind}.{'quarantine' if on else 'release'}",
+            who.key_id,
+            **{"source_id" if kind == "source" else "doc_sha256": value},
+            reason=reason,
+            changed=changed,
+        )
+        return QuarantineOut(kind=kind, value=value, quarantined=on, changed=changed)
+
+    @app.post("/v1/sources/{source_id}/quarantine", response_model=QuarantineOut, tags=["defend"])
+    def quarantine_source(
+        source_id: str,
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+        body: QuarantineIn | None = None,
+    ) -> QuarantineOut:
+        """Kill switch: from the moment this returns, no retrieve returns the source's chunks."""
+        try:
+            svc.state.get_source(source_id)
+        except SourceNotFound as exc:
+            raise ApiError(404, "source_not_found", str(exc)) from exc
+        return _set_quarantine(svc, who, "source", source_id, True, body.reason if body else "")
+
+    @app.post("/v1/sources/{source_id}/release", response_model=QuarantineOut, tags=["defend"])
+    def release_source(
+        source_id: str,
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+    ) -> QuarantineOut:
+        """Lift a source's quarantine: its chunks are retrievable again."""
+        return _set_quarantine(svc, who, "source", source_id, False, "")
+
+    @app.post(
+        "/v1/documents/{doc_sha256}/quarantine", response_model=QuarantineOut, tags=["defend"]
+    )
+    def quarantine_document(
+        doc_sha256: str,
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+        body: QuarantineIn | None = None,
+    ) -> QuarantineOut:
+        """Quarantine one document, by the sha256 of its bytes (a hit's `doc_sha256`)."""
+        if not _SHA256.fullmatch(doc_sha256):
+            raise ApiError(422, "invalid_request", "doc_sha256 must be 64 lowercase hex digits")
+        return _set_quarantine(svc, who, "document", doc_sha256, True, body.reason if body else "")
+
+    @app.post("/v1/documents/{doc_sha256}/release", response_model=QuarantineOut, tags=["defend"])
+    def release_document(
+        doc_sha256: str,
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+    ) -> QuarantineOut:
+        if not _SHA256.fullmatch(doc_sha256):
+            raise ApiError(422, "invalid_request", "doc_sha256 must be 64 lowercase hex digits")
+        return _set_quarantine(svc, who, "document", doc_sha256, False, "")
+
+    @app.get("/v1/quarantine", tags=["defend"])
+    def list_quarantine(
+        svc: Annotated[Services, Depends(services_dep)],
+        who: Annotated[Principal, Depends(require("admin"))],
+    ) -> list[dict[str, str]]:
+        return svc.state.quarantine_list()
+
     return app
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def defense_config(settings: Settings, policy: str, state: State) -> DefenseConfig:
+    """The query-time defenses as the settings describe them, with the sources' history."""
+    cutoff = datetime.now(UTC) - timedelta(days=settings.new_source_days)
+    new = frozenset(
+        src.id for src in state.list_sources() if datetime.fromisoformat(src.created_at) > cutoff
+    )
+    return DefenseConfig(
+        policy=policy,  # type: ignore[arg-type]
+        injection_threshold=settings.injection_threshold,
+        low_trust=settings.low_trust_threshold,
+        flood_min=settings.flood_min,
+        flood_cosine=settings.flood_cosine,
+        mirror_min_cosine=settings.mirror_min_cosine,
+        mirror_margin=settings.mirror_margin,
+        mirror_coverage=settings.mirror_coverage,
+        trust_weight=settings.trust_weight,
+        new_sources=new,
+    )
+
+
+def _context(hits, max_tokens: int, svc: Services) -> ContextOut:  # noqa: ANN001
+    from defend.spotlight import Passage, build_context
+
+    counter = _token_counter(svc)
+    ctx = build_context(
+        [
+            Passage(
+                id=h.id,
+                text=h.text,
+                source_id=str(h.provenance.get("source_id", "")),
+                doc_name=str(h.provenance.get("doc_name") or h.provenance.get("doc_uri", "")),
+                trust=h.trust,
+                flags=[f["kind"] for f in h.flags],
+            )
+            for h in hits
+        ],
+        max_tokens,
+        counter,
+    )
+    return ContextOut(
+        text=ctx.text, included=ctx.included, truncated=ctx.truncated, tokens=ctx.tokens
+    )
+
+
+def _token_counter(svc: Services):  # noqa: ANN202
+    """Tokens by the embedding model's tokenizer: close to, not equal to, an LLM's count."""
+    tokenizer = svc.encoder.tokenizer
+    return lambda text: len(
+        tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+    )

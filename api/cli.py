@@ -34,6 +34,10 @@ rerank_app = typer.Typer(help="Train and check cross-encoder rerankers.", no_arg
 app.add_typer(rerank_app, name="rerank")
 audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+documents_app = typer.Typer(help="Quarantine or release single documents.", no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
+defend_app = typer.Typer(help="Train and inspect the injection defenses.", no_args_is_help=True)
+app.add_typer(defend_app, name="defend")
 
 out = Console()
 err = Console(stderr=True)
@@ -147,6 +151,74 @@ def sources_remove(source_id: str) -> None:
     out.print(f"removed source {source_id} and {n} chunks")
 
 
+def _quarantine(kind: str, value: str, on: bool, reason: str) -> None:
+    import re
+    from datetime import UTC, datetime
+
+    from api.audit import AuditLog
+    from ingest.state import State
+    from retrieval.errors import SourceNotFound
+
+    settings = _settings()
+    state = State(settings.state_path)
+    audit = AuditLog(settings.audit_path, settings.state_path)
+    try:
+        if kind == "source" and on:
+            try:
+                state.get_source(value)
+            except SourceNotFound as exc:
+                raise _fail(exc) from exc
+        if kind == "document" and not re.fullmatch(r"[0-9a-f]{64}", value):
+            err.print(
+                "[red]error:[/red] a document is named by its sha256: 64 lowercase hex digits"
+            )
+            raise typer.Exit(2)
+        if on:
+            changed = state.quarantine(kind, value, reason, datetime.now(UTC).isoformat())
+        else:
+            changed = state.release(kind, value)
+        audit.append(
+            f"{kind}.{'quarantine' if on else 'release'}",
+            "cli",
+            **{"source_id" if kind == "source" else "doc_sha256": value},
+            reason=reason,
+            changed=changed,
+        )
+    finally:
+        audit.close()
+        state.close()
+    verb = "quarantined" if on else "released"
+    out.print(f"{kind} {value} {verb}" + ("" if changed else f" (it already was {verb})"))
+
+
+@sources_app.command("quarantine")
+def sources_quarantine(
+    source_id: str, reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = ""
+) -> None:
+    """Kill switch: no retrieve returns this source's chunks until it is released."""
+    _quarantine("source", source_id, True, reason)
+
+
+@sources_app.command("release")
+def sources_release(source_id: str) -> None:
+    """Lift a source's quarantine."""
+    _quarantine("source", source_id, False, "")
+
+
+@documents_app.command("quarantine")
+def documents_quarantine(
+    doc_sha256: str, reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = ""
+) -> None:
+    """Quarantine one document by the sha256 of its bytes (a hit's doc_sha256)."""
+    _quarantine("document", doc_sha256, True, reason)
+
+
+@documents_app.command("release")
+def documents_release(doc_sha256: str) -> None:
+    """Lift a document's quarantine."""
+    _quarantine("document", doc_sha256, False, "")
+
+
 @app.command()
 def ingest(
     target: Annotated[
@@ -225,6 +297,10 @@ def keys_create(
         list[str] | None, typer.Option("--group", "-g", help="Bind to a group (repeat).")
     ] = None,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    policy: Annotated[
+        str | None,
+        typer.Option(help="Flagged hits for this key: flag, demote or drop (default: server's)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
@@ -233,7 +309,7 @@ def keys_create(
     settings = _settings()
     store = KeyStore(settings.state_path)
     try:
-        key, record = store.create(scope, group or None, name)
+        key, record = store.create(scope, group or None, name, policy)
     except RagwallError as exc:
         raise _fail(exc) from exc
     finally:
@@ -358,6 +434,65 @@ def eval_retrieval(
         print(json.dumps(result))
 
 
+@eval_app.command("poisoning")
+def eval_poisoning(
+    attack: Annotated[Path, typer.Option(help="PoisonedRAG attack file (JSON).")],
+    background: Annotated[
+        list[Path],
+        typer.Option(help="Clean background: a BEIR folder or a document folder (repeat)."),
+    ],
+    clean: Annotated[
+        Path | None, typer.Option(help="Clean judged data (BEIR, one qrels file) for the cost.")
+    ] = None,
+    max_asr: Annotated[
+        float | None, typer.Option(help="Exit 1 if attack success with defenses on exceeds this.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """Attack success at top 5 with defenses off and on; the defenses' cost on clean data."""
+    from eval.poisoning import evaluate_poisoning
+
+    try:
+        result = evaluate_poisoning(attack, background, clean, progress=lambda m: err.print(m))
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    table = Table("measure", "defenses off", "defenses on", title=f"poisoning: {attack.name}")
+    for name in ("asr@5", "asr@5_single", "clean_ndcg@10"):
+        if name in result:
+            table.add_row(name, f"{result[name]['off']:.4f}", f"{result[name]['on']:.4f}")
+    if "clean_flag_rate" in result:
+        table.add_row("clean top-5 flagged", "", f"{result['clean_flag_rate']:.4f}")
+    err.print(table)
+    if as_json:
+        print(json.dumps(result))
+    if max_asr is not None and result["asr@5"]["on"] > max_asr:
+        err.print(f"[red]attack success {result['asr@5']['on']:.4f} exceeds {max_asr}[/red]")
+        raise typer.Exit(1)
+
+
+@eval_app.command("injection")
+def eval_injection(
+    dataset: Annotated[Path, typer.Option(help='JSON lines {"text": ..., "label": 0|1}.')],
+    threshold: Annotated[
+        float | None, typer.Option(help="Flag at this score (default: the setting).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """Precision, recall and false-positive rate of the injection detector."""
+    from eval.injection import evaluate_injection
+
+    try:
+        result = evaluate_injection(dataset, threshold)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    err.print(
+        f"{result['texts']} texts: precision {result['precision']:.4f}, recall "
+        f"{result['recall']:.4f}, false-positive rate {result['fpr']:.4f}"
+    )
+    if as_json:
+        print(json.dumps(result))
+
+
 @rerank_app.command("train")
 def rerank_train(
     corpus: Annotated[
@@ -393,6 +528,24 @@ def rerank_train(
         say=lambda m: err.print(m),
     )
     err.print(f"trained on {card.pairs} pairs in {card.train_seconds} s; model in {out}")
+
+
+@defend_app.command("train")
+def defend_train(
+    bipia: Annotated[Path, typer.Option(help="The BIPIA folder (email/, code/, *_attack_*.json).")],
+    out: Annotated[Path, typer.Option(help="Where to write the head (JSON).")] = Path(
+        "defend/models/injection_head.json"
+    ),
+    benign: Annotated[
+        list[Path] | None, typer.Option(help="BEIR corpora of ordinary prose (repeat).")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Train the injection classifier head on BIPIA (held-out split reported, never trained on)."""
+    from defend.train import train_head
+
+    card = train_head(bipia, out, benign or [], seed, say=lambda m: err.print(m))
+    print(json.dumps(card))
 
 
 @app.command()

@@ -68,6 +68,24 @@ class RetrieveRequest(BaseModel):
     rerank: bool | None = Field(
         default=None, description="Rerank with the cross-encoder; default: the server's setting."
     )
+    defenses: bool | None = Field(
+        default=None,
+        description="Run the query-time defenses (flags); default: the server's setting (on).",
+    )
+    policy: Literal["flag", "demote", "drop"] | None = Field(
+        default=None,
+        description=(
+            "Flagged hits: 'flag' returns them with their flags, 'demote' ranks them after every "
+            "unflagged hit, 'drop' leaves them out (counted in `dropped`). Default: the key's "
+            "policy, else the server's ('flag')."
+        ),
+    )
+    context: bool = Field(
+        default=False, description="Also return a spotlighted `context` string for a prompt."
+    )
+    max_context_tokens: int = Field(
+        default=2000, ge=64, le=100_000, description="Token budget of `context`."
+    )
 
     @field_validator("query")
     @classmethod
@@ -97,6 +115,10 @@ class Flag(BaseModel):
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="allow")
 
+    injection_score: float | None = None
+    injection_reasons: list[str] = Field(default_factory=list)
+    hidden_text: bool | None = None
+    hidden_reasons: list[str] = Field(default_factory=list)
     source_id: str
     doc_uri: str
     doc_name: str | None = None
@@ -138,12 +160,36 @@ class RerankInfo(BaseModel):
     skipped_reason: str | None = None
 
 
+class ContextOut(BaseModel):
+    text: str = Field(description="Delimited, datamarked passages with provenance, for a prompt.")
+    included: list[str] = Field(description="Ids of the hits in `text`, in order.")
+    truncated: str | None = Field(description="The id of a hit cut to fit the budget, if any.")
+    tokens: int = Field(description="Tokens of `text` by the embedding model's tokenizer.")
+
+
 class RetrieveResponse(BaseModel):
     request_id: str
     hits: list[Hit]
     candidates: int = Field(description="How many fused candidates the final ranking chose from.")
     rerank: RerankInfo
+    defenses: bool = Field(description="Whether the query-time defenses ran.")
+    policy: str | None = Field(description="The policy applied to flagged hits.")
+    dropped: int = Field(default=0, description="Flagged hits left out by the 'drop' policy.")
+    context: ContextOut | None = None
     timings_ms: dict[str, float]
+
+
+class QuarantineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=1000)
+
+
+class QuarantineOut(BaseModel):
+    kind: Literal["source", "document"]
+    value: str
+    quarantined: bool = Field(description="The state after the call.")
+    changed: bool = Field(description="False when it already was in that state.")
 
 
 class ErrorBody(BaseModel):

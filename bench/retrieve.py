@@ -4,8 +4,8 @@
 
 Starts ``ragwall serve`` on the given data directory (an index built by bench/ingest.py holds
 100k chunks), creates a retrieve key, and sends real queries from a second process at
-concurrency 1, 4 and 16, without and (when a reranker is given) with reranking of 20
-candidates. Prints p50/p99 latency and requests per second, and the reranker's pairs/s alone.
+concurrency 1, 4 and 16, with the query-time defenses off and on, without and (when a
+reranker is given) with reranking of 20 candidates. Prints p50/p99 latency and requests per second, and the reranker's pairs/s alone.
 """
 
 from __future__ import annotations
@@ -51,13 +51,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _load(url: str, key: str, queries: list[str], concurrency: int, rerank: bool) -> dict:
+async def _load(
+    url: str, key: str, queries: list[str], concurrency: int, rerank: bool, defenses: bool = True
+) -> dict:
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[str] = asyncio.Queue()
     for q in queries:
         queue.put_nowait(q)
     body_extra = {"rerank": True, "candidates": 20} if rerank else {"rerank": False}
+    body_extra["defenses"] = defenses
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal errors
@@ -135,14 +138,20 @@ def main() -> None:
             "runs": [],
         }
         asyncio.run(_load(url, key, _queries(30), 2, False))  # warm-up
-        modes = [False, True] if args.reranker else [False]
-        for rerank in modes:
+        modes = [(False, False), (False, True)]
+        if args.reranker:
+            modes += [(True, False), (True, True)]
+        for rerank, defenses in modes:
             for concurrency in (1, 4, 16):
-                run = asyncio.run(_load(url, key, _queries(args.requests), concurrency, rerank))
+                run = asyncio.run(
+                    _load(url, key, _queries(args.requests), concurrency, rerank, defenses)
+                )
                 run["rerank"] = rerank
+                run["defenses"] = defenses
                 results["runs"].append(run)
                 print(
-                    f"rerank={rerank!s:5} c={concurrency:<2}  p50 {run['p50_ms']:7.1f} ms  "
+                    f"rerank={rerank!s:5} defenses={defenses!s:5} c={concurrency:<2}  "
+                    f"p50 {run['p50_ms']:7.1f} ms  "
                     f"p99 {run['p99_ms']:7.1f} ms  {run['req_per_s']:6.1f} req/s  "
                     f"errors {run['errors']}"
                 )

@@ -120,13 +120,17 @@ def evaluate_retrieval(
                 reranker = load_reranker(reranker_model)
             searcher = HybridSearcher(store, encoder, reranker)
             flt = access_filter(None, SearchFilter())
-            stages = {
+            stages: dict[str, dict[str, Any]] = {
                 "dense": {"stages": ("dense",)},
                 "bm25": {"stages": ("bm25",)},
                 "fused": {"stages": ("dense", "bm25")},
             }
-            if reranker is not None:
-                stages["fused+rerank"] = {"stages": ("dense", "bm25")}
+            if reranker is not None:  # the top RERANK_DEPTH fused hits reranked, the rest kept
+                stages["fused+rerank"] = {
+                    "stages": ("dense", "bm25"),
+                    "rerank": True,
+                    "rerank_depth": RERANK_DEPTH,
+                }
             results: dict[str, dict] = {}
             for name, kwargs in stages.items():
                 say(f"stage {name}: {len(data.qrels)} queries")

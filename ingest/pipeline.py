@@ -25,6 +25,8 @@ from typing import Any
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
 
+from defend.detect import Detector, content_trust
+from defend.hidden_html import HiddenSegment
 from ingest.sources import Source, iter_source_files
 from ingest.state import DocumentRecord, State
 from retrieval.embed import DenseEncoder, resolve_model_path
@@ -88,6 +90,8 @@ def pipeline_fingerprint(settings: Settings) -> str:
     parts = [
         "ragwall-ingest-1",
         settings.embedding_model,
+        DETECTOR_VERSION,
+        str(settings.injection_head or "packaged"),
         str(settings.chunk_max_tokens),
         str(settings.chunk_overlap_tokens),
         str(settings.chunk_max_chars),
@@ -121,6 +125,7 @@ class Ingester:
         self.encoder = encoder
         self.fingerprint = pipeline_fingerprint(settings)
         self.model_path = resolve_model_path(settings.embedding_model)
+        self.detector = make_detector(settings, encoder)
         self._optimized_at = 0
 
     # -- public ----------------------------------------------------------------------------
@@ -309,8 +314,10 @@ class Ingester:
         prior = s.trust_priors[source.trust_tier]
         parsed = pending.parsed
         chunks = parsed["chunks"]
+        hidden = [HiddenSegment(**h) for h in parsed.get("hidden", ())]
+        signals = self.detector.score_chunks([c["text"] for c in chunks], vectors, hidden)
         points = []
-        for chunk, vector in zip(chunks, vectors, strict=True):
+        for chunk, vector, sig in zip(chunks, vectors, signals, strict=True):
             sparse = bm25_document_vector(chunk["terms"], avg_len, s.bm25_k1, s.bm25_b)
             payload = {
                 "text": chunk["text"],
@@ -337,7 +344,11 @@ class Ingester:
                 "ingested_at": now,
                 "trust_tier": source.trust_tier,
                 "trust_prior": prior,
-                "trust": prior,
+                "trust": content_trust(prior, sig),
+                "injection_score": sig.injection_score,
+                "injection_reasons": sig.injection_reasons,
+                "hidden_text": sig.hidden_text,
+                "hidden_reasons": sig.hidden_reasons,
                 "groups": list(source.groups),
             }
             points.append(
@@ -372,6 +383,21 @@ class Ingester:
         )
         report.documents += 1
         report.chunks += len(chunks)
+
+
+DETECTOR_VERSION = "defend-1"  # bump when the rules change: documents are then re-scored
+
+
+def make_detector(settings: Settings, encoder: DenseEncoder) -> Detector:
+    """Rules always; the classifier head when it was trained on this embedding model."""
+    from defend.classifier import load_head
+
+    head = load_head(
+        str(settings.injection_head) if settings.injection_head else None,
+        settings.embedding_model,
+        encoder.dim,
+    )
+    return Detector(head)
 
 
 def _init_worker() -> None:

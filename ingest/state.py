@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS documents (
     ingested_at TEXT NOT NULL,
     PRIMARY KEY (source_id, uri)
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    kind TEXT NOT NULL CHECK (kind IN ('source', 'document')),
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     source_id TEXT NOT NULL,
@@ -151,6 +158,33 @@ class State:
         return int(terms), int(chunks)
 
     # -- runs ------------------------------------------------------------------------------
+    # -- quarantine: read on every retrieve, so a change holds from the moment it commits ------
+    def quarantine(self, kind: str, value: str, reason: str, at: str) -> bool:
+        """Quarantine a source id or a document sha256; False if it already was."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO quarantine (kind, value, reason, created_at) VALUES (?,?,?,?)",
+            (kind, value, reason, at),
+        )
+        return cur.rowcount > 0
+
+    def release(self, kind: str, value: str) -> bool:
+        cur = self._db.execute("DELETE FROM quarantine WHERE kind = ? AND value = ?", (kind, value))
+        return cur.rowcount > 0
+
+    def quarantined(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(quarantined source ids, quarantined document hashes)."""
+        rows = self._db.execute("SELECT kind, value FROM quarantine ORDER BY value").fetchall()
+        return (
+            tuple(v for k, v in rows if k == "source"),
+            tuple(v for k, v in rows if k == "document"),
+        )
+
+    def quarantine_list(self) -> list[dict[str, str]]:
+        rows = self._db.execute(
+            "SELECT kind, value, reason, created_at FROM quarantine ORDER BY created_at"
+        ).fetchall()
+        return [dict(zip(("kind", "value", "reason", "created_at"), r, strict=True)) for r in rows]
+
     def start_run(self, run_id: str, source_id: str, started_at: str) -> None:
         self._db.execute(
             "INSERT INTO runs (id, source_id, started_at) VALUES (?, ?, ?)",

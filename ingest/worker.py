@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from defend.hidden_html import find_hidden_in_file
 from ingest.chunk import ChunkConfig, chunk_elements, load_tokenizer
 from ingest.parse import parse_file
 from retrieval.errors import DocumentError
@@ -54,6 +55,7 @@ def parse_and_chunk(
         out.append(record)
     return {
         "ok": True,
+        "hidden": [asdict(h) for h in find_hidden_in_file(Path(path))],
         "parser": parsed.parser,
         "parser_version": parsed.parser_version,
         "filetype": parsed.filetype,

@@ -67,6 +67,12 @@ def _server_errors(action: str) -> Iterator[None]:
         raise StoreError(f"Qdrant failed to {action}: {type(exc).__name__}: {exc}") from exc
 
 
+def _dense(vector) -> list[float] | None:  # noqa: ANN001 - the client's vector union
+    if isinstance(vector, dict):
+        vector = vector.get(DENSE)
+    return list(vector) if vector is not None else None
+
+
 def _request(q: Query) -> qm.QueryRequest:
     if not q.branches:
         raise ValueError("a query needs at least one branch")
@@ -79,6 +85,7 @@ def _request(q: Query) -> qm.QueryRequest:
             limit=q.limit,
             filter=native,
             with_payload=q.with_payload,
+            with_vector=[DENSE] if q.with_dense else False,
         )
     if q.fusion == "rrf":
         fused = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k))
@@ -95,6 +102,7 @@ def _request(q: Query) -> qm.QueryRequest:
         limit=q.limit,
         filter=native,
         with_payload=q.with_payload,
+        with_vector=[DENSE] if q.with_dense else False,
     )
 
 
@@ -205,7 +213,10 @@ class ClientStore:
         with _server_errors("run a query"):
             responses = self.client.query_batch_points(self.collection, requests=requests)
         return [
-            [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points]
+            [
+                Hit(str(p.id), float(p.score), dict(p.payload or {}), _dense(p.vector))
+                for p in r.points
+            ]
             for r in responses
         ]
 

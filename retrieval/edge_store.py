@@ -86,7 +86,7 @@ def _request(q: Query) -> qe.QueryRequest:
             query=_vector(q.branches[0]),
             filter=native,
             with_payload=q.with_payload,
-            with_vector=False,
+            with_vector=[DENSE] if q.with_dense else False,
         )
     return qe.QueryRequest(
         limit=q.limit,
@@ -96,8 +96,14 @@ def _request(q: Query) -> qe.QueryRequest:
         query=_fusion(q.fusion, q.rrf_k),
         filter=native,
         with_payload=q.with_payload,
-        with_vector=False,
+        with_vector=[DENSE] if q.with_dense else False,
     )
+
+
+def _dense(vector) -> list[float] | None:  # noqa: ANN001 - the engine's vector union
+    if isinstance(vector, dict):
+        vector = vector.get(DENSE)
+    return [float(x) for x in vector] if vector is not None else None
 
 
 class EdgeStore:
@@ -202,7 +208,10 @@ class EdgeStore:
             else:
                 results = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return [
-            [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+            [
+                Hit(str(p.id), float(p.score), dict(p.payload or {}), _dense(p.vector))
+                for p in points
+            ]
             for points in results
         ]
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from defend.query import DefenseConfig
 from retrieval.embed import DenseEncoder
 from retrieval.sparse import bm25_query_vector, tokenize
 from retrieval.store import (
@@ -49,12 +50,18 @@ class SearchFilter:
     doc_sha256: tuple[str, ...] | None = None
 
 
-def access_filter(allowed_groups: Sequence[str] | None, request: SearchFilter) -> Filter:
+def access_filter(
+    allowed_groups: Sequence[str] | None,
+    request: SearchFilter,
+    quarantined_sources: Sequence[str] = (),
+    quarantined_docs: Sequence[str] = (),
+) -> Filter:
     """The one Qdrant filter for a search.
 
     ``allowed_groups`` are the caller's (its API key's) groups: a chunk is visible only if it
     shares one. ``None`` means an unrestricted caller. A request's ``groups`` narrow further; they
-    can never widen, since both conditions must hold.
+    can never widen, since both conditions must hold. Quarantined sources and documents are
+    excluded by the same filter, so the engine never returns them.
     """
     must: list = [Match("state", "live")]
     if allowed_groups is not None:
@@ -67,7 +74,12 @@ def access_filter(allowed_groups: Sequence[str] | None, request: SearchFilter) -
         must.append(MatchAny("doc_sha256", tuple(request.doc_sha256) or ("\x00no-doc",)))
     if request.min_trust is not None:
         must.append(Range("trust", gte=request.min_trust))
-    return Filter(must=tuple(must))
+    must_not: list = []
+    if quarantined_sources:
+        must_not.append(MatchAny("source_id", tuple(quarantined_sources)))
+    if quarantined_docs:
+        must_not.append(MatchAny("doc_sha256", tuple(quarantined_docs)))
+    return Filter(must=tuple(must), must_not=tuple(must_not))
 
 
 @dataclass
@@ -78,6 +90,7 @@ class ScoredChunk:
     trust: float
     scores: dict[str, float | None]
     flags: list[dict[str, str]] = field(default_factory=list)
+    vector: list[float] | None = None  # the dense vector, kept only while defenses run
 
 
 @dataclass
@@ -87,6 +100,7 @@ class SearchResult:
     rerank_applied: bool
     rerank_skipped_reason: str | None
     candidates: int
+    dropped: int = 0
 
 
 class HybridSearcher:
@@ -115,7 +129,10 @@ class HybridSearcher:
         rrf_k: int = 60,
         rerank: bool = False,
         stages: Sequence[str] = ("dense", "bm25"),
+        defenses: DefenseConfig | None = None,
+        rerank_depth: int | None = None,
     ) -> SearchResult:
+        """Search; with ``defenses`` every candidate is checked and the policy applied."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
         branches: list[Branch] = []
@@ -133,9 +150,9 @@ class HybridSearcher:
 
         t = time.perf_counter()
         want_rerank = rerank and self.reranker is not None
-        limit = max(candidates, top_k) if want_rerank else top_k
+        limit = max(candidates, top_k) if (want_rerank or defenses) else top_k
         queries = [Query([b], candidates, flt, with_payload=False) for b in branches]
-        queries.append(Query(branches, limit, flt, fusion, rrf_k))
+        queries.append(Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None))
         *branch_hits, fused = self.store.query_batch(queries)
         timings["search"] = _ms(t)
         by_branch = {
@@ -156,6 +173,7 @@ class HybridSearcher:
                     "fused": h.score if fused_score_name == "fused" else None,
                     "rerank": None,
                 },
+                vector=h.dense,
             )
             for h in fused
         ]
@@ -165,18 +183,60 @@ class HybridSearcher:
             skipped = "no reranker is configured (RAGWALL_RERANKER_MODEL)"
         elif want_rerank and hits:
             t = time.perf_counter()
+            head, tail = hits[: rerank_depth or len(hits)], hits[rerank_depth or len(hits) :]
             try:
-                scores = self.reranker.score(query, [h.text for h in hits])
+                scores = self.reranker.score(query, [h.text for h in head])
             except Exception as exc:  # a broken model must not take retrieval down
                 skipped = f"reranker failed: {type(exc).__name__}: {exc}"
             else:
-                for h, s in zip(hits, scores, strict=True):
+                for h, s in zip(head, scores, strict=True):
                     h.scores["rerank"] = float(s)
-                hits.sort(key=lambda h: h.scores["rerank"], reverse=True)
+                head.sort(key=lambda h: h.scores["rerank"], reverse=True)
+                hits = head + tail  # below the reranked depth, the fused order stands
                 applied = True
             timings["rerank"] = _ms(t)
         n_candidates = len(hits)
-        return SearchResult(hits[:top_k], timings, applied, skipped, n_candidates)
+        dropped = 0
+        if defenses is not None and hits:
+            t = time.perf_counter()
+            hits, dropped = _defend(query, hits, defenses)
+            timings["defend"] = _ms(t)
+        for h in hits:
+            h.vector = None
+        return SearchResult(hits[:top_k], timings, applied, skipped, n_candidates, dropped)
+
+
+def _defend(
+    query: str, hits: list[ScoredChunk], cfg: DefenseConfig
+) -> tuple[list[ScoredChunk], int]:
+    from defend.query import Candidate, defend
+
+    cands = [
+        Candidate(
+            source_id=str(h.provenance.get("source_id", "")),
+            trust_tier=str(h.provenance.get("trust_tier", "")),
+            trust=h.trust,
+            text=h.text,
+            dense_score=h.scores.get("dense"),
+            vector=h.vector,
+            injection_score=float(h.provenance.get("injection_score") or 0.0),
+            injection_reasons=h.provenance.get("injection_reasons") or (),
+            hidden_text=bool(h.provenance.get("hidden_text")),
+            hidden_reasons=h.provenance.get("hidden_reasons") or (),
+        )
+        for h in hits
+    ]
+    outcome = defend(
+        cands,
+        [float(i) for i in range(len(hits))],
+        tokenize(query),
+        [set(tokenize(h.text)) for h in hits],
+        cfg,
+    )
+    for h, c in zip(hits, cands, strict=True):
+        h.flags = c.flags
+        h.trust = c.trust
+    return [hits[i] for i in outcome.order], outcome.dropped
 
 
 def _ms(start: float) -> float:

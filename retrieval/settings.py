@@ -86,6 +86,42 @@ class Settings(BaseSettings):
         description="A cross-encoder: Hugging Face id, local folder, or .onnx file. Unset: no reranker.",
     )
     rerank_by_default: bool = False
+    injection_head: Path | None = Field(
+        default=None,
+        description=(
+            "An injection classifier head (JSON from `ragwall defend train`); unset: the one "
+            "packaged with Ragwall, used only with the embedding model it was trained on."
+        ),
+    )
+    injection_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Chunks scoring at or above this get `injection`."
+    )
+    defenses_by_default: bool = Field(
+        default=True, description="Run the query-time defenses unless a request turns them off."
+    )
+    default_policy: Literal["flag", "demote", "drop"] = Field(
+        default="flag",
+        description="What happens to flagged hits when neither the request nor the key says.",
+    )
+    low_trust_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+    flood_min: int = Field(
+        default=3, ge=2, description="Near-duplicate candidates from one source that make a flood."
+    )
+    flood_cosine: float = Field(default=0.8, ge=0.0, le=1.0)
+    mirror_min_cosine: float = Field(default=0.6, ge=0.0, le=1.0)
+    mirror_margin: float = Field(
+        default=0.3, ge=0.0, le=2.0, description="How far above the candidates' median cosine."
+    )
+    mirror_coverage: float = Field(default=0.6, ge=0.0, le=1.0)
+    trust_weight: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="How strongly trust reorders hits (0: not at all); see defend.query.",
+    )
+    new_source_days: float = Field(
+        default=7.0, ge=0.0, description="Sources younger than this have 'no history' (floods)."
+    )
     query_encoder: Literal["onnx", "torch"] = Field(
         default="onnx",
         description=(

@@ -86,6 +86,7 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any] = field(default_factory=dict)
+    dense: list[float] | None = None  # the stored dense vector, when the query asked for it
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Query:
     fusion: Fusion = "rrf"
     rrf_k: int = 60
     with_payload: bool = True
+    with_dense: bool = False  # return each hit's dense vector (for near-duplicate checks)
 
 
 @runtime_checkable

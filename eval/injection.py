@@ -1,0 +1,66 @@
+"""Precision, recall and false-positive rate of the injection detector on labeled texts.
+
+Input: JSON lines ``{"text": ..., "label": 0 or 1}`` (as in ``../shared/data/injection/``). The
+detector is the one ingest uses: the rules plus the classifier head on the text's embedding.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def load_labeled(path: Path) -> list[dict[str, Any]]:
+    from eval.beir import DatasetError
+
+    rows = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append({"text": str(row["text"]), "label": int(row["label"])})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(
+                f'{path}:{n}: each line must be {{"text": ..., "label": 0|1}}: {exc}'
+            ) from exc
+    if not rows:
+        raise DatasetError(f"{path} holds no labeled texts")
+    return rows
+
+
+def evaluate_injection(dataset: Path, threshold: float | None = None) -> dict[str, Any]:
+    from ingest.pipeline import make_detector
+    from retrieval.embed import DenseEncoder
+    from retrieval.settings import Settings
+
+    settings = Settings()
+    cut = settings.injection_threshold if threshold is None else threshold
+    rows = load_labeled(dataset)
+    encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
+    detector = make_detector(settings, encoder)
+    texts = [r["text"] for r in rows]
+    signals = detector.score_texts(texts, encoder.encode(texts))
+    labels = np.array([r["label"] for r in rows])
+    predicted = np.array([sig.injection_score >= cut for sig in signals], dtype=int)
+    tp = int(((predicted == 1) & (labels == 1)).sum())
+    fp = int(((predicted == 1) & (labels == 0)).sum())
+    fn = int(((predicted == 0) & (labels == 1)).sum())
+    tn = int(((predicted == 0) & (labels == 0)).sum())
+    return {
+        "dataset": str(dataset),
+        "texts": len(rows),
+        "threshold": cut,
+        "classifier": detector.head is not None,
+        "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
+        "fpr": round(fp / (fp + tn), 4) if fp + tn else 0.0,
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }

@@ -1,0 +1,185 @@
+"""Attack success of corpus poisoning, with Ragwall's defenses off and on.
+
+A clean background (BEIR ``corpus.jsonl`` folders, or folders of documents) is ingested as
+trusted sources; the attack passages (PoisonedRAG format) are ingested as an ``external`` source,
+one passage per document, twice: all passages per question, and only the first one. Each target
+question is then asked. An attack succeeds when any attack passage is among the top 5 hits
+returned *unflagged* (with defenses off, nothing is flagged). On clean judged data (``--clean``,
+BEIR layout) the eval also reports nDCG@10 with defenses off and on and the share of clean top-5
+hits that got a flag. Everything runs through the real ingest pipeline and the real searcher.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eval.beir import document_text, load_corpus, load_qrels
+from eval.metrics import mean, ndcg_at_k
+
+TOP = 5
+DEPTH = 30
+
+
+def load_attack(path: Path) -> list[dict[str, Any]]:
+    """PoisonedRAG's ``{id: {question, correct answer, incorrect answer, adv_texts}}``."""
+    from eval.beir import DatasetError
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        items = [
+            {"id": str(k), "question": v["question"], "adv_texts": list(v["adv_texts"])}
+            for k, v in raw.items()
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetError(
+            f"{path} is not a PoisonedRAG attack file ({{id: {{question, adv_texts, ...}}}}): {exc}"
+        ) from exc
+    if not items:
+        raise DatasetError(f"{path} holds no attack questions")
+    return items
+
+
+def _write_beir_corpus(folder: Path, out: Path) -> dict[str, str]:
+    """One text file per BEIR document; returns file stem -> document id."""
+    out.mkdir(parents=True)
+    names = {}
+    for doc_id, doc in load_corpus(folder).items():
+        stem = doc_id.replace("/", "_")
+        (out / f"{stem}.txt").write_text(document_text(doc) or doc_id, encoding="utf-8")
+        names[stem] = doc_id
+    return names
+
+
+def evaluate_poisoning(
+    attack: Path,
+    backgrounds: list[Path],
+    clean: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    from api.app import defense_config
+    from ingest import Ingester, State, make_source
+    from retrieval.embed import DenseEncoder
+    from retrieval.search import HybridSearcher, SearchFilter, access_filter
+    from retrieval.settings import Settings
+    from retrieval.store import open_store
+
+    say = progress or (lambda _m: None)
+    items = load_attack(attack)
+    with tempfile.TemporaryDirectory(prefix="ragwall-poison-") as tmp:
+        root = Path(tmp)
+        settings = Settings(data_dir=root / "data", qdrant_url=None)
+        encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
+        state = State(settings.state_path)
+        store = open_store(settings, encoder.dim)
+        try:
+            ingester = Ingester(settings, state, store, encoder)
+            background_ids: list[str] = []
+            clean_source, clean_names = None, {}
+            for n, folder in enumerate(backgrounds):
+                sid = f"background{n}"
+                if (folder / "corpus.jsonl").exists():
+                    files = root / sid
+                    names = _write_beir_corpus(folder, files)
+                    if clean is not None and folder.resolve() == clean.resolve():
+                        clean_source, clean_names = sid, names
+                    location = str(files)
+                else:
+                    location = str(folder)
+                source = make_source(sid, location, "internal", [])
+                state.add_source(source)
+                say(f"ingesting background {folder}")
+                ingester.ingest(source)
+                background_ids.append(sid)
+            if clean is not None and clean_source is None:
+                clean_source = "clean"
+                clean_names = _write_beir_corpus(clean, root / "clean")
+                source = make_source("clean", str(root / "clean"), "internal", [])
+                state.add_source(source)
+                say(f"ingesting clean corpus {clean}")
+                ingester.ingest(source)
+            for sid, per_question in (("attack5", None), ("attack1", 1)):
+                folder = root / sid
+                folder.mkdir()
+                for item in items:
+                    for i, text in enumerate(item["adv_texts"][:per_question]):
+                        (folder / f"{item['id']}-{i}.txt").write_text(text, encoding="utf-8")
+                source = make_source(sid, str(folder), "external", [])
+                state.add_source(source)
+                say(f"ingesting attack passages ({sid})")
+                ingester.ingest(source)
+
+            searcher = HybridSearcher(store, encoder)
+            on = defense_config(settings, "flag", state)
+
+            def asr(attack_source: str, defenses) -> float:  # noqa: ANN001
+                allowed = (*background_ids, attack_source) + (
+                    (clean_source,) if clean_source and clean_source not in background_ids else ()
+                )
+                flt = access_filter(None, SearchFilter(sources=allowed))
+                hit = 0
+                for item in items:
+                    res = searcher.search(
+                        item["question"], flt, top_k=TOP, candidates=DEPTH, defenses=defenses
+                    )
+                    if any(
+                        h.provenance["source_id"] == attack_source and not h.flags
+                        for h in res.hits[:TOP]
+                    ):
+                        hit += 1
+                return round(hit / len(items), 4)
+
+            result: dict[str, Any] = {"questions": len(items)}
+            t = time.perf_counter()
+            say("asking the target questions")
+            result["asr@5"] = {"off": asr("attack5", None), "on": asr("attack5", on)}
+            result["asr@5_single"] = {"off": asr("attack1", None), "on": asr("attack1", on)}
+            result["attack_ms_per_query"] = round(
+                (time.perf_counter() - t) * 1000 / (4 * len(items)), 2
+            )
+            if clean is not None:
+                say("clean judged queries")
+                result.update(_clean(clean, clean_source, clean_names, searcher, on))
+        finally:
+            store.close()
+            state.close()
+    return result
+
+
+def _clean(clean: Path, source_id, names, searcher, on) -> dict[str, Any]:  # noqa: ANN001
+    from eval.beir import DatasetError, _jsonl
+    from retrieval.search import SearchFilter, access_filter
+
+    qrels_files = sorted((clean / "qrels").glob("*.tsv"))
+    if len(qrels_files) != 1:
+        raise DatasetError(f"{clean}/qrels must hold exactly one .tsv file for --clean")
+    qrels = load_qrels(qrels_files[0])
+    queries = {str(q["_id"]): q["text"] for q in _jsonl(clean / "queries.jsonl")}
+    flt = access_filter(None, SearchFilter())
+    ndcg: dict[str, list[float]] = {"off": [], "on": []}
+    flagged = total = 0
+    for qid, judged in qrels.items():
+        for mode, cfg in (("off", None), ("on", on)):
+            res = searcher.search(queries[qid], flt, top_k=DEPTH, candidates=DEPTH, defenses=cfg)
+            ranked, seen = [], set()
+            for h in res.hits:
+                stem = Path(h.provenance["doc_name"]).stem
+                doc = names.get(stem) if h.provenance["source_id"] == source_id else None
+                key = doc or f"other:{h.provenance['source_id']}:{stem}"
+                if key not in seen:
+                    seen.add(key)
+                    ranked.append(key)
+            ndcg[mode].append(ndcg_at_k(ranked, judged, 10))
+            if mode == "on":
+                total += min(TOP, len(res.hits))
+                flagged += sum(1 for h in res.hits[:TOP] if h.flags)
+    return {
+        "clean_ndcg@10": {m: round(mean(v), 4) for m, v in ndcg.items()},
+        "clean_flag_rate": round(flagged / total, 4) if total else 0.0,
+        "clean_queries": len(qrels),
+        "qrels": qrels_files[0].name,
+    }
