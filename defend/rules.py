@@ -36,7 +36,7 @@ def _tag_char(ch: str) -> bool:  # Unicode "tag" characters smuggle invisible AS
 
 _ZW_RX = re.compile("[" + "".join(sorted(ZERO_WIDTH)) + "]")
 _BIDI_RX = re.compile("[" + "".join(sorted(BIDI)) + "]")
-_TAG_RX = re.compile("[\U000E0000-\U000E007F]")
+_TAG_RX = re.compile("[\U000e0000-\U000e007f]")
 _ANY_HIDDEN_RX = re.compile(f"{_ZW_RX.pattern}|{_BIDI_RX.pattern}|{_TAG_RX.pattern}")
 
 
