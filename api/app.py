@@ -459,6 +459,7 @@ def defense_config(settings: Settings, policy: str, state: State) -> DefenseConf
         mirror_margin=settings.mirror_margin,
         mirror_coverage=settings.mirror_coverage,
         trust_weight=settings.trust_weight,
+        heuristic_tiers=tuple(settings.heuristic_tiers),
         new_sources=new,
     )
 

@@ -8,15 +8,16 @@ a flood, not as five independent good answers.
 - ``hidden_text``: the chunk carries text its document hides from a reader.
 - ``low_trust``: the chunk's trust is below the configured floor.
 - ``flood``: several near-duplicate candidates (dense cosine >= ``flood_cosine`` to each other)
-  come from one source, or from sources with no history. PoisonedRAG plants five paraphrases per
-  target question; honest corpora rarely repeat one passage across a candidate list.
+  come from one uncurated source (then all of that source's candidates are flagged: it crowds
+  this query), or from sources with no history. PoisonedRAG plants five paraphrases per target
+  question; honest corpora rarely repeat one passage across a candidate list.
 - ``query_mirror``: a passage that restates the query (it covers most of the query's terms) with
   a dense similarity far above the corpus' usual for that query (the candidates' median).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,12 +32,15 @@ class DefenseConfig:
     injection_threshold: float = 0.5
     low_trust: float = 0.35
     flood_min: int = 3
-    flood_cosine: float = 0.8
-    mirror_min_cosine: float = 0.6
+    flood_cosine: float = 0.7
+    mirror_min_cosine: float = 0.55
     mirror_margin: float = 0.3
-    mirror_coverage: float = 0.6
+    mirror_coverage: float = 0.5
     trust_weight: float = 0.3
-    exempt_tiers: tuple[str, ...] = ("verified",)
+    # Tiers the flood and mirror heuristics watch: content an organisation did not curate.
+    # Curated sources (verified, internal) often hold similar documents on purpose; they are
+    # covered by the injection checks and by quarantine, not by these heuristics.
+    heuristic_tiers: tuple[str, ...] = ("external", "untrusted")
     new_sources: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -100,7 +104,7 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
         group = [cands[idx[m]] for m in members]
         by_source: dict[str, list[Candidate]] = {}
         for c in group:
-            if c.trust_tier not in cfg.exempt_tiers:
+            if c.trust_tier in cfg.heuristic_tiers:
                 by_source.setdefault(c.source_id, []).append(c)
         culprits: list[Candidate] = []
         for source, items in by_source.items():
@@ -112,7 +116,11 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
                 )
                 for c in items:
                     _flag(c, "flood", reason)
-        fresh = [c for s, items in by_source.items() if s in cfg.new_sources for c in items]
+                # The source crowds this query: its other candidates are suspect too.
+                for c in cands:
+                    if c.source_id == source and c not in items:
+                        _flag(c, "flood", f"from source {source!r}, which floods these candidates")
+        fresh = [c for c in group if c.source_id in cfg.new_sources and c.trust_tier != "verified"]
         fresh = [c for c in fresh if c not in culprits]
         if len({c.source_id for c in fresh}) >= 2 and len(fresh) >= cfg.flood_min:
             reason = (
@@ -126,23 +134,24 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
 def mirror_flags(
     cands: Sequence[Candidate],
     query_terms: Sequence[str],
-    passage_terms: Sequence[set[str]],
+    passage_terms: Sequence[set[str]] | Callable[[int], set[str]],
     cfg: DefenseConfig,
 ) -> None:
+    """``passage_terms``: each candidate's terms, or a function of its index (called only for
+    the few candidates whose similarity already stands out, since tokenizing costs time)."""
     scores = [c.dense_score for c in cands if c.dense_score is not None]
     if len(scores) < 5 or len(set(query_terms)) < 2:
         return
     usual = float(np.median(scores))
     wanted = set(query_terms)
-    for c, terms in zip(cands, passage_terms, strict=True):
-        if c.dense_score is None or c.trust_tier in cfg.exempt_tiers:
+    terms_of = passage_terms if callable(passage_terms) else passage_terms.__getitem__
+    for i, c in enumerate(cands):
+        if c.dense_score is None or c.trust_tier not in cfg.heuristic_tiers:
             continue
-        coverage = len(wanted & terms) / len(wanted)
-        if (
-            c.dense_score >= cfg.mirror_min_cosine
-            and c.dense_score - usual >= cfg.mirror_margin
-            and coverage >= cfg.mirror_coverage
-        ):
+        if c.dense_score < cfg.mirror_min_cosine or c.dense_score - usual < cfg.mirror_margin:
+            continue
+        coverage = len(wanted & terms_of(i)) / len(wanted)
+        if coverage >= cfg.mirror_coverage:
             _flag(
                 c,
                 "query_mirror",
@@ -183,7 +192,7 @@ def defend(
     cands: Sequence[Candidate],
     base_scores: Sequence[float],
     query_terms: Sequence[str],
-    passage_terms: Sequence[set[str]],
+    passage_terms: Sequence[set[str]] | Callable[[int], set[str]],
     cfg: DefenseConfig,
 ) -> Outcome:
     for c in cands:

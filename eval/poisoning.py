@@ -126,18 +126,23 @@ def evaluate_poisoning(
                     res = searcher.search(
                         item["question"], flt, top_k=TOP, candidates=DEPTH, defenses=defenses
                     )
-                    if any(
-                        h.provenance["source_id"] == attack_source and not h.flags
-                        for h in res.hits[:TOP]
-                    ):
+                    planted = [
+                        h for h in res.hits[:TOP] if h.provenance["source_id"] == attack_source
+                    ]
+                    for h in planted:
+                        for kind in {f["kind"] for f in h.flags} or {"unflagged"}:
+                            caught[attack_source][kind] = caught[attack_source].get(kind, 0) + 1
+                    if any(not h.flags for h in planted):
                         hit += 1
                 return round(hit / len(items), 4)
 
+            caught: dict[str, dict[str, int]] = {"attack5": {}, "attack1": {}}
             result: dict[str, Any] = {"questions": len(items)}
             t = time.perf_counter()
             say("asking the target questions")
             result["asr@5"] = {"off": asr("attack5", None), "on": asr("attack5", on)}
             result["asr@5_single"] = {"off": asr("attack1", None), "on": asr("attack1", on)}
+            result["attack_top5_flags"] = caught  # defenses off and on together
             result["attack_ms_per_query"] = round(
                 (time.perf_counter() - t) * 1000 / (4 * len(items)), 2
             )
@@ -162,6 +167,7 @@ def _clean(clean: Path, source_id, names, searcher, on) -> dict[str, Any]:  # no
     flt = access_filter(None, SearchFilter())
     ndcg: dict[str, list[float]] = {"off": [], "on": []}
     flagged = total = 0
+    kinds: dict[str, int] = {}
     for qid, judged in qrels.items():
         for mode, cfg in (("off", None), ("on", on)):
             res = searcher.search(queries[qid], flt, top_k=DEPTH, candidates=DEPTH, defenses=cfg)
@@ -177,9 +183,13 @@ def _clean(clean: Path, source_id, names, searcher, on) -> dict[str, Any]:  # no
             if mode == "on":
                 total += min(TOP, len(res.hits))
                 flagged += sum(1 for h in res.hits[:TOP] if h.flags)
+                for h in res.hits[:TOP]:
+                    for f in h.flags:
+                        kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
     return {
         "clean_ndcg@10": {m: round(mean(v), 4) for m, v in ndcg.items()},
         "clean_flag_rate": round(flagged / total, 4) if total else 0.0,
+        "clean_flags_by_kind": kinds,
         "clean_queries": len(qrels),
         "qrels": qrels_files[0].name,
     }

@@ -230,7 +230,7 @@ def _defend(
         cands,
         [float(i) for i in range(len(hits))],
         tokenize(query),
-        [set(tokenize(h.text)) for h in hits],
+        lambda i: set(tokenize(hits[i].text)),
         cfg,
     )
     for h, c in zip(hits, cands, strict=True):

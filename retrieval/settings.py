@@ -107,12 +107,16 @@ class Settings(BaseSettings):
     flood_min: int = Field(
         default=3, ge=2, description="Near-duplicate candidates from one source that make a flood."
     )
-    flood_cosine: float = Field(default=0.8, ge=0.0, le=1.0)
-    mirror_min_cosine: float = Field(default=0.6, ge=0.0, le=1.0)
+    flood_cosine: float = Field(default=0.7, ge=0.0, le=1.0)
+    mirror_min_cosine: float = Field(default=0.55, ge=0.0, le=1.0)
     mirror_margin: float = Field(
         default=0.3, ge=0.0, le=2.0, description="How far above the candidates' median cosine."
     )
-    mirror_coverage: float = Field(default=0.6, ge=0.0, le=1.0)
+    mirror_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
+    heuristic_tiers: list[str] = Field(
+        default_factory=lambda: ["external", "untrusted"],
+        description="Tiers the flood and query-mirror checks watch (uncurated content).",
+    )
     trust_weight: float = Field(
         default=0.3,
         ge=0.0,
