@@ -472,15 +472,34 @@ def eval_poisoning(
 
 @eval_app.command("injection")
 def eval_injection(
-    dataset: Annotated[Path, typer.Option(help='JSON lines {"text": ..., "label": 0|1}.')],
+    dataset: Annotated[
+        Path | None, typer.Option(help='JSON lines {"text": ..., "label": 0|1}.')
+    ] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(help="Or: a folder of clean documents; reports the share of chunks flagged."),
+    ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Flag at this score (default: the setting).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Precision, recall and false-positive rate of the injection detector."""
-    from eval.injection import evaluate_injection
+    from eval.injection import evaluate_documents, evaluate_injection
 
+    if (dataset is None) == (documents is None):
+        err.print("[red]error:[/red] give exactly one of --dataset FILE.jsonl or --documents DIR")
+        raise typer.Exit(2)
+    if documents is not None:
+        result = evaluate_documents(documents)
+        err.print(
+            f"{result['chunks']} chunks of {result['documents']} documents: "
+            f"{result['injection_flagged']} flagged as injection ({result['injection_rate']:.2%}), "
+            f"{result['hidden_text']} with hidden text"
+        )
+        if as_json:
+            print(json.dumps(result))
+        return
     try:
         result = evaluate_injection(dataset, threshold)
     except RagwallError as exc:

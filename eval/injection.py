@@ -64,3 +64,49 @@ def evaluate_injection(dataset: Path, threshold: float | None = None) -> dict[st
         "fpr": round(fp / (fp + tn), 4) if fp + tn else 0.0,
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
     }
+
+
+def evaluate_documents(folder: Path) -> dict[str, Any]:
+    """Ingest a folder of (assumed clean) documents into a scratch index through the real
+    pipeline and report how many chunks the ingest-time detector flags: a false-positive rate
+    on ordinary text (how-to pages, emails, tables)."""
+    import tempfile
+
+    from ingest import Ingester, State, make_source
+    from retrieval.embed import DenseEncoder
+    from retrieval.settings import Settings
+    from retrieval.store import open_store
+
+    with tempfile.TemporaryDirectory(prefix="ragwall-fpr-") as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", qdrant_url=None)
+        encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
+        state = State(settings.state_path)
+        store = open_store(settings, encoder.dim)
+        try:
+            source = make_source("docs", str(folder), "internal", [])
+            state.add_source(source)
+            report = Ingester(settings, state, store, encoder).ingest(source)
+            chunks, offset = [], None
+            while True:
+                hits, offset = store.scroll(None, limit=256, offset=offset)
+                chunks += [h.payload for h in hits]
+                if offset is None:
+                    break
+        finally:
+            store.close()
+            state.close()
+    cut = settings.injection_threshold
+    flagged = [c for c in chunks if c.get("injection_score", 0.0) >= cut]
+    hidden = [c for c in chunks if c.get("hidden_text")]
+    return {
+        "folder": str(folder),
+        "documents": report.documents,
+        "chunks": len(chunks),
+        "injection_flagged": len(flagged),
+        "injection_rate": round(len(flagged) / len(chunks), 4) if chunks else 0.0,
+        "hidden_text": len(hidden),
+        "examples": [
+            {"doc": c["doc_name"], "score": c["injection_score"], "why": c["injection_reasons"][:2]}
+            for c in flagged[:10]
+        ],
+    }

@@ -79,3 +79,12 @@ def test_eval_injection_reports_rates(tmp_path):
     bad.write_text('{"text": "x"}\n')
     code, _, err = _run("eval", "injection", "--dataset", str(bad))
     assert code == 2 and "label" in err
+
+
+def test_sample_documents_are_rarely_flagged():
+    code, result, err = _run("eval", "injection", "--documents", str(ROOT / "samples"), "--json")
+    assert code == 0, err
+    assert result["chunks"] > 10 and result["documents"] >= 5
+    assert result["injection_rate"] <= 0.05, result["examples"]
+    code, _, err = _run("eval", "injection")
+    assert code == 2 and "exactly one" in err
