@@ -12,6 +12,7 @@ from defend.hidden_html import HiddenSegment, normalize
 from defend.rules import scan
 
 FLAG_AT = 0.5  # injection scores at or above this are flagged (a setting at query time)
+NOISE_FLOOR = FLAG_AT  # scores below the decision threshold do not lower trust
 
 
 @dataclass
@@ -89,10 +90,12 @@ def content_trust(prior: float, signals: Signals) -> float:
     """A chunk's trust: its source's prior, lowered by what its content shows.
 
     An injection score s keeps (1 - 0.9 s) of the prior (a flagged chunk keeps at most ~55 %),
-    and hidden text keeps 60 % of what is left. Flood membership is a query-time signal and
-    lowers the trust shown in that response only.
+    and hidden text keeps 60 % of what is left. Scores below ``NOISE_FLOOR`` are the
+    classifier's background hum on ordinary text and leave trust alone. Flood
+    membership is a query-time signal and lowers the trust shown in that response only.
     """
-    trust = prior * (1.0 - 0.9 * signals.injection_score)
+    score = signals.injection_score if signals.injection_score >= NOISE_FLOOR else 0.0
+    trust = prior * (1.0 - 0.9 * score)
     if signals.hidden_text:
         trust *= 0.6
     return round(max(0.0, min(1.0, trust)), 4)

@@ -77,7 +77,10 @@ def test_ingest_writes_chunks_with_full_provenance(ingester, tmp_path):
         p = hit.payload
         assert set(p) >= PROVENANCE, PROVENANCE - set(p)
         assert p["state"] == "live" and p["source_id"] == "kb"
-        assert p["trust_tier"] == "external" and p["trust_prior"] == p["trust"] == 0.5
+        assert p["trust_tier"] == "external" and p["trust_prior"] == 0.5
+        # Trust is the prior unless the detector flagged the chunk (then it is lower).
+        flagged = p["injection_score"] >= 0.5 or p["hidden_text"]
+        assert p["trust"] < 0.5 if flagged else p["trust"] == 0.5
         assert p["groups"] == ["eng", "finance"]
         assert p["ingest_run_id"] == report.run_id
         assert p["embedding_model"] == ingester.settings.embedding_model
