@@ -191,3 +191,39 @@ def test_spotlighted_context_within_budget(api):
         headers={"Authorization": f"Bearer {keys['reader']}"},
     )
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_retrieve_racing_a_quarantine_never_sees_the_source_after_it_returns(api):
+    import threading
+    import time
+
+    client, keys, _ = api
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    q = {"query": "What is the refund limit without approval?", "top_k": 20}
+    returned_at: list[float] = []
+    late_leaks: list[str] = []
+    late: list[float] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            hits = _ask(client, keys["reader"], **q)["hits"]
+            if returned_at and started > returned_at[0]:
+                late.append(started)
+                late_leaks.extend(h["id"] for h in hits if h["provenance"]["source_id"] == "web")
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    try:
+        assert client.post("/v1/sources/web/quarantine", headers=admin).status_code == 200
+        returned_at.append(time.monotonic())
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        client.post("/v1/sources/web/release", headers=admin)
+    assert late and late_leaks == []  # retrieves did run after the call returned, and saw nothing
