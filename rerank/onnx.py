@@ -7,15 +7,13 @@ per channel, cached beside the data), or a Hugging Face id found in the local ca
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from retrieval.errors import ModelError
+from retrieval.onnx_runtime import cpu_session, folder_digest, run_encodings
 
 ONNX_NAME = "model.onnx"
 INT8_NAME = "model_int8.onnx"
@@ -32,19 +30,11 @@ class OnnxCrossEncoder:
         max_length: int = 256,
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.model_id = model_id
         self.path = Path(onnx_path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.session = cpu_session(onnx_path, threads)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_length=max_length, strategy="only_second")
         self.tokenizer.enable_padding()
@@ -53,16 +43,8 @@ class OnnxCrossEncoder:
         out: list[float] = []
         for start in range(0, len(passages), batch_size):
             pairs = [(query, p) for p in passages[start : start + batch_size]]
-            enc = self.tokenizer.encode_batch(pairs)
-            feeds = {
-                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
-            }
-            logits = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[
-                0
-            ]
-            out.extend(float(x) for x in np.asarray(logits).reshape(len(pairs), -1)[:, 0])
+            logits = run_encodings(self.session, self.tokenizer.encode_batch(pairs))
+            out.extend(float(x) for x in logits.reshape(len(pairs), -1)[:, 0])
         return out
 
 
@@ -101,12 +83,10 @@ def export_onnx(model_dir: Path, out_dir: Path, quantize: bool = True) -> Path:
 
 def _cache_dir(model_dir: Path, base: Path | None) -> Path:
     base = base or Path(os.environ.get("RAGWALL_DATA_DIR", "data")) / "models"
-    digest = hashlib.sha256(str(model_dir.resolve()).encode())
-    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
-        f = model_dir / name
-        if f.exists():
-            digest.update(f"{name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
-    return base / f"{model_dir.name}-{digest.hexdigest()[:12]}"
+    key = folder_digest(
+        model_dir.resolve(), ("config.json", "model.safetensors", "pytorch_model.bin")
+    )
+    return base / f"{model_dir.name}-{key}"
 
 
 def load_reranker(

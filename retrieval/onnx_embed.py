@@ -10,7 +10,6 @@ keeps the PyTorch encoder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from retrieval.embed import DenseEncoder
 from retrieval.errors import ModelError
+from retrieval.onnx_runtime import cpu_session, folder_digest, run_encodings
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +177,9 @@ class OnnxEncoder:
     def __init__(
         self, onnx_path: Path, tokenizer_path: Path, max_length: int, threads: int | None = None
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.session = cpu_session(onnx_path, threads)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer.enable_padding()
@@ -196,15 +188,9 @@ class OnnxEncoder:
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer.encode_batch(texts[start : start + batch_size])
-            feeds = {
-                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
-            }
-            vectors = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[
-                0
-            ]
+            vectors = run_encodings(
+                self.session, self.tokenizer.encode_batch(texts[start : start + batch_size])
+            )
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             out.append(vectors / np.maximum(norms, 1e-12))
         return (
@@ -219,12 +205,10 @@ def _cache_dir(encoder: DenseEncoder, base: Path) -> Path:
     from retrieval.embed import resolve_model_path
 
     path = Path(resolve_model_path(encoder.model_id))
-    digest = hashlib.sha256(str(path).encode())
-    for name in ("config.json", "model.safetensors", "pytorch_model.bin", "modules.json"):
-        f = path / name
-        if f.exists():
-            digest.update(f"{name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
-    return base / f"query-encoder-{path.name}-{digest.hexdigest()[:12]}"
+    key = folder_digest(
+        path, ("config.json", "model.safetensors", "pytorch_model.bin", "modules.json")
+    )
+    return base / f"query-encoder-{path.name}-{key}"
 
 
 def load_query_encoder(encoder: DenseEncoder, cache_base: Path) -> OnnxEncoder:
