@@ -370,6 +370,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def _set_quarantine(
         svc: Services, who: Principal, kind: str, value: str, on: bool, reason: str
     ) -> QuarantineOut:
+        if kind == "document" and not _SHA256.fullmatch(value):
+            raise ApiError(422, "invalid_request", "doc_sha256 must be 64 lowercase hex digits")
         if on:
             changed = svc.state.quarantine(kind, value, reason, datetime.now(UTC).isoformat())
         else:
@@ -416,8 +418,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         body: QuarantineIn | None = None,
     ) -> QuarantineOut:
         """Quarantine one document, by the sha256 of its bytes (a hit's `doc_sha256`)."""
-        if not _SHA256.fullmatch(doc_sha256):
-            raise ApiError(422, "invalid_request", "doc_sha256 must be 64 lowercase hex digits")
         return _set_quarantine(svc, who, "document", doc_sha256, True, body.reason if body else "")
 
     @app.post("/v1/documents/{doc_sha256}/release", response_model=QuarantineOut, tags=["defend"])
@@ -426,8 +426,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc: Annotated[Services, Depends(services_dep)],
         who: Annotated[Principal, Depends(require("admin"))],
     ) -> QuarantineOut:
-        if not _SHA256.fullmatch(doc_sha256):
-            raise ApiError(422, "invalid_request", "doc_sha256 must be 64 lowercase hex digits")
         return _set_quarantine(svc, who, "document", doc_sha256, False, "")
 
     @app.get("/v1/quarantine", tags=["defend"])

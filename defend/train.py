@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.beir import load_corpus
+from eval.metrics import detection_rates
 
 TARGET_FPR = 0.01  # the validation false-positive rate the threshold aims for
 WINDOW = 900  # characters: about one ingest chunk (the embedding model sees 256 tokens)
@@ -109,16 +110,8 @@ def build_examples(
 
 
 def _rates(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    tp = int(((predicted == 1) & (labels == 1)).sum())
-    fp = int(((predicted == 1) & (labels == 0)).sum())
-    fn = int(((predicted == 0) & (labels == 1)).sum())
-    tn = int(((predicted == 0) & (labels == 0)).sum())
-    return {
-        "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
-        "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
-        "fpr": round(fp / (fp + tn), 4) if fp + tn else 0.0,
-        "n": int(len(labels)),
-    }
+    rates = detection_rates(labels.tolist(), predicted.tolist())
+    return {k: rates[k] for k in ("precision", "recall", "fpr", "n")}
 
 
 def train_head(

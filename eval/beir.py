@@ -69,3 +69,15 @@ def document_text(doc: dict[str, str]) -> str:
     if title and not text.lower().startswith(title.lower()[:40]):
         return f"{title}\n\n{text}"
     return text
+
+
+def write_documents(corpus: dict[str, dict[str, str]], out: Path) -> dict[str, str]:
+    """One text file per BEIR document in a new folder ``out`` (for the real ingest pipeline);
+    returns file stem -> document id."""
+    out.mkdir(parents=True)
+    names = {}
+    for doc_id, doc in corpus.items():
+        stem = doc_id.replace("/", "_")
+        (out / f"{stem}.txt").write_text(document_text(doc) or doc_id, encoding="utf-8")
+        names[stem] = doc_id
+    return names

@@ -37,6 +37,7 @@ def load_labeled(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate_injection(dataset: Path, threshold: float | None = None) -> dict[str, Any]:
+    from eval.metrics import detection_rates
     from ingest.pipeline import make_detector
     from retrieval.embed import DenseEncoder
     from retrieval.settings import Settings
@@ -50,19 +51,16 @@ def evaluate_injection(dataset: Path, threshold: float | None = None) -> dict[st
     signals = detector.score_texts(texts, encoder.encode(texts))
     labels = np.array([r["label"] for r in rows])
     predicted = np.array([sig.injection_score >= cut for sig in signals], dtype=int)
-    tp = int(((predicted == 1) & (labels == 1)).sum())
-    fp = int(((predicted == 1) & (labels == 0)).sum())
-    fn = int(((predicted == 0) & (labels == 1)).sum())
-    tn = int(((predicted == 0) & (labels == 0)).sum())
+    rates = detection_rates(labels.tolist(), predicted.tolist())
     return {
         "dataset": str(dataset),
         "texts": len(rows),
         "threshold": cut,
         "classifier": detector.head is not None,
-        "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
-        "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
-        "fpr": round(fp / (fp + tn), 4) if fp + tn else 0.0,
-        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+        "precision": rates["precision"],
+        "recall": rates["recall"],
+        "fpr": rates["fpr"],
+        "confusion": rates["confusion"],
     }
 
 

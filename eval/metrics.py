@@ -37,3 +37,19 @@ def mrr_at_k(ranked: Sequence[str], judged: Mapping[str, int], k: int = 10) -> f
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def detection_rates(labels: Sequence[int], predicted: Sequence[int]) -> dict:
+    """Precision, recall and false-positive rate of binary predictions (1 = positive)."""
+    pairs = list(zip(labels, predicted, strict=True))
+    tp = sum(1 for y, p in pairs if p == 1 and y == 1)
+    fp = sum(1 for y, p in pairs if p == 1 and y == 0)
+    fn = sum(1 for y, p in pairs if p == 0 and y == 1)
+    tn = sum(1 for y, p in pairs if p == 0 and y == 0)
+    return {
+        "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
+        "fpr": round(fp / (fp + tn), 4) if fp + tn else 0.0,
+        "n": len(pairs),
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eval.beir import document_text, load_corpus, load_qrels
+from eval.beir import load_corpus, load_qrels, write_documents
 from eval.metrics import mean, ndcg_at_k
 
 TOP = 5
@@ -42,17 +42,6 @@ def load_attack(path: Path) -> list[dict[str, Any]]:
     if not items:
         raise DatasetError(f"{path} holds no attack questions")
     return items
-
-
-def _write_beir_corpus(folder: Path, out: Path) -> dict[str, str]:
-    """One text file per BEIR document; returns file stem -> document id."""
-    out.mkdir(parents=True)
-    names = {}
-    for doc_id, doc in load_corpus(folder).items():
-        stem = doc_id.replace("/", "_")
-        (out / f"{stem}.txt").write_text(document_text(doc) or doc_id, encoding="utf-8")
-        names[stem] = doc_id
-    return names
 
 
 def evaluate_poisoning(
@@ -84,7 +73,7 @@ def evaluate_poisoning(
                 sid = f"background{n}"
                 if (folder / "corpus.jsonl").exists():
                     files = root / sid
-                    names = _write_beir_corpus(folder, files)
+                    names = write_documents(load_corpus(folder), files)
                     if clean is not None and folder.resolve() == clean.resolve():
                         clean_source, clean_names = sid, names
                     location = str(files)
@@ -97,7 +86,7 @@ def evaluate_poisoning(
                 background_ids.append(sid)
             if clean is not None and clean_source is None:
                 clean_source = "clean"
-                clean_names = _write_beir_corpus(clean, root / "clean")
+                clean_names = write_documents(load_corpus(clean), root / "clean")
                 source = make_source("clean", str(root / "clean"), "internal", [])
                 state.add_source(source)
                 say(f"ingesting clean corpus {clean}")

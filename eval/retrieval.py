@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.beir import BeirDataset, document_text, load_beir
+from eval.beir import BeirDataset, document_text, load_beir, write_documents
 from eval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
 
 DEPTH = 100
@@ -98,10 +98,7 @@ def evaluate_retrieval(
     with tempfile.TemporaryDirectory(prefix="ragwall-eval-") as tmp:
         root = Path(tmp)
         docs = root / "corpus"
-        docs.mkdir()
-        for doc_id, doc in data.corpus.items():
-            safe = doc_id.replace("/", "_")
-            (docs / f"{safe}.txt").write_text(document_text(doc) or doc_id, encoding="utf-8")
+        write_documents(data.corpus, docs)
         settings = Settings(data_dir=root / "data", qdrant_url=None)
         encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
         state = State(settings.state_path)

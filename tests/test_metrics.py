@@ -28,3 +28,12 @@ def test_recall_and_mrr():
     assert mrr_at_k(["x", "z", "b"], judged, 10) == pytest.approx(1 / 3)
     assert mrr_at_k(["x", "y"], judged, 10) == 0.0
     assert mrr_at_k(["x", "b"], judged, 1) == 0.0
+
+
+def test_detection_rates():
+    from eval.metrics import detection_rates
+
+    r = detection_rates([1, 1, 0, 0, 1], [1, 0, 0, 1, 1])
+    assert r["confusion"] == {"tp": 2, "fp": 1, "fn": 1, "tn": 1}
+    assert (r["precision"], r["recall"], r["fpr"], r["n"]) == (0.6667, 0.6667, 0.5, 5)
+    assert detection_rates([0, 0], [0, 0])["precision"] == 0.0  # nothing predicted positive
