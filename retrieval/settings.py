@@ -9,6 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from defend.query import DefenseConfig
+
+_D = DefenseConfig()  # the query-time defenses' defaults live in one place: defend.query
+
 TRUST_TIERS: tuple[str, ...] = ("verified", "internal", "external", "untrusted")
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -94,7 +98,10 @@ class Settings(BaseSettings):
         ),
     )
     injection_threshold: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Chunks scoring at or above this get `injection`."
+        default=_D.injection_threshold,
+        ge=0.0,
+        le=1.0,
+        description="Chunks scoring at or above this get `injection`.",
     )
     defenses_by_default: bool = Field(
         default=True, description="Run the query-time defenses unless a request turns them off."
@@ -103,22 +110,27 @@ class Settings(BaseSettings):
         default="flag",
         description="What happens to flagged hits when neither the request nor the key says.",
     )
-    low_trust_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+    low_trust_threshold: float = Field(default=_D.low_trust, ge=0.0, le=1.0)
     flood_min: int = Field(
-        default=3, ge=2, description="Near-duplicate candidates from one source that make a flood."
+        default=_D.flood_min,
+        ge=2,
+        description="Near-duplicate candidates from one source that make a flood.",
     )
-    flood_cosine: float = Field(default=0.7, ge=0.0, le=1.0)
-    mirror_min_cosine: float = Field(default=0.55, ge=0.0, le=1.0)
+    flood_cosine: float = Field(default=_D.flood_cosine, ge=0.0, le=1.0)
+    mirror_min_cosine: float = Field(default=_D.mirror_min_cosine, ge=0.0, le=1.0)
     mirror_margin: float = Field(
-        default=0.3, ge=0.0, le=2.0, description="How far above the candidates' median cosine."
+        default=_D.mirror_margin,
+        ge=0.0,
+        le=2.0,
+        description="How far above the candidates' median cosine.",
     )
-    mirror_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
+    mirror_coverage: float = Field(default=_D.mirror_coverage, ge=0.0, le=1.0)
     heuristic_tiers: list[str] = Field(
-        default_factory=lambda: ["external", "untrusted"],
+        default_factory=lambda: list(_D.heuristic_tiers),
         description="Tiers the flood and query-mirror checks watch (uncurated content).",
     )
     trust_weight: float = Field(
-        default=0.3,
+        default=_D.trust_weight,
         ge=0.0,
         le=1.0,
         description="How strongly trust reorders hits (0: not at all); see defend.query.",
