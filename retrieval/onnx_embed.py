@@ -1,7 +1,8 @@
 """The query encoder in onnxruntime: the embedding model exported once, int8 per channel.
 
-Embedding one short query in PyTorch costs 11-20 ms on two cores, most of a request's time; the
-same model as ONNX (matrix multiplies int8 per channel) takes about 2 ms. The export is checked against the PyTorch
+Embedding one short query in PyTorch costs about 10 ms on two cores, most of a request's time;
+the same model as ONNX (matrix multiplies int8 per channel) takes about 1.5 ms
+(``bench/query_encoder.py``). The export is checked against the PyTorch
 model before use (every probe sentence must keep cosine >= ``MIN_COSINE``), so the vectors it
 makes stay comparable to the ones the index was built with. A model whose pooling cannot be
 reproduced (anything but mean or CLS pooling) is refused with a clear error; the caller then
@@ -120,7 +121,7 @@ def export_query_encoder(encoder: DenseEncoder, out_dir: Path) -> Path:
     int8 = out_dir / INT8_NAME
     # Quantize the matrix multiplies, but keep each layer's FFN output projection in fp32: its
     # activations carry outliers that per-channel int8 mangles (whole-graph int8 drops the
-    # probe cosine to ~0.98; this keeps it >= 0.99 at ~1.4x the fp32 speed for short queries).
+    # probe cosine to ~0.98; this keeps it >= 0.99).
     ffn_out = [
         n.name
         for n in onnx.load(str(fp32)).graph.node
