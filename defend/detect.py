@@ -37,21 +37,19 @@ class Detector:
         out = []
         for i, text in enumerate(texts):
             result = scan(text)
-            reasons = result.reasons
+            reasons = [
+                f"{h.rule}: {h.evidence}" for h in result.hits if h.rule != "hidden_characters"
+            ]
+            hidden = [
+                f"{h.rule}: {h.evidence}" for h in result.hits if h.rule == "hidden_characters"
+            ]
             score = result.score
             if probs is not None:
                 p = float(probs[i])
                 if p >= FLAG_AT:
-                    reasons = [*reasons, f"classifier: p={p:.2f}"]
+                    reasons.append(f"classifier: p={p:.2f}")
                 score = max(score, p)
-            out.append(
-                Signals(
-                    round(score, 4),
-                    [r for r in reasons if not r.startswith("hidden_characters")],
-                    result.hidden_text,
-                    [r for r in reasons if r.startswith("hidden_characters")],
-                )
-            )
+            out.append(Signals(round(score, 4), reasons, result.hidden_text, hidden))
         return out
 
     def score_chunks(
@@ -64,7 +62,10 @@ class Detector:
         signals = self.score_texts(texts, vectors)
         if not hidden:
             return signals
-        in_text = [s for s in hidden if s.kind != "comment"]
+        # Each hidden segment is normalised and scanned once, not once per chunk.
+        in_text = [
+            (seg, normalize(seg.text), scan(seg.text)) for seg in hidden if seg.kind != "comment"
+        ]
         # Comments never reach a chunk; one that carries instructions marks the whole document.
         doc_reasons = [
             f"HTML comment with instructions: {s.text[:100]!r}"
@@ -73,11 +74,10 @@ class Detector:
         ]
         for text, sig in zip(texts, signals, strict=True):
             norm = normalize(text)
-            for seg in in_text:
-                if normalize(seg.text) in norm:
+            for seg, seg_norm, inner in in_text:
+                if seg_norm in norm:
                     sig.hidden_text = True
                     sig.hidden_reasons.append(f"{seg.how}: {seg.text[:100]!r}")
-                    inner = scan(seg.text)
                     if inner.score >= FLAG_AT:  # hidden AND instruction-like: a strong signal
                         sig.injection_score = max(sig.injection_score, min(1.0, inner.score + 0.1))
             if doc_reasons:
