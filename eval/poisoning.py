@@ -120,18 +120,21 @@ def evaluate_poisoning(
                     ]
                     for h in planted:
                         for kind in {f["kind"] for f in h.flags} or {"unflagged"}:
-                            caught[attack_source][kind] = caught[attack_source].get(kind, 0) + 1
+                            tally = caught[attack_source]["on" if defenses else "off"]
+                            tally[kind] = tally.get(kind, 0) + 1
                     if any(not h.flags for h in planted):
                         hit += 1
                 return round(hit / len(items), 4)
 
-            caught: dict[str, dict[str, int]] = {"attack5": {}, "attack1": {}}
+            caught: dict[str, dict[str, dict[str, int]]] = {
+                src: {"off": {}, "on": {}} for src in ("attack5", "attack1")
+            }
             result: dict[str, Any] = {"questions": len(items)}
             t = time.perf_counter()
             say("asking the target questions")
             result["asr@5"] = {"off": asr("attack5", None), "on": asr("attack5", on)}
             result["asr@5_single"] = {"off": asr("attack1", None), "on": asr("attack1", on)}
-            result["attack_top5_flags"] = caught  # defenses off and on together
+            result["attack_top5_flags"] = caught  # planted passages in the top 5, by flag
             result["attack_ms_per_query"] = round(
                 (time.perf_counter() - t) * 1000 / (4 * len(items)), 2
             )
