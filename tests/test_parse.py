@@ -150,3 +150,26 @@ def test_supported_extensions_cover_the_issue_list():
         "pdf",
     ]:
         assert f".{ext}" in SUPPORTED_EXTENSIONS
+
+
+def test_text_type_heuristics_use_ragwall_pipelines(tmp_path):
+    """unstructured's tokenizer hooks still exist and point at our pipelines after a parse.
+
+    If an unstructured upgrade renames them, this fails instead of parsing silently falling back
+    to a model download (offline: a crash) or to the slow neural sentence splitter.
+    """
+    import unstructured.nlp.tokenize as tok
+
+    from ingest.parse import _sentences, _spacy_pipeline
+
+    page = tmp_path / "page.txt"
+    page.write_text(
+        "Quarterly Results\n\n"
+        "Revenue grew in the third quarter. Costs fell. Margins widened as a result.\n\n"
+        "The team shipped the release on time.\n"
+    )
+    elements = parse_file(page, LIMIT).elements
+    assert tok._get_nlp is _spacy_pipeline and tok._tokenize_for_cache is _sentences
+    assert [e.category for e in elements] == ["Title", "NarrativeText", "NarrativeText"]
+    assert "tagger" in _spacy_pipeline().pipe_names
+    assert "senter" not in _spacy_pipeline().pipe_names
