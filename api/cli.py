@@ -382,10 +382,21 @@ def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     finally:
         log.close()
     if as_json:
-        print(json.dumps({"ok": report.ok, "records": report.records, "problems": report.problems}))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "records": report.records,
+                    "problems": report.problems,
+                    "warnings": report.warnings,
+                }
+            )
+        )
     else:
         for problem in report.problems:
             err.print(f"[red]tampered:[/red] {problem}")
+        for warning in report.warnings:
+            err.print(f"[yellow]warning:[/yellow] {warning}")
         out.print(f"{report.records} records; chain {'intact' if report.ok else 'BROKEN'}")
     if not report.ok:
         raise typer.Exit(1)

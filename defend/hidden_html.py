@@ -42,7 +42,9 @@ MIN_CHARS = 8  # shorter hidden strings (icons, single words) carry no instructi
 
 @dataclass(frozen=True)
 class HiddenSegment:
-    kind: str  # "css_hidden", "white_text", "hidden_attribute", "alt_text", "comment"
+    # HTML: "css_hidden", "white_text", "hidden_attribute", "alt_text", "comment";
+    # DOCX (defend.hidden_docx): "office_hidden", "white_text", "tiny_text"
+    kind: str
     how: str
     text: str
 
@@ -95,7 +97,13 @@ def find_hidden(html: str | bytes) -> list[HiddenSegment]:
 
 
 def find_hidden_in_file(path: Path) -> list[HiddenSegment]:
-    if path.suffix.lower() not in (".html", ".htm", ".xhtml"):
+    """Hidden text of an HTML page or a Word document; [] for other kinds of file."""
+    suffix = path.suffix.lower()
+    if suffix == ".docx":
+        from defend.hidden_docx import find_hidden_docx
+
+        return find_hidden_docx(path)
+    if suffix not in (".html", ".htm", ".xhtml"):
         return []
     try:
         return find_hidden(path.read_bytes())

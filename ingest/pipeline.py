@@ -385,7 +385,7 @@ class Ingester:
         report.chunks += len(chunks)
 
 
-DETECTOR_VERSION = "defend-1"  # bump when the rules change: documents are then re-scored
+DETECTOR_VERSION = "defend-2"  # bump when the rules change: documents are then re-scored
 
 
 def make_detector(settings: Settings, encoder: DenseEncoder) -> Detector:

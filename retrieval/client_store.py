@@ -19,6 +19,7 @@ from retrieval.store import (
     Branch,
     Filter,
     Fusion,
+    HasId,
     Hit,
     Match,
     MatchAny,
@@ -29,7 +30,9 @@ from retrieval.store import (
 )
 
 
-def _condition(cond) -> qm.FieldCondition:  # noqa: ANN001
+def _condition(cond):  # noqa: ANN001, ANN202 - a qdrant_client condition
+    if isinstance(cond, HasId):
+        return qm.HasIdCondition(has_id=list(cond.ids))
     if isinstance(cond, Match):
         return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
     if isinstance(cond, MatchAny):

@@ -20,6 +20,7 @@ from retrieval.store import (
     Branch,
     Filter,
     Fusion,
+    HasId,
     Hit,
     Match,
     MatchAny,
@@ -30,7 +31,9 @@ from retrieval.store import (
 )
 
 
-def _condition(cond) -> qe.FieldCondition:  # noqa: ANN001
+def _condition(cond):  # noqa: ANN001, ANN202 - a qdrant_edge condition
+    if isinstance(cond, HasId):
+        return qe.HasIdCondition({uuid.UUID(i) for i in cond.ids})
     if isinstance(cond, Match):
         return qe.FieldCondition(key=cond.key, match=qe.MatchValue(cond.value))
     if isinstance(cond, MatchAny):

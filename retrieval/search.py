@@ -18,6 +18,7 @@ from retrieval.store import (
     Branch,
     Filter,
     Fusion,
+    HasId,
     Match,
     MatchAny,
     Query,
@@ -104,7 +105,7 @@ class SearchResult:
 
 
 class HybridSearcher:
-    """Embeds the query, runs dense, BM25 and fused queries as one Qdrant batch, reranks."""
+    """Embeds the query, runs the fused query in Qdrant, scores its hits per branch, reranks."""
 
     def __init__(
         self,
@@ -118,6 +119,31 @@ class HybridSearcher:
         self.reranker = reranker
         # Queries may be embedded by a faster twin of the passage encoder (ONNX int8).
         self.query_encoder: QueryEncoder = query_encoder or encoder
+
+    def _branch_scores(
+        self, branches: list[Branch], fused: list, flt: Filter
+    ) -> dict[str, dict[str, float]]:
+        """Each branch's own score for the fused hits, from Qdrant.
+
+        One query per branch restricted to the fused hits' ids: the engine scores just those
+        points (a chunk without any query term has no BM25 score) instead of searching the whole
+        index again.
+        """
+        if len(branches) == 1:
+            return {branches[0].using: {h.id: h.score for h in fused}}
+        if not fused:
+            return {}
+        only = flt & Filter(must=(HasId(tuple(h.id for h in fused)),))
+        per_branch = self.store.query_batch(
+            [
+                Query([Branch(b.using, b.vector, len(fused))], len(fused), only, with_payload=False)
+                for b in branches
+            ]
+        )
+        return {
+            b.using: {h.id: h.score for h in hits}
+            for b, hits in zip(branches, per_branch, strict=True)
+        }
 
     def search(
         self,
@@ -151,14 +177,11 @@ class HybridSearcher:
         t = time.perf_counter()
         want_rerank = rerank and self.reranker is not None
         limit = max(candidates, top_k) if (want_rerank or defenses) else top_k
-        queries = [Query([b], candidates, flt, with_payload=False) for b in branches]
-        queries.append(Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None))
-        *branch_hits, fused = self.store.query_batch(queries)
+        (fused,) = self.store.query_batch(
+            [Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None)]
+        )
+        by_branch = self._branch_scores(branches, fused, flt)
         timings["search"] = _ms(t)
-        by_branch = {
-            b.using: {h.id: h.score for h in hits}
-            for b, hits in zip(branches, branch_hits, strict=True)
-        }
         fused_score_name = "fused" if len(branches) > 1 else branches[0].using
 
         hits = [

@@ -55,7 +55,14 @@ class Range:
     lte: float | None = None
 
 
-Condition = Match | MatchAny | Range
+@dataclass(frozen=True)
+class HasId:
+    """The point's id is one of ``ids``."""
+
+    ids: tuple[str, ...]
+
+
+Condition = Match | MatchAny | Range | HasId
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,25 @@ def test_chain_continues_across_reopen(tmp_path, log):
     again.append("source.add", "admin")
     assert again.verify().ok and again.verify().records == 6
     again.close()
+
+
+def test_a_head_left_behind_by_a_power_cut_is_a_warning_and_the_chain_goes_on(tmp_path, log):
+    # What a power cut after the log's fsync but before the head's commit leaves behind.
+    log._db.execute(
+        "UPDATE audit_head SET seq = 3, hash = ? WHERE id = 1",
+        (json.loads(_lines(log)[2])["hash"],),
+    )
+    report = log.verify()
+    assert report.ok and report.records == 5
+    assert report.warnings and "4..5" in report.warnings[0]
+    log.close()
+    again = AuditLog(tmp_path / "audit.log", tmp_path / "state.sqlite3")
+    again.append("source.add", "admin")  # chains on from record 5, not from the stale head
+    report = again.verify()
+    assert report.ok and report.records == 6 and not report.warnings
+    again.close()
+
+
+def test_a_head_that_disagrees_with_the_log_is_still_tampering(log):
+    log._db.execute("UPDATE audit_head SET seq = 3, hash = ? WHERE id = 1", ("f" * 64,))
+    assert not log.verify().ok

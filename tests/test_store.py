@@ -9,7 +9,18 @@ import pytest
 from retrieval.client_store import ClientStore
 from retrieval.edge_store import EdgeStore
 from retrieval.errors import StoreLocked
-from retrieval.store import Branch, Filter, Hit, Match, MatchAny, PointIn, Range, SparseVec, Store
+from retrieval.store import (
+    Branch,
+    Filter,
+    HasId,
+    Hit,
+    Match,
+    MatchAny,
+    PointIn,
+    Range,
+    SparseVec,
+    Store,
+)
 
 
 def pid(i: int) -> str:
@@ -116,6 +127,16 @@ def test_fusion_is_done_by_qdrant_with_one_filter_on_both_branches(store, fusion
     assert all(isinstance(h, Hit) and h.payload["source_id"] == "b" for h in only_b)
     none = store.query(branches, limit=4, flt=Filter(must=(MatchAny("groups", ("nobody",)),)))
     assert none == []
+
+
+def test_has_id_scores_just_those_points_on_each_branch(store):
+    store.upsert(_points())
+    only = Filter(must=(HasId((pid(2), pid(3))),))
+    dense = store.query([Branch("dense", [1, 0, 0], 10)], limit=10, flt=only)
+    assert sorted(h.payload["n"] for h in dense) == [2, 3]
+    sparse = store.query([Branch("bm25", SparseVec([3], [1.0]), 10)], limit=10, flt=only)
+    assert [h.payload["n"] for h in sparse] == [3]
+    assert store.count(Filter(must_not=(HasId((pid(0),)),))) == len(_points()) - 1
 
 
 def test_rrf_scores_follow_k(store):
