@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 GENESIS = "0" * 64
 
@@ -48,6 +48,8 @@ class AuditLog:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.path = log_path
         self._lock = threading.Lock()
+        self._fh: TextIO | None = None
+        self._fh_inode: int | None = None
         self._db = sqlite3.connect(str(head_db), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # the log line itself is fsynced
@@ -62,7 +64,18 @@ class AuditLog:
             # The head lags the log (a power cut after the log's fsync): chain on from the log.
             self._seq, self._head = last["seq"], str(last.get("hash", ""))
 
+    def _reopen(self) -> None:
+        """(Re)open the log for appending: kept open between records (opening cost ~0.8 ms)."""
+        if self._fh is not None:
+            self._fh.close()
+        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh_inode = os.fstat(self._fh.fileno()).st_ino
+
     def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
         self._db.close()
 
     def append(self, action: str, key_id: str, **fields: Any) -> dict[str, Any]:
@@ -78,10 +91,11 @@ class AuditLog:
             }
             record["hash"] = record_hash(record)
             line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
+            if self._fh is None or self._fh_inode != _inode(self.path):
+                self._reopen()
+            self._fh.write(line)
+            self._fh.flush()
+            os.fdatasync(self._fh.fileno())
             self._db.execute(
                 "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
@@ -151,3 +165,11 @@ def _last_record(path: Path) -> dict[str, Any] | None:
             continue
         return record if isinstance(record, dict) else None
     return None
+
+
+def _inode(path: Path) -> int | None:
+    """The inode behind ``path`` now: a log moved away (rotated) is reopened, not written on."""
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None

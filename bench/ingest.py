@@ -205,6 +205,7 @@ def main() -> None:
         "reingest_unchanged_s": round(again_s, 1),
         "reingest_written_chunks": again.chunks,
         "reingest_vs_first": round(again_s / first_s, 4),
+        "main_process_stage_s": {k: round(v, 1) for k, v in first.stage_seconds.items()},
     }
     width = max(len(k) for k in result)
     for key, value in result.items():

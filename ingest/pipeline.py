@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import multiprocessing
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -56,6 +57,14 @@ class IngestReport:
     removed: int = 0
     failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    #: Wall seconds the main process spent per stage: waiting for the parser, embedding, scoring
+    #: for injection, writing (upserts and commits), building the index (optimize and flush).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def _add(self, stage: str, since: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (
+            time.perf_counter() - since
+        )
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -176,9 +185,11 @@ class Ingester:
                 report.removed += 1
 
         self._process(source, todo, report, progress)
+        t = time.perf_counter()
         if report.documents or report.removed:
             self.store.optimize()
         self.store.flush()
+        report._add("index", t)
         finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()
         self.state.finish_run(report.run_id, finished.isoformat(), report.summary())
@@ -237,6 +248,7 @@ class Ingester:
                 if nxt is not None:
                     window.append((nxt, submit(nxt)))
                 uri = str(path.resolve())
+                t = time.perf_counter()
                 try:
                     result = future.result()
                 except FutureTimeout:
@@ -257,6 +269,7 @@ class Ingester:
                         "reason": "parser_error",
                         "message": f"{type(exc).__name__}: {exc}",
                     }
+                report._add("parse_wait", t)
                 if not result["ok"]:
                     report.failed.append(Failure(uri, result["reason"], result["message"]))
                     self._forget(source.id, uri)
@@ -284,15 +297,19 @@ class Ingester:
         if every and report.chunks - self._optimized_at >= every:
             # Index what has been written so far and truncate the WAL: the index build then
             # never holds more than `every` new chunks (plus one segment) in memory at once.
+            t = time.perf_counter()
             self.store.optimize()
             self.store.flush()
+            report._add("index", t)
             self._optimized_at = report.chunks
 
     def _embed_and_write(
         self, source: Source, buffer: list[_Pending], report: IngestReport
     ) -> None:
         texts = [c["text"] for p in buffer for c in p.parsed["chunks"]]
+        t = time.perf_counter()
         vectors = self.encoder.encode(texts)
+        report._add("embed", t)
         corpus_terms, corpus_chunks = self.state.corpus_terms()
         new_terms = sum(len(c["terms"]) for p in buffer for c in p.parsed["chunks"])
         avg_len = (corpus_terms + new_terms) / max(corpus_chunks + len(texts), 1)
@@ -315,7 +332,10 @@ class Ingester:
         parsed = pending.parsed
         chunks = parsed["chunks"]
         hidden = [HiddenSegment(**h) for h in parsed.get("hidden", ())]
+        t = time.perf_counter()
         signals = self.detector.score_chunks([c["text"] for c in chunks], vectors, hidden)
+        report._add("detect", t)
+        t = time.perf_counter()
         points = []
         for chunk, vector, sig in zip(chunks, vectors, signals, strict=True):
             sparse = bm25_document_vector(chunk["terms"], avg_len, s.bm25_k1, s.bm25_b)
@@ -383,6 +403,7 @@ class Ingester:
         )
         report.documents += 1
         report.chunks += len(chunks)
+        report._add("write", t)
 
 
 DETECTOR_VERSION = "defend-2"  # bump when the rules change: documents are then re-scored

@@ -11,11 +11,18 @@ import numpy as np
 
 
 def cpu_session(onnx_path: Path, threads: int | None = None):  # noqa: ANN201 - ort.InferenceSession
-    """An onnxruntime CPU session with full graph optimisation; ``threads`` caps intra-op threads."""
+    """An onnxruntime CPU session with full graph optimisation; ``threads`` caps intra-op threads.
+
+    Its worker threads sleep between runs instead of spinning: a spinning pool kept a core busy
+    after every query, which slowed the Qdrant search and the HTTP stack that share the cores
+    (server p50 16.0 -> 10.9 ms on the 100k bench index, 2 cores; docs/benchmarks.md).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
