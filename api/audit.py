@@ -107,7 +107,9 @@ class AuditLog:
     def verify(self) -> VerifyReport:
         problems: list[str] = []
         prev, expected_seq, count = GENESIS, 1, 0
-        hashes: dict[int, Any] = {}
+        row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        head_seq, head_hash = row if row else (0, GENESIS)
+        at_head = GENESIS  # the hash of the log's record number head_seq
         lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
         for number, line in enumerate(lines, start=1):
             try:
@@ -116,7 +118,8 @@ class AuditLog:
                 problems.append(f"line {number}: not valid JSON")
                 continue
             count += 1
-            hashes[count] = record.get("hash")
+            if count == head_seq:
+                at_head = record.get("hash")
             if record.get("seq") != expected_seq:
                 problems.append(
                     f"line {number}: sequence {record.get('seq')} where {expected_seq} was expected "
@@ -128,13 +131,8 @@ class AuditLog:
                 problems.append(f"line {number}: content does not match its hash (edited)")
             prev = record.get("hash", "")
             expected_seq = (record.get("seq") or expected_seq) + 1
-        row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        head_seq, head_hash = row if row else (0, GENESIS)
         warnings: list[str] = []
-        if (
-            head_seq < count
-            and hashes.get(head_seq, GENESIS if head_seq == 0 else None) == head_hash
-        ):
+        if head_seq < count and at_head == head_hash:
             warnings.append(
                 f"records {head_seq + 1}..{count} chain correctly but come after the last head "
                 f"the database recorded ({head_seq}): written just before an unclean shutdown, "
