@@ -36,7 +36,9 @@ class OnnxCrossEncoder:
         self.path = Path(onnx_path)
         self.session = cpu_session(onnx_path, threads)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        self.tokenizer.enable_truncation(max_length=max_length, strategy="only_second")
+        # longest_first, not only_second: a query longer than max_length would make only_second
+        # fail on every pair (and rerank be skipped); longest_first trims whichever side is longer.
+        self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
         self.tokenizer.enable_padding()
 
     def score(self, query: str, passages: Sequence[str], batch_size: int = 32) -> list[float]:

@@ -192,7 +192,7 @@ def train(config: TrainConfig, say: Callable[[str], None] = print) -> ModelCard:
                 [p.query for p in batch],
                 [p.passage for p in batch],
                 padding=True,
-                truncation="only_second",
+                truncation="longest_first",
                 max_length=config.max_length,
                 return_tensors="pt",
             )

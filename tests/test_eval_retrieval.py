@@ -50,9 +50,19 @@ def test_eval_retrieval_json_and_table(tmp_path):
     for name, metrics in {**result["stages"], **result["peers"]}.items():
         assert set(metrics) >= {"ndcg@10", "recall@100", "mrr@10", "ms_per_query"}, name
         assert 0.0 < metrics["ndcg@10"] <= 1.0 and metrics["queries"] == 25
+    assert {"bm25s", "rank-bm25", "rrf(bm25s, dense) k=60"} <= set(result["peers"])
     # On judged data the system must be in the league of plain BM25, not broken.
     assert result["stages"]["fused"]["ndcg@10"] >= 0.8 * result["peers"]["bm25s"]["ndcg@10"]
     assert "nDCG@10" in run.stderr  # the human-readable table
+
+
+def test_rrf_reference_sums_reciprocal_ranks():
+    from eval.retrieval import _rrf
+
+    # a: 1/61 + 1/62, b: 1/62 + 1/61, c: 1/63, d: 1/63 -> ties keep first-seen order
+    assert _rrf([["a", "b", "c"], ["b", "a", "d"]]) == ["a", "b", "c", "d"]
+    assert _rrf([["x", "y"], ["y"]]) == ["y", "x"]  # 1/62 + 1/61 beats 1/61
+    assert _rrf([["x"], []], k=0) == ["x"]
 
 
 def test_dataset_errors_are_clear(tmp_path):

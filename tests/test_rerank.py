@@ -69,6 +69,17 @@ def test_batches_and_long_passages(hf_cross_encoder, tmp_path, monkeypatch):
     assert scores[5] == pytest.approx(reranker.score("query", [passages[5]])[0], abs=1e-2)
 
 
+def test_a_query_longer_than_the_model_window_is_still_scored(
+    hf_cross_encoder, tmp_path, monkeypatch
+):
+    folder, _ = hf_cross_encoder
+    monkeypatch.setenv("RAGWALL_DATA_DIR", str(tmp_path / "data"))
+    reranker = load_reranker(str(folder), max_length=64)
+    long_query = "which wing shapes delay flutter at transonic speed " * 20  # ~180 tokens
+    scores = reranker.score(long_query, ["Flutter of swept wings.", "passage " * 200])
+    assert len(scores) == 2 and all(s == s for s in scores)  # no error, no NaN
+
+
 def test_unusable_specs_are_clear_errors(tmp_path):
     with pytest.raises(ModelError, match="could not load reranker"):
         load_reranker("no-such-org/no-such-cross-encoder")
