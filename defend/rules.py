@@ -82,6 +82,8 @@ _AI = r"(?:ai|a\.i\.|assistant|chat ?bot|chatgpt|gpt(?:-?\d)?|claude|gemini|copi
 _PRIOR = r"(?:previous|prior|preceding|above|earlier|original|initial|all|any|your|the)"
 _ORDERS = r"(?:instructions?|prompts?|directions?|rules|guidelines|directives|commands|context|messages?|system prompt)"
 
+_OUTPUT = r"(?:response|responses|answer|answers|output|completion|summary|reply to (?:the )?user)"
+
 RULES: list[Callable[[str], list[RuleHit]]] = [
     _pattern_rule(
         "override_instructions",
@@ -106,7 +108,7 @@ RULES: list[Callable[[str], list[RuleHit]]] = [
     _pattern_rule(
         "exfiltration_request",
         0.6,
-        r"\b(?:send|forward|email|e-mail|post|upload|leak|reveal|disclose|share|print|output|repeat|exfiltrate|transmit)\b[^.\n]{0,40}\b(?:passwords?|credentials?|api[ _-]?keys?|secrets?|tokens?|system prompt|(?:your|the) (?:instructions|prompt)|conversation (?:history|log)|chat history|private (?:data|keys?)|ssh keys?|cookies?)\b",
+        r"(?<![.\w])(?:send|forward|email|e-mail|post|upload|leak|reveal|disclose|share|print|output|repeat|exfiltrate|transmit)\b[^.\n]{0,40}\b(?:passwords?|credentials?|api[ _-]?keys?|secrets?|tokens?|system prompt|(?:your|the) (?:instructions|prompt)|conversation (?:history|log)|chat history|private (?:data|keys?)|ssh keys?|cookies?)\b",
     ),
     _pattern_rule(
         "payment_request",
@@ -129,11 +131,52 @@ RULES: list[Callable[[str], list[RuleHit]]] = [
         r"(?:\b(?:call|invoke|use) the (?:\w+ )?(?:tool|function|plugin|api)\b[^.\n]{0,40}\b(?:with|to)\b|\"(?:tool|function)_call\"\s*:|<tool_call>|\bfunction_call\s*\()",
     ),
     _pattern_rule(
+        # A sentence that tells the reader how to compose its own reply: documents describe
+        # things, they do not say "add a sentence in your response" or "answer in French".
+        "response_directive",
+        0.55,
+        rf"(?:^|[.!?:;]\s+|\n\s*)(?:please\s+)?(?:also\s+)?(?:add|include|insert|integrate|incorporate|append|embed|mention|end|start|begin|finish|conclude|write|replace|remove|introduce|rearrange|reverse|translate|format|encode|spell|use|put|make)\b[^.\n]{{0,80}}\b(?:in|into|to|from|of|within|throughout|at the (?:end|start|beginning) of)\s+(?:your|each|every|the)\s+{_OUTPUT}\b",
+    ),
+    _pattern_rule(
+        # Code handed to the reader to adopt ("incorporate the following code excerpt"). Alone
+        # it is how tutorials talk, so it weighs little; with exfiltration code it flags.
+        "code_insertion",
+        0.35,
+        r"\b(?:incorporate|integrate|include|insert|add|append|embed|meld|utili[sz]e|use|enlist|execute|run|ensure|weave|inject|copy|adopt|employ|embody)\b[^.\n]{0,60}\b(?:following|subsequent|below|given|provided|attached)\s+(?:code|python|script|snippet)\b",
+    ),
+    _pattern_rule(
         "do_not_tell",
         0.5,
         r"\b(?:do not|don't|never) (?:tell|inform|mention|reveal|show|let)\b[^.\n]{0,25}\b(?:the )?(?:user|human|customer|anyone|them)\b",
     ),
 ]
+
+_SECRET_SOURCE = re.compile(
+    r"\bos\.environ\b|\bos\.getenv\(|http\.cookiejar|browser_cookie3|\bcookies\.(?:txt|sqlite)|"
+    r"\bpsutil\.|\bgetpass\.|\bkeyring\.|/etc/(?:passwd|shadow)|\.ssh/|\bid_rsa\b|\busb\.core\b|"
+    r"\bbluetooth\b|\bpyperclip\.|\bpynput\b|\bImageGrab\.|pyautogui\.screenshot|"
+    r"\bsocket\.gethostname\(|\bplatform\.(?:uname|node)\(|\bclipboard\.|\bwin32crypt\b"
+)
+_NETWORK_SINK = re.compile(
+    r"\brequests\.(?:post|put|patch)\(|\burllib\.request\.urlopen\(|\bhttp\.client\.|\bsmtplib\.|"
+    r"\bftplib\.|\bparamiko\.|\.sendall?\(|\bhttpx\.(?:post|put)\("
+)
+
+
+def exfiltration_code(text: str) -> list[RuleHit]:
+    """Code that reads local secrets or system details and sends data out over the network."""
+    source = _SECRET_SOURCE.search(text)
+    if source is None:
+        return []
+    sink = _NETWORK_SINK.search(text)
+    if sink is None:
+        return []
+    return [
+        RuleHit(
+            "exfiltration_code", 0.45, f"reads {source.group(0)!r} and sends with {sink.group(0)!r}"
+        )
+    ]
+
 
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{40,}={0,2}(?![A-Za-z0-9+/=])")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){40,}\b")
@@ -197,7 +240,7 @@ def strip_hidden(text: str) -> str:
     )
 
 
-ALL_RULES: list[Callable[[str], list[RuleHit]]] = [*RULES, encoded_payload]
+ALL_RULES: list[Callable[[str], list[RuleHit]]] = [*RULES, encoded_payload, exfiltration_code]
 
 
 def scan(text: str) -> Scan:

@@ -406,7 +406,7 @@ class Ingester:
         report._add("write", t)
 
 
-DETECTOR_VERSION = "defend-2"  # bump when the rules change: documents are then re-scored
+DETECTOR_VERSION = "defend-3"  # bump when the rules change: documents are then re-scored
 
 
 def make_detector(settings: Settings, encoder: DenseEncoder) -> Detector:
