@@ -4,6 +4,11 @@ Each record carries the hash of the one before it and its own hash over its cano
 edited, removed or reordered record breaks the chain. The head (count and last hash) is also kept
 in SQLite, so cutting records off the end is detected too.
 
+A plain hash chain can be rebuilt whole by anyone who can write the data dir. With a key
+(``RAGWALL_AUDIT_KEY``, kept outside the data dir) each record's hash is an HMAC-SHA256 instead,
+and the record says so (``"mac": "hmac-sha256"``): without the key, an edited, forged or
+rebuilt chain no longer verifies.
+
 Durability: each record is fsynced to the log before the request that caused it returns. The head
 is committed without its own fsync (SQLite ``synchronous=NORMAL``, which a full fsync made the
 slowest step of a retrieve, ~4 ms): a crash of the process loses nothing, and a power cut can
@@ -14,6 +19,7 @@ reports it as a warning, and the next append carries the head forward from the l
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -30,9 +36,15 @@ def _canonical(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def record_hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(_canonical(body)).hexdigest()
+MAC = "hmac-sha256"
+
+
+def record_hash(record: dict[str, Any], key: bytes | None = None) -> str:
+    """SHA-256 of the record's canonical JSON (without ``hash``); HMAC-SHA256 with ``key``."""
+    body = _canonical({k: v for k, v in record.items() if k != "hash"})
+    if key is not None:
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
 
 
 @dataclass
@@ -44,9 +56,10 @@ class VerifyReport:
 
 
 class AuditLog:
-    def __init__(self, log_path: Path, head_db: Path) -> None:
+    def __init__(self, log_path: Path, head_db: Path, key: bytes | None = None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.path = log_path
+        self._key = key or None
         self._lock = threading.Lock()
         self._fh: TextIO | None = None
         self._fh_inode: int | None = None
@@ -89,7 +102,9 @@ class AuditLog:
                 **fields,
                 "prev": self._head,
             }
-            record["hash"] = record_hash(record)
+            if self._key is not None:
+                record["mac"] = MAC
+            record["hash"] = record_hash(record, self._key)
             line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
             if self._fh is None or self._fh_inode != _inode(self.path):
                 self._reopen()
@@ -107,6 +122,7 @@ class AuditLog:
     def verify(self) -> VerifyReport:
         problems: list[str] = []
         prev, expected_seq, count = GENESIS, 1, 0
+        keyed = unkeyed_prefix = 0
         row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         head_seq, head_hash = row if row else (0, GENESIS)
         at_head = GENESIS  # the hash of the log's record number head_seq
@@ -127,11 +143,37 @@ class AuditLog:
                 )
             if record.get("prev") != prev:
                 problems.append(f"line {number}: does not chain to the record before it")
-            if record.get("hash") != record_hash(record):
+            if record.get("mac") == MAC:
+                keyed += 1
+                if self._key is None:
+                    if keyed == 1:
+                        problems.append(
+                            f"line {number}: records from here on are keyed (HMAC); set "
+                            "RAGWALL_AUDIT_KEY to the key the server used to verify them"
+                        )
+                elif record.get("hash") != record_hash(record, self._key):
+                    problems.append(
+                        f"line {number}: content does not match its HMAC "
+                        "(edited, forged, or written with another key)"
+                    )
+            elif record.get("hash") != record_hash(record):
                 problems.append(f"line {number}: content does not match its hash (edited)")
+            elif self._key is not None:
+                if keyed:
+                    problems.append(
+                        f"line {number}: an unkeyed record after keyed ones (forged by someone "
+                        "without the key, or written by a server that was not given it)"
+                    )
+                else:
+                    unkeyed_prefix += 1
             prev = record.get("hash", "")
             expected_seq = (record.get("seq") or expected_seq) + 1
         warnings: list[str] = []
+        if unkeyed_prefix:
+            warnings.append(
+                f"records 1..{unkeyed_prefix} were written before RAGWALL_AUDIT_KEY was set: "
+                "they are chained but not authenticated"
+            )
         if head_seq < count and at_head == head_hash:
             warnings.append(
                 f"records {head_seq + 1}..{count} chain correctly but come after the last head "

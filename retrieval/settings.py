@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         default=None, description="Qdrant server URL; unset means the embedded qdrant-edge shard."
     )
     qdrant_api_key: SecretStr | None = None
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="A secret for HMAC-keyed audit records; keep it outside the data dir. "
+        "Unset: the chain is plain SHA-256, which whoever can write the data dir could rebuild.",
+    )
     collection: str = "ragwall"
 
     embedding_model: str = Field(
@@ -184,6 +189,9 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.data_dir / "ragwall.sqlite3"
+
+    def audit_key_bytes(self) -> bytes | None:
+        return self.audit_key.get_secret_value().encode() if self.audit_key else None
 
     @property
     def audit_path(self) -> Path:

@@ -75,3 +75,28 @@ def test_ingest_json_summary_and_exit_status(run, tmp_path):
     assert json.loads(one_off.stdout.strip().splitlines()[-1])["documents"] == 1
     # A one-off ingest does not remove the source's other documents.
     assert json.loads(run("sources", "list", "--json").stdout)[0]["documents"] == 3
+
+
+def test_audit_key_from_the_environment_keys_the_chain_and_is_never_written(tmp_path):
+    secret = "correct-horse-battery-staple-4411"
+    env = {**os.environ, "RAGWALL_DATA_DIR": str(tmp_path / "data")}
+
+    def run_with(key: str | None, *args: str) -> subprocess.CompletedProcess:
+        e = {k: v for k, v in env.items() if k != "RAGWALL_AUDIT_KEY"}
+        if key:
+            e["RAGWALL_AUDIT_KEY"] = key
+        return subprocess.run([RAGWALL, *args], env=e, capture_output=True, text=True, timeout=600)
+
+    outputs = [run_with(secret, "sources", "add", "kb", str(tmp_path))]
+    outputs.append(run_with(secret, "sources", "quarantine", "kb", "--reason", "test"))
+    assert all(o.returncode == 0 for o in outputs), outputs[-1].stderr
+    keyed = run_with(secret, "audit", "verify", "--json")
+    outputs.append(keyed)
+    assert keyed.returncode == 0 and json.loads(keyed.stdout)["ok"]
+    log = (tmp_path / "data" / "audit.log").read_text()
+    assert '"mac": "hmac-sha256"' in log
+    keyless = run_with(None, "audit", "verify")
+    outputs.append(keyless)
+    assert keyless.returncode == 1 and "RAGWALL_AUDIT_KEY" in keyless.stderr
+    assert secret not in log
+    assert all(secret not in o.stdout + o.stderr for o in outputs)
