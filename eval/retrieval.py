@@ -21,7 +21,10 @@ import numpy as np
 from eval.beir import BeirDataset, document_text, load_beir, write_documents
 from eval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
 
-DEPTH = 100
+DEPTH = 100  # documents ranked per query (Recall@100)
+# Chunks fetched per query: documents are ranked by their best chunk, and a long document has
+# several, so 100 chunks hold fewer than 100 documents. Three per document covers the corpora here.
+CHUNK_DEPTH = 3 * DEPTH
 RERANK_DEPTH = 30  # the API's default candidate count: what a caller's reranking sees
 
 
@@ -165,13 +168,15 @@ def evaluate_retrieval(
                     res = searcher.search(
                         data.queries[q],
                         flt,
-                        top_k=DEPTH,
-                        candidates=DEPTH,
+                        top_k=CHUNK_DEPTH,
+                        # Fusion reads each branch's top DEPTH chunks (deeper lists would change
+                        # the fused order); a single branch simply returns more.
+                        candidates=DEPTH if len(kwargs["stages"]) > 1 else CHUNK_DEPTH,
                         rrf_k=settings.rrf_k,
                         **kwargs,
                     )
                     ms.append((time.perf_counter() - t) * 1000)
-                    ranked[q] = _dedupe_docs([h.provenance["doc_name"] for h in res.hits])
+                    ranked[q] = _dedupe_docs([h.provenance["doc_name"] for h in res.hits])[:DEPTH]
                 results[name] = _score(ranked, data.qrels, ms)
         finally:
             store.close()
