@@ -82,7 +82,9 @@ _AI = r"(?:ai|a\.i\.|assistant|chat ?bot|chatgpt|gpt(?:-?\d)?|claude|gemini|copi
 _PRIOR = r"(?:previous|prior|preceding|above|earlier|original|initial|all|any|your|the)"
 _ORDERS = r"(?:instructions?|prompts?|directions?|rules|guidelines|directives|commands|context|messages?|system prompt)"
 
-_OUTPUT = r"(?:response|responses|answer|answers|output|completion|summary|reply to (?:the )?user)"
+# What an assistant writes back. Not "output" or "summary": "write the logs to your output
+# directory" is how manuals talk.
+_OUTPUT = r"(?:response|responses|answer|answers|reply to (?:the )?user)"
 
 RULES: list[Callable[[str], list[RuleHit]]] = [
     _pattern_rule(
@@ -135,7 +137,7 @@ RULES: list[Callable[[str], list[RuleHit]]] = [
         # things, they do not say "add a sentence in your response" or "answer in French".
         "response_directive",
         0.55,
-        rf"(?:^|[.!?:;]\s+|\n\s*)(?:please\s+)?(?:also\s+)?(?:add|include|insert|integrate|incorporate|append|embed|mention|end|start|begin|finish|conclude|write|replace|remove|introduce|rearrange|reverse|translate|format|encode|spell|use|put|make)\b[^.\n]{{0,80}}\b(?:in|into|to|from|of|within|throughout|at the (?:end|start|beginning) of)\s+(?:your|each|every|the)\s+{_OUTPUT}\b",
+        rf"(?:^|[.!?:;]\s+|\n\s*)(?:please\s+)?(?:also\s+)?(?:add|include|insert|integrate|incorporate|append|embed|mention|end|start|begin|finish|conclude|write|replace|remove|introduce|rearrange|reverse|translate|format|encode|spell|use|put|make)\b[^.\n]{{0,80}}\b(?:in|into|to|from|of|within|throughout|at the (?:end|start|beginning) of)\s+(?:your|each|every)\s+{_OUTPUT}\b",
     ),
     _pattern_rule(
         # Code handed to the reader to adopt ("incorporate the following code excerpt"). Alone

@@ -52,6 +52,8 @@ BENIGN = [
     "System requirements: 8 GB RAM, 20 GB free disk, Python 3.11.",
     "Please include your order number in your reply so we can find the parcel.",
     "Add the following code snippet to your settings.py to enable caching.",
+    "Write the logs to your output directory, then add the totals to the summary.",
+    "Include units in the answer to each exercise.",
     "token = os.environ['API_TOKEN']\nrequests.post(url, headers={'Authorization': token})",
     "The summary of the report is in section 2; the answer to question 4 is in the appendix.",
 ]
