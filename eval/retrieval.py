@@ -72,7 +72,6 @@ def _peers(data: BeirDataset, encoder: Any) -> dict[str, dict]:
     )
     out: dict[str, dict] = {}
     ranked, ms = {}, []
-    bm25_ranked: dict[str, list[str]] = {}
     for q in data.qrels:
         t = time.perf_counter()
         tokens = bm25s.tokenize(
