@@ -78,7 +78,7 @@ def open_services(settings: Settings) -> Services:
     )
     state = State(settings.state_path)
     keys = KeyStore(settings.state_path)
-    audit = AuditLog(settings.audit_path, settings.state_path, settings.audit_key_bytes())
+    audit = AuditLog.for_settings(settings)
     store = open_store(settings, encoder.dim)
     reranker = None
     if settings.reranker_model:

@@ -27,7 +27,10 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from retrieval.settings import Settings
 
 GENESIS = "0" * 64
 
@@ -76,6 +79,13 @@ class AuditLog:
         if last is not None and isinstance(last.get("seq"), int) and last["seq"] > self._seq:
             # The head lags the log (a power cut after the log's fsync): chain on from the log.
             self._seq, self._head = last["seq"], str(last.get("hash", ""))
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> AuditLog:
+        """The data dir's log, keyed when ``RAGWALL_AUDIT_KEY`` is set: every writer and the
+        verifier open it here, so none can forget the key (unkeyed records after keyed ones
+        fail ``verify``)."""
+        return cls(settings.audit_path, settings.state_path, settings.audit_key_bytes())
 
     def _reopen(self) -> None:
         """(Re)open the log for appending: kept open between records (opening cost ~0.8 ms)."""

@@ -161,7 +161,7 @@ def _quarantine(kind: str, value: str, on: bool, reason: str) -> None:
 
     settings = _settings()
     state = State(settings.state_path)
-    audit = AuditLog(settings.audit_path, settings.state_path, settings.audit_key_bytes())
+    audit = AuditLog.for_settings(settings)
     try:
         if kind == "source" and on:
             try:
@@ -376,7 +376,7 @@ def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     from api.audit import AuditLog
 
     settings = _settings()
-    log = AuditLog(settings.audit_path, settings.state_path, settings.audit_key_bytes())
+    log = AuditLog.for_settings(settings)
     try:
         report = log.verify()
     finally:
