@@ -475,6 +475,7 @@ def _context(hits, max_tokens: int, svc: Services) -> ContextOut:  # noqa: ANN00
                 doc_name=str(h.provenance.get("doc_name") or h.provenance.get("doc_uri", "")),
                 trust=h.trust,
                 flags=[f["kind"] for f in h.flags],
+                mark=_flagged_span(h),
             )
             for h in hits
         ],
@@ -484,6 +485,14 @@ def _context(hits, max_tokens: int, svc: Services) -> ContextOut:  # noqa: ANN00
     return ContextOut(
         text=ctx.text, included=ctx.included, truncated=ctx.truncated, tokens=ctx.tokens
     )
+
+
+def _flagged_span(hit) -> tuple[int, int] | None:  # noqa: ANN001 - a search hit
+    """The characters the injection detector flagged, when this hit carries the flag."""
+    span = hit.provenance.get("injection_span")
+    if not span or not any(f["kind"] == "injection" for f in hit.flags):
+        return None
+    return int(span[0]), int(span[1])
 
 
 def _token_counter(svc: Services):  # noqa: ANN202

@@ -484,8 +484,20 @@ def eval_poisoning(
 @eval_app.command("injection")
 def eval_injection(
     dataset: Annotated[
-        Path | None, typer.Option(help='JSON lines {"text": ..., "label": 0|1}.')
+        list[Path] | None,
+        typer.Option(help='JSON lines {"text": ..., "label": 0|1} (repeat for several sets).'),
     ] = None,
+    windows: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Ordinary documents cut into 1,000-character windows (a BEIR folder, a SQuAD "
+            "folder or a folder of files; repeat): every flag is a false positive."
+        ),
+    ] = None,
+    unseen_only: Annotated[
+        bool,
+        typer.Option(help="Windows only from documents the model was not trained on."),
+    ] = False,
     documents: Annotated[
         Path | None,
         typer.Option(help="Or: a folder of clean documents; reports the share of chunks flagged."),
@@ -495,11 +507,14 @@ def eval_injection(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
-    """Precision, recall and false-positive rate of the injection detector."""
-    from eval.injection import evaluate_documents, evaluate_injection
+    """Recall and false positives of the rules, the old head, the model, and rules + model."""
+    from eval.injection import DETECTORS, evaluate_documents, evaluate_injection
 
-    if (dataset is None) == (documents is None):
-        err.print("[red]error:[/red] give exactly one of --dataset FILE.jsonl or --documents DIR")
+    if documents is not None and (dataset or windows):
+        err.print("[red]error:[/red] --documents goes alone; or give --dataset and/or --windows")
+        raise typer.Exit(2)
+    if documents is None and not dataset and not windows:
+        err.print("[red]error:[/red] give --dataset FILE.jsonl, --windows DIR or --documents DIR")
         raise typer.Exit(2)
     if documents is not None:
         result = evaluate_documents(documents)
@@ -512,13 +527,21 @@ def eval_injection(
             print(json.dumps(result))
         return
     try:
-        result = evaluate_injection(dataset, threshold)
+        result = evaluate_injection(
+            dataset or [], threshold, windows or [], unseen_only, say=lambda m: err.print(m)
+        )
     except RagwallError as exc:
         raise _fail(exc) from exc
-    err.print(
-        f"{result['texts']} texts: precision {result['precision']:.4f}, recall "
-        f"{result['recall']:.4f}, false-positive rate {result['fpr']:.4f}"
-    )
+    for name, row in result["datasets"].items():
+        err.print(f"{name}: {row['texts']} texts, {row['attacks']} attacks")
+        for d in DETECTORS:
+            r = row[d]
+            err.print(
+                f"  {d:9} recall {r['recall']:.4f}  fpr {r['fpr']:.4f}  precision {r['precision']:.4f}"
+            )
+    for name, row in result["windows"].items():
+        rates = ", ".join(f"{d} {row[d]['fpr']:.4f}" for d in DETECTORS)
+        err.print(f"{name}: {row['windows']} benign windows; flagged share: {rates}")
     if as_json:
         print(json.dumps(result))
 
@@ -562,20 +585,60 @@ def rerank_train(
 
 @defend_app.command("train")
 def defend_train(
-    bipia: Annotated[Path, typer.Option(help="The BIPIA folder (email/, code/, *_attack_*.json).")],
-    out: Annotated[Path, typer.Option(help="Where to write the head (JSON).")] = Path(
-        "defend/models/injection_head.json"
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="A folder laid out like ../shared/data: bipia/, injection/*.jsonl, cranfield/, "
+            "cisi/, squad/, docs/."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder (model.onnx, card.json).")] = Path(
+        "defend/models/injection-minilm"
     ),
-    benign: Annotated[
-        list[Path] | None, typer.Option(help="BEIR corpora of ordinary prose (repeat).")
+    seed: Annotated[int, typer.Option()] = 7,
+    epochs: Annotated[int, typer.Option(help="Epochs of the shipped model.")] = 3,
+    leave_one_out: Annotated[
+        bool, typer.Option(help="Also train one model per left-out attack dataset.")
+    ] = True,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Keep examples and backbone states here between runs (~1.5 GB)."),
     ] = None,
+) -> None:
+    """Train the injection model (CPU, or a GPU if torch sees one), calibrate, export ONNX int8."""
+    from defend.train import Recipe, train_model
+
+    try:
+        card = train_model(
+            data,
+            out,
+            Recipe(seed=seed, epochs=epochs),
+            leave_one_out=leave_one_out,
+            say=lambda m: err.print(m),
+            cache=cache,
+        )
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    print(json.dumps(card))
+
+
+@defend_app.command("split")
+def defend_split(
+    data: Annotated[Path, typer.Option(help="The folder `defend train` reads.")],
+    out: Annotated[Path, typer.Option(help="Where to write {dataset}.jsonl files.")],
+    part: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
-    """Train the injection classifier head on BIPIA (held-out split reported, never trained on)."""
-    from defend.train import train_head
+    """Write one part of the training split (for `ragwall eval injection --dataset`)."""
+    from defend.data import write_part
 
-    card = train_head(bipia, out, benign or [], seed, say=lambda m: err.print(m))
-    print(json.dumps(card))
+    try:
+        counts = write_part(data, part, out, seed)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    for name, n in counts.items():
+        err.print(f"{out / (name + '.jsonl')}: {n} texts")
+    print(json.dumps(counts))
 
 
 @app.command()

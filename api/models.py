@@ -117,6 +117,10 @@ class Provenance(BaseModel):
 
     injection_score: float | None = None
     injection_reasons: list[str] = Field(default_factory=list)
+    injection_span: list[int] | None = Field(
+        default=None,
+        description="Characters [start, end) of the chunk text that fired the injection detector.",
+    )
     hidden_text: bool | None = None
     hidden_reasons: list[str] = Field(default_factory=list)
     source_id: str

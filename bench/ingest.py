@@ -130,8 +130,15 @@ def main() -> None:
         "--raw-sample", type=int, default=3000, help="chunks embedded bare for the baseline"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="keep corpus and index here")
+    parser.add_argument(
+        "--rules-only",
+        action="store_true",
+        help="turn the injection model off (RAGWALL_INJECTION_MODEL=none) to measure its cost",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     args = parser.parse_args()
+    if args.rules_only:
+        os.environ["RAGWALL_INJECTION_MODEL"] = "none"
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ragwall-bench-"))
     corpus, data = work / "corpus", work / "data"
@@ -206,6 +213,8 @@ def main() -> None:
         "reingest_written_chunks": again.chunks,
         "reingest_vs_first": round(again_s / first_s, 4),
         "main_process_stage_s": {k: round(v, 1) for k, v in first.stage_seconds.items()},
+        "injection_model": not args.rules_only,
+        "detect_share_of_ingest": round(first.stage_seconds.get("detect", 0.0) / first_s, 3),
     }
     width = max(len(k) for k in result)
     for key, value in result.items():

@@ -1,24 +1,21 @@
-"""A small injection classifier: a logistic head on the chunk's own embedding.
+"""The previous injection classifier: a logistic head on the chunk's own embedding.
 
-Ingest embeds every chunk anyway, so scoring it costs one dot product. The head is trained by
-``ragwall defend train`` (see ``defend.train``) and ships with the package as JSON. Its output is
-calibrated so that 0.5 is the decision threshold chosen on validation data: ``score = sigmoid(w·x
-+ b - t)``, which lets it combine with the rule score on one scale.
+It was Ragwall's detector until the injection model (``defend.model``) replaced it, and is kept
+only so that ``ragwall eval injection`` reports the old and the new detector in the same run. It
+was trained on BIPIA's train split alone (``defend/models/injection_head.json``, with its card).
+Its output is calibrated so that 0.5 is its validation threshold: ``score = sigmoid(w·x + b - t)``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.errors import ModelError
 
-log = logging.getLogger(__name__)
 PACKAGED_HEAD = Path(__file__).parent / "models" / "injection_head.json"
 
 
@@ -61,32 +58,6 @@ class InjectionHead:
             )
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise ModelError(
-                f"could not read the injection classifier at {path}: {exc}. Retrain it with "
-                "`ragwall defend train`, or unset RAGWALL_INJECTION_HEAD to use the packaged one."
+                f"could not read the old injection head at {path}: {exc}. It ships with "
+                "Ragwall (defend/models/injection_head.json); reinstall the package."
             ) from exc
-
-
-@lru_cache(maxsize=4)
-def load_head(path: str | None, embedding_model: str, dim: int) -> InjectionHead | None:
-    """The head at ``path`` (default: the packaged one), or None when it does not fit the model.
-
-    A head is trained on one embedding model's vectors; with another model configured it would
-    score noise, so it is left out (rules still run) rather than used.
-    """
-    if not path and not PACKAGED_HEAD.exists():
-        log.warning("no packaged injection classifier at %s: rules only", PACKAGED_HEAD)
-        return None
-    head = InjectionHead.from_file(Path(path) if path else PACKAGED_HEAD)
-    from retrieval.embed import resolve_model_path
-
-    same = head.embedding_model == embedding_model or resolve_model_path(
-        head.embedding_model
-    ) == resolve_model_path(embedding_model)
-    if not same or head.weights.shape[0] != dim:
-        if path:
-            raise ModelError(
-                f"the injection classifier at {path} was trained on {head.embedding_model!r} "
-                f"vectors, not on {embedding_model!r}; retrain it with `ragwall defend train`"
-            )
-        return None
-    return head

@@ -1,18 +1,27 @@
-"""Injection signals for a chunk: the rules, the classifier, and hidden text, on one scale."""
+"""Injection signals for a chunk: the rules, the injection model, and hidden text, on one scale.
+
+The score is the larger of the rules' noisy-or and the model's calibrated probability, so 0.5
+means the same on both sides: a rule strong enough to flag alone, or the model at the threshold
+chosen on validation data. ``flag_at`` (``RAGWALL_INJECTION_THRESHOLD``) is the one point that
+both flags a chunk and lets its score lower its trust at ingest; below it a score is background
+hum and changes nothing.
+
+Every flagged chunk says what fired and where: rule names with their evidence, the model's
+probability, and the character span (chunk-relative) of the window or rule match that fired,
+so an operator can read the offending sentence and the spotlighted context can mark it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from defend.classifier import InjectionHead
 from defend.hidden_html import HiddenSegment, normalize
-from defend.rules import scan
+from defend.model import InjectionModel, WindowScore
+from defend.rules import Scan, scan
+from retrieval.embed import DenseEncoder, TokenStates, resolve_model_path
 
-FLAG_AT = 0.5  # injection scores at or above this are flagged (a setting at query time)
-NOISE_FLOOR = FLAG_AT  # scores below the decision threshold do not lower trust
+FLAG_AT = 0.5  # the default threshold: the model's calibrated point, and a rule that flags alone
 
 
 @dataclass
@@ -21,45 +30,100 @@ class Signals:
     injection_reasons: list[str] = field(default_factory=list)
     hidden_text: bool = False
     hidden_reasons: list[str] = field(default_factory=list)
+    injection_span: tuple[int, int] | None = None  # what fired, in the chunk's characters
+    model_score: float | None = None  # the model's part of ``injection_score``, when it ran
+
+
+def _excerpt(text: str, span: tuple[int, int], limit: int = 160) -> str:
+    snippet = " ".join(text[span[0] : span[1]].split())
+    return snippet if len(snippet) <= limit else snippet[: limit - 1] + "…"
 
 
 @dataclass
 class Detector:
-    head: InjectionHead | None = None
+    """Rules always; the injection model where one is loaded.
 
-    def score_texts(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> list[Signals]:
-        """Rules on every text; the classifier too where ``vectors`` (their embeddings) are given."""
-        probs = (
-            self.head.score(vectors)
-            if self.head is not None and vectors is not None and len(texts)
-            else None
+    ``backbone`` computes the states the model reads when the caller has none (texts scored
+    outside ingest, or an ingest whose embedding model is not the model's backbone).
+    """
+
+    model: InjectionModel | None = None
+    backbone: DenseEncoder | None = None
+    flag_at: float = FLAG_AT
+
+    def reads_states_of(self, encoder: DenseEncoder) -> bool:
+        """Whether ``encoder``'s own pass yields the states the model reads (then it is free)."""
+        if self.model is None:
+            return False
+        same = encoder.model_id == self.model.backbone or resolve_model_path(
+            encoder.model_id
+        ) == resolve_model_path(self.model.backbone)
+        return same and encoder.max_seq_length <= self.model.max_tokens
+
+    def model_scores(self, states: Sequence[TokenStates]) -> list[WindowScore]:
+        """The model on one pass per text (the states an ingest embedding pass computed)."""
+        if self.model is None:
+            raise ValueError("no injection model is loaded")
+        return self.model.score([[s] for s in states])
+
+    def _model_scores(
+        self, texts: Sequence[str], given: Sequence[WindowScore] | None
+    ) -> Sequence[WindowScore] | None:
+        if self.model is None or not texts:
+            return None
+        if given is not None:
+            return given
+        if self.backbone is None:
+            self.backbone = DenseEncoder(self.model.backbone)
+        stride = int(self.model.card.get("recipe", {}).get("pass_stride", 192))
+        passes = self.backbone.token_states(list(texts), self.model.tap_layer, stride)
+        return self.model.score(passes)
+
+    def score_texts(
+        self, texts: Sequence[str], model_scores: Sequence[WindowScore] | None = None
+    ) -> list[Signals]:
+        """Rules on every text, and the model: ``model_scores`` where the caller has them (from
+        ``model_scores`` during ingest's embedding pass), else the model on the whole of each
+        text in backbone passes."""
+        scores = self._model_scores(texts, model_scores)
+        return [
+            self._signals(text, scan(text), scores[i] if scores else None)
+            for i, text in enumerate(texts)
+        ]
+
+    def _signals(self, text: str, result: Scan, model: WindowScore | None) -> Signals:
+        reasons = [f"{h.rule}: {h.evidence}" for h in result.hits if h.rule != "hidden_characters"]
+        hidden = [f"{h.rule}: {h.evidence}" for h in result.hits if h.rule == "hidden_characters"]
+        score, span = result.score, None
+        fired = [h for h in result.hits if h.span and h.rule != "hidden_characters"]
+        if fired:
+            span = max(fired, key=lambda h: h.weight).span
+        if model is not None:
+            if model.score >= self.flag_at and model.span:
+                reasons.append(
+                    f"model: p={model.score:.2f} at {model.span[0]}-{model.span[1]}: "
+                    f"{_excerpt(text, model.span)!r}"
+                )
+            if model.score >= score:
+                span = model.span or span
+            score = max(score, model.score)
+        return Signals(
+            round(score, 4),
+            reasons,
+            result.hidden_text,
+            hidden,
+            span if score >= self.flag_at else None,
+            model.score if model else None,
         )
-        out = []
-        for i, text in enumerate(texts):
-            result = scan(text)
-            reasons = [
-                f"{h.rule}: {h.evidence}" for h in result.hits if h.rule != "hidden_characters"
-            ]
-            hidden = [
-                f"{h.rule}: {h.evidence}" for h in result.hits if h.rule == "hidden_characters"
-            ]
-            score = result.score
-            if probs is not None:
-                p = float(probs[i])
-                if p >= FLAG_AT:
-                    reasons.append(f"classifier: p={p:.2f}")
-                score = max(score, p)
-            out.append(Signals(round(score, 4), reasons, result.hidden_text, hidden))
-        return out
 
     def score_chunks(
         self,
         texts: Sequence[str],
-        vectors: np.ndarray | None,
+        model_scores: Sequence[WindowScore] | None,
         hidden: Sequence[HiddenSegment] = (),
     ) -> list[Signals]:
         """``score_texts`` plus what the document's HTML hides (see ``defend.hidden_html``)."""
-        signals = self.score_texts(texts, vectors)
+        signals = self.score_texts(texts, model_scores)
         if not hidden:
             return signals
         # Each hidden segment is normalised and scanned once, not once per chunk.
@@ -86,15 +150,15 @@ class Detector:
         return signals
 
 
-def content_trust(prior: float, signals: Signals) -> float:
+def content_trust(prior: float, signals: Signals, flag_at: float = FLAG_AT) -> float:
     """A chunk's trust: its source's prior, lowered by what its content shows.
 
-    An injection score s keeps (1 - 0.9 s) of the prior (a flagged chunk keeps at most ~55 %),
-    and hidden text keeps 60 % of what is left. Scores below ``NOISE_FLOOR`` are the
-    classifier's background hum on ordinary text and leave trust alone. Flood
-    membership is a query-time signal and lowers the trust shown in that response only.
+    An injection score s at or above ``flag_at`` (the flag threshold) keeps (1 - 0.9 s) of the
+    prior (a flagged chunk keeps at most ~55 %), and hidden text keeps 60 % of what is left.
+    Scores below the threshold leave trust alone. Flood membership is a query-time signal and
+    lowers the trust shown in that response only.
     """
-    score = signals.injection_score if signals.injection_score >= NOISE_FLOOR else 0.0
+    score = signals.injection_score if signals.injection_score >= flag_at else 0.0
     trust = prior * (1.0 - 0.9 * score)
     if signals.hidden_text:
         trust *= 0.6

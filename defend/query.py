@@ -68,7 +68,7 @@ def _flag(c: Candidate, kind: str, reason: str) -> None:
 
 def content_flags(c: Candidate, cfg: DefenseConfig) -> None:
     if c.injection_score >= cfg.injection_threshold:
-        why = "; ".join(c.injection_reasons[:3]) or "classifier"
+        why = "; ".join(c.injection_reasons[:3]) or "model"
         _flag(c, "injection", f"injection score {c.injection_score:.2f} ({why})")
     if c.hidden_text:
         _flag(c, "hidden_text", "; ".join(c.hidden_reasons[:2]) or "hidden text")

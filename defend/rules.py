@@ -13,7 +13,7 @@ import binascii
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # -- hidden characters ---------------------------------------------------------------------
 ZERO_WIDTH = {
@@ -45,6 +45,7 @@ class RuleHit:
     rule: str
     weight: float
     evidence: str
+    span: tuple[int, int] | None = None  # the match in the scanned text, where it maps back
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _pattern_rule(name: str, weight: float, pattern: str) -> Callable[[str], lis
 
     def rule(text: str) -> list[RuleHit]:
         m = rx.search(text)
-        return [RuleHit(name, weight, _excerpt(text, m))] if m else []
+        return [RuleHit(name, weight, _excerpt(text, m), (m.start(), m.end()))] if m else []
 
     rule.__name__ = name
     return rule
@@ -252,10 +253,11 @@ def scan(text: str) -> Scan:
     if not visible.isascii():
         visible = unicodedata.normalize("NFKC", visible)
     tagged = "".join(chr(ord(c) - 0xE0000) for c in _TAG_RX.findall(text)) if hits else ""
+    same = visible == text  # else a match's offsets do not point into ``text``
     for rule in ALL_RULES:
-        hits += rule(visible)
+        hits += rule(visible) if same else [replace(h, span=None) for h in rule(visible)]
         if tagged:
-            hits += rule(tagged)
+            hits += [replace(h, span=None) for h in rule(tagged)]
     seen: dict[str, RuleHit] = {}
     for hit in hits:
         if hit.rule not in seen or hit.weight > seen[hit.rule].weight:

@@ -23,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
 
@@ -99,8 +100,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
     parts = [
         "ragwall-ingest-2",  # 2: rule-based sentence splitting in the parse heuristics
         settings.embedding_model,
-        DETECTOR_VERSION,
-        str(settings.injection_head or "packaged"),
+        detector_fingerprint(settings),
         str(settings.chunk_max_tokens),
         str(settings.chunk_overlap_tokens),
         str(settings.chunk_max_chars),
@@ -308,19 +308,49 @@ class Ingester:
     ) -> None:
         texts = [c["text"] for p in buffer for c in p.parsed["chunks"]]
         t = time.perf_counter()
-        vectors = self.encoder.encode(texts)
-        report._add("embed", t)
+        detect_before = report.stage_seconds.get("detect", 0.0)
+        vectors, model_scores = self._embed(texts, report)
+        report._add("embed", t)  # less the model's own time, which is ``detect``'s
+        report.stage_seconds["embed"] -= report.stage_seconds.get("detect", 0.0) - detect_before
         corpus_terms, corpus_chunks = self.state.corpus_terms()
         new_terms = sum(len(c["terms"]) for p in buffer for c in p.parsed["chunks"])
         avg_len = (corpus_terms + new_terms) / max(corpus_chunks + len(texts), 1)
         offset = 0
         for pending in buffer:
             n = len(pending.parsed["chunks"])
-            self._write_document(source, pending, vectors[offset : offset + n], avg_len, report)
+            scores = model_scores[offset : offset + n] if model_scores else None
+            self._write_document(
+                source, pending, vectors[offset : offset + n], scores, avg_len, report
+            )
             offset += n
 
+    def _embed(self, texts: list[str], report: IngestReport) -> tuple[np.ndarray, list | None]:
+        """Chunk vectors, and the injection model's scores where it reads this encoder's states.
+
+        The model reads the hidden states of the embedding pass itself, batch by batch, so it
+        costs only its own layers (its time is reported as the ``detect`` stage).
+        """
+        detector = self.detector
+        if not detector.reads_states_of(self.encoder):
+            return self.encoder.encode(texts), None
+        vectors = np.zeros((len(texts), self.encoder.dim), dtype=np.float32)
+        scores: list = [None] * len(texts)
+        for idx, vecs, states in self.encoder.iter_with_states(texts, detector.model.tap_layer):
+            vectors[idx] = vecs
+            t = time.perf_counter()
+            for i, score in zip(idx, detector.model_scores(states), strict=True):
+                scores[i] = score
+            report._add("detect", t)
+        return vectors, scores
+
     def _write_document(
-        self, source: Source, pending: _Pending, vectors, avg_len: float, report: IngestReport
+        self,
+        source: Source,
+        pending: _Pending,
+        vectors: np.ndarray,
+        model_scores: list | None,
+        avg_len: float,
+        report: IngestReport,
     ) -> None:
         s = self.settings
         uri = str(pending.path.resolve())
@@ -333,7 +363,7 @@ class Ingester:
         chunks = parsed["chunks"]
         hidden = [HiddenSegment(**h) for h in parsed.get("hidden", ())]
         t = time.perf_counter()
-        signals = self.detector.score_chunks([c["text"] for c in chunks], vectors, hidden)
+        signals = self.detector.score_chunks([c["text"] for c in chunks], model_scores, hidden)
         report._add("detect", t)
         t = time.perf_counter()
         points = []
@@ -364,9 +394,10 @@ class Ingester:
                 "ingested_at": now,
                 "trust_tier": source.trust_tier,
                 "trust_prior": prior,
-                "trust": content_trust(prior, sig),
+                "trust": content_trust(prior, sig, s.injection_threshold),
                 "injection_score": sig.injection_score,
                 "injection_reasons": sig.injection_reasons,
+                "injection_span": list(sig.injection_span) if sig.injection_span else None,
                 "hidden_text": sig.hidden_text,
                 "hidden_reasons": sig.hidden_reasons,
                 "groups": list(source.groups),
@@ -406,19 +437,35 @@ class Ingester:
         report._add("write", t)
 
 
-DETECTOR_VERSION = "defend-3"  # bump when the rules change: documents are then re-scored
+DETECTOR_VERSION = "defend-4"  # bump when the rules change: documents are then re-scored
 
 
-def make_detector(settings: Settings, encoder: DenseEncoder) -> Detector:
-    """Rules always; the classifier head when it was trained on this embedding model."""
-    from defend.classifier import load_head
+RULES_ONLY = {"none", "off"}  # RAGWALL_INJECTION_MODEL values that turn the model off
 
-    head = load_head(
-        str(settings.injection_head) if settings.injection_head else None,
-        settings.embedding_model,
-        encoder.dim,
-    )
-    return Detector(head)
+
+def make_detector(settings: Settings, encoder: DenseEncoder | None = None) -> Detector:
+    """Rules always; the injection model (``RAGWALL_INJECTION_MODEL``, else the packaged one).
+
+    Where ``encoder`` is the model's backbone it also computes the states the model reads
+    outside ingest, so the backbone is loaded once.
+    """
+    from defend.model import load_model
+
+    chosen = str(settings.injection_model) if settings.injection_model else None
+    model = None if chosen and chosen.lower() in RULES_ONLY else load_model(chosen)
+    detector = Detector(model, flag_at=settings.injection_threshold)
+    if encoder is not None and detector.reads_states_of(encoder):
+        detector.backbone = encoder
+    return detector
+
+
+def detector_fingerprint(settings: Settings) -> str:
+    """What decides the injection scores: the rules' version, the model's card, the threshold."""
+    from defend.model import PACKAGED_MODEL
+
+    card = Path(settings.injection_model or PACKAGED_MODEL) / "card.json"
+    digest = hashlib.sha256(card.read_bytes()).hexdigest()[:12] if card.is_file() else "none"
+    return f"{DETECTOR_VERSION}:{digest}:{settings.injection_threshold}"
 
 
 def _init_worker() -> None:

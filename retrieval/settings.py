@@ -99,18 +99,22 @@ class Settings(BaseSettings):
         description="A cross-encoder: Hugging Face id, local folder, or .onnx file. Unset: no reranker.",
     )
     rerank_by_default: bool = False
-    injection_head: Path | None = Field(
+    injection_model: Path | None = Field(
         default=None,
         description=(
-            "An injection classifier head (JSON from `ragwall defend train`); unset: the one "
-            "packaged with Ragwall, used only with the embedding model it was trained on."
+            "An injection model folder (model.onnx and card.json from `ragwall defend train`); "
+            "unset: the one packaged with Ragwall; `none`: the rules alone."
         ),
     )
     injection_threshold: float = Field(
         default=_D.injection_threshold,
         ge=0.0,
         le=1.0,
-        description="Chunks scoring at or above this get `injection`.",
+        description=(
+            "Chunks scoring at or above this get `injection`, and at ingest only such scores "
+            "lower a chunk's trust. 0.5 is the model's calibrated threshold (its card says how "
+            "it was chosen); the rules are on the same scale."
+        ),
     )
     defenses_by_default: bool = Field(
         default=True, description="Run the query-time defenses unless a request turns them off."

@@ -70,11 +70,23 @@ def test_eval_injection_reports_rates(tmp_path):
     sample.write_text(
         "\n".join(json.dumps({"text": r["text"], "label": r["label"]}) for r in rows[::10])
     )
-    code, result, err = _run("eval", "injection", "--dataset", str(sample), "--json")
+    windows = tmp_path / "docs"
+    windows.mkdir()
+    (windows / "notes.md").write_text((ROOT / "samples" / "handbook" / "expenses.md").read_text())
+    code, result, err = _run(
+        "eval", "injection", "--dataset", str(sample), "--windows", str(windows), "--json"
+    )
     assert code == 0, err
-    assert set(result) >= {"precision", "recall", "fpr"}
-    assert result["texts"] == len(rows[::10]) and result["classifier"] is True
-    assert result["recall"] > 0.3 and result["fpr"] < 0.5
+    row = result["datasets"][str(sample)]
+    assert row["texts"] == len(rows[::10]) and row["attacks"] == sum(r["label"] for r in rows[::10])
+    for name in ("rules", "old_head", "model", "detector"):
+        assert set(row[name]) >= {"precision", "recall", "fpr"}
+        # rules + model flag at least what either part flags alone
+        assert row["detector"]["recall"] >= row[name]["recall"]
+    assert row["detector"]["recall"] > 0.5 and row["detector"]["fpr"] < 0.5
+    assert result["recall"] == row["detector"]["recall"]  # one set: the old top-level keys
+    assert result["windows"][str(windows)]["windows"] >= 1
+    assert "model" in err and "old_head" in err  # the table a person reads
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     code, _, err = _run("eval", "injection", "--dataset", str(bad))
@@ -87,4 +99,4 @@ def test_sample_documents_are_rarely_flagged():
     assert result["chunks"] > 10 and result["documents"] >= 5
     assert result["injection_rate"] <= 0.05, result["examples"]
     code, _, err = _run("eval", "injection")
-    assert code == 2 and "exactly one" in err
+    assert code == 2 and "--dataset" in err
