@@ -498,6 +498,9 @@ def eval_injection(
         bool,
         typer.Option(help="Windows only from documents the model was not trained on."),
     ] = False,
+    max_windows: Annotated[
+        int | None, typer.Option(help="A fixed random sample of at most this many per --windows.")
+    ] = None,
     documents: Annotated[
         Path | None,
         typer.Option(help="Or: a folder of clean documents; reports the share of chunks flagged."),
@@ -528,7 +531,12 @@ def eval_injection(
         return
     try:
         result = evaluate_injection(
-            dataset or [], threshold, windows or [], unseen_only, say=lambda m: err.print(m)
+            dataset or [],
+            threshold,
+            windows or [],
+            unseen_only,
+            say=lambda m: err.print(m),
+            max_windows=max_windows,
         )
     except RagwallError as exc:
         raise _fail(exc) from exc

@@ -690,8 +690,11 @@ def add_leave_one_out(
         segs = split(lambda e, n=name: e.part == "train" and e.dataset != n)
         short = Recipe(**{**recipe.__dict__, "epochs": recipe.lodo_epochs})
         net = fit(encoder, examples, segs, short, say, label=f"without {name}")
-        logits = text_logits(torch_logits(net, flat, recipe), owners, len(examples))
         val = [i for i, e in enumerate(examples) if e.part == "val" and e.dataset != name]
+        needed = set(val) | {i for i, e in enumerate(examples) if e.dataset == name}
+        scored = [k for k, owner in enumerate(owners) if owner in needed]  # only what is read
+        per_pass = torch_logits(net, [flat[k] for k in scored], recipe)
+        logits = text_logits(per_pass, [owners[k] for k in scored], len(examples))
         cut, _ = choose_threshold(logits[val], [examples[i] for i in val], recipe)
         held = [i for i, e in enumerate(examples) if e.dataset == name]
         lodo[name] = rates(logits[held], [examples[i] for i in held], cut)[name]

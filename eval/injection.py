@@ -66,7 +66,9 @@ def cut_windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
     return [w for w in out if len(w.strip()) >= 100 or len(out) == 1]
 
 
-def benign_windows(path: Path, unseen_only: bool = False) -> list[str]:
+def benign_windows(
+    path: Path, unseen_only: bool = False, max_windows: int | None = None
+) -> list[str]:
     """1,000-character windows of the ordinary documents at ``path`` (see the module docstring)."""
     from defend.data import part_of
     from eval.beir import DatasetError, load_corpus
@@ -107,6 +109,10 @@ def benign_windows(path: Path, unseen_only: bool = False) -> list[str]:
             f"{path}: expected a BEIR folder (corpus.jsonl), a SQuAD folder "
             "(contexts.jsonl.gz) or a folder of documents"
         )
+    if max_windows is not None and len(windows) > max_windows:
+        import random
+
+        windows = random.Random(0).sample(windows, max_windows)  # the same sample every run
     return windows
 
 
@@ -164,13 +170,14 @@ def evaluate_injection(
     windows: Sequence[Path] = (),
     unseen_only: bool = False,
     say: Callable[[str], None] = lambda _m: None,
+    max_windows: int | None = None,
 ) -> dict[str, Any]:
     """Every detector on every labelled set and every set of benign windows (see module doc)."""
     labelled = {str(p): load_labeled(p) for p in datasets}
     benign = {}
     for p in windows:
         say(f"cutting {p} into {WINDOW_CHARS}-character windows")
-        benign[str(p)] = benign_windows(p, unseen_only)
+        benign[str(p)] = benign_windows(p, unseen_only, max_windows)
     cut, score = _scorer(threshold)
     out: dict[str, Any] = {"threshold": cut, "detectors": list(DETECTORS), "datasets": {}}
     for name, rows in labelled.items():
