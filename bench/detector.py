@@ -46,6 +46,13 @@ def main() -> None:
     parser.add_argument(
         "--kinds", default="prose,base64,cjk,mixed", help="comma-separated: which texts to score"
     )
+    parser.add_argument(
+        "--ingest-chunks",
+        type=int,
+        default=0,
+        help="also time the ingest embedding pass with and without the model on this many "
+        "1,000-character chunks of the repository's docs (interleaved, 3 rounds)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -86,8 +93,39 @@ def main() -> None:
             "score": sig.injection_score,
         }
         print(name, json.dumps(result["texts"][name]), flush=True)
+    if args.ingest_chunks:
+        result["ingest"] = ingest_cost(encoder, detector, args.ingest_chunks)
+        print("ingest", json.dumps(result["ingest"]), flush=True)
     if args.json:
         print(json.dumps(result))
+
+
+def ingest_cost(encoder, detector, n: int) -> dict:  # noqa: ANN001
+    """Seconds for the bare embedding of ``n`` chunks, and for the embedding pass that also
+    yields the states plus the model on them (what ingest runs), best of 3 interleaved rounds."""
+    prose = texts(n * 1000)["prose"]
+    chunks = [prose[i : i + 1000] for i in range(0, n * 1000, 1000)]
+    layer = detector.model.tap_layer
+    bare, with_model, model_only = [], [], []
+    for _ in range(3):
+        t = time.perf_counter()
+        encoder.encode(chunks)
+        bare.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        spent = 0.0
+        for _idx, _vecs, states in encoder.iter_with_states(chunks, layer):
+            t_model = time.perf_counter()
+            detector.model_scores(states)
+            spent += time.perf_counter() - t_model
+        with_model.append(time.perf_counter() - t)
+        model_only.append(spent)
+    return {
+        "chunks": n,
+        "bare_embed_s": round(min(bare), 2),
+        "embed_with_model_s": round(min(with_model), 2),
+        "model_s": round(min(model_only), 2),
+        "added": round(min(with_model) / min(bare) - 1, 3),
+    }
 
 
 if __name__ == "__main__":
