@@ -127,6 +127,20 @@ def subsample(examples: Sequence[Example], recipe: Recipe) -> list[Example]:
     return out
 
 
+def segments_where(
+    examples: Sequence[Example],
+    passes: Sequence[Sequence[TokenStates]],
+    recipe: Recipe,
+    keep: Callable[[Example], bool],
+) -> list[Segment]:
+    """``training_segments`` of the examples ``keep`` accepts, indexed into all ``examples``."""
+    chosen = [i for i, e in enumerate(examples) if keep(e)]
+    segs = training_segments([examples[i] for i in chosen], [passes[i] for i in chosen], recipe)
+    for seg in segs:
+        seg.example = chosen[seg.example]
+    return segs
+
+
 # -- the network (torch only at training time) -----------------------------------------------
 
 
@@ -495,15 +509,14 @@ def train_model(
     owners = [i for i, ps in enumerate(passes) for _ in ps]
     flat = [p for ps in passes for p in ps]
 
-    def split(keep: Callable[[Example], bool]) -> list[Segment]:
-        chosen = [i for i, e in enumerate(examples) if keep(e)]
-        segs = training_segments([examples[i] for i in chosen], [passes[i] for i in chosen], recipe)
-        for s in segs:
-            s.example = chosen[s.example]
-        return segs
-
     t = time.perf_counter()
-    net = fit(encoder, examples, split(lambda e: e.part == "train"), recipe, say)
+    net = fit(
+        encoder,
+        examples,
+        segments_where(examples, passes, recipe, lambda e: e.part == "train"),
+        recipe,
+        say,
+    )
     fit_seconds = time.perf_counter() - t
     export_onnx(net, out, encoder.dim)
     card = {
@@ -678,16 +691,11 @@ def add_leave_one_out(
 
     started = time.perf_counter()
 
-    def split(keep: Callable[[Example], bool]) -> list[Segment]:
-        chosen = [i for i, e in enumerate(examples) if keep(e)]
-        segs = training_segments([examples[i] for i in chosen], [passes[i] for i in chosen], recipe)
-        for s in segs:
-            s.example = chosen[s.example]
-        return segs
-
     lodo: dict[str, dict] = {}
     for name in ATTACK_DATASETS:
-        segs = split(lambda e, n=name: e.part == "train" and e.dataset != n)
+        segs = segments_where(
+            examples, passes, recipe, lambda e, n=name: e.part == "train" and e.dataset != n
+        )
         short = Recipe(**{**recipe.__dict__, "epochs": recipe.lodo_epochs})
         net = fit(encoder, examples, segs, short, say, label=f"without {name}")
         val = [i for i, e in enumerate(examples) if e.part == "val" and e.dataset != name]
