@@ -18,8 +18,8 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from retrieval.errors import RagwallError  # noqa: E402
-from retrieval.settings import TRUST_TIERS, Settings  # noqa: E402
+from ragwall.errors import RagwallError  # noqa: E402
+from ragwall.settings import TRUST_TIERS, Settings  # noqa: E402
 
 app = typer.Typer(help="Ragwall: retrieval that AI agents can trust.", no_args_is_help=True)
 sources_app = typer.Typer(help="Register and inspect sources.", no_args_is_help=True)
@@ -56,6 +56,22 @@ def _fail(exc: RagwallError) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _service():  # noqa: ANN202 - a ragwall.service.Service
+    """The service over the configured data dir (the model and store open on first use)."""
+    from ragwall.service import Service
+
+    try:
+        return Service(_settings())
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+
+
+def _actor() -> str:
+    from ragwall.service import cli_actor
+
+    return cli_actor()
+
+
 @sources_app.command("add")
 def sources_add(
     source_id: Annotated[str, typer.Argument(help="A short id, e.g. 'wiki'.")],
@@ -69,57 +85,27 @@ def sources_add(
     ] = False,
 ) -> None:
     """Register a source with a trust tier and access groups."""
-    from ingest.sources import make_source
-    from ingest.state import State
-    from retrieval.errors import SourceExists
-
-    settings = _settings()
-    state = State(settings.state_path)
-    try:
-        source = make_source(source_id, path, trust, group or [])
+    with _service() as svc:
         try:
-            state.add_source(source)
-        except SourceExists:
-            existing = state.get_source(source_id)
-            same = (existing.kind, existing.location, existing.trust_tier, existing.groups) == (
-                source.kind,
-                source.location,
-                source.trust_tier,
-                source.groups,
+            source = svc.add_source(
+                _actor(), source_id, path, trust, group or [], exist_ok=exist_ok
             )
-            if not (exist_ok and same):
-                raise
-            source = existing
-        out.print(
-            f"source [bold]{source.id}[/bold]: {source.kind} {source.location} "
-            f"(trust {source.trust_tier}, groups {source.groups or '[]'})"
-        )
-    except RagwallError as exc:
-        raise _fail(exc) from exc
-    finally:
-        state.close()
+        except RagwallError as exc:
+            raise _fail(exc) from exc
+    out.print(
+        f"source [bold]{source.id}[/bold]: {source.kind} {source.location} "
+        f"(trust {source.trust_tier}, groups {source.groups or '[]'})"
+    )
 
 
 @sources_app.command("list")
 def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List registered sources with their document and chunk counts."""
-    from ingest.state import State
-
-    settings = _settings()
-    state = State(settings.state_path)
-    try:
-        rows = []
-        for s in state.list_sources():
-            docs = state.documents(s.id)
-            rows.append(
-                {
-                    **s.model_dump(),
-                    "documents": len(docs),
-                    "chunks": sum(d.chunks for d in docs.values()),
-                }
-            )
-    finally:
-        state.close()
+    with _service() as svc:
+        rows = [
+            {**s.source.model_dump(), "documents": s.documents, "chunks": s.chunks}
+            for s in svc.list_sources()
+        ]
     if as_json:
         print(json.dumps(rows))
         return
@@ -140,53 +126,20 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @sources_app.command("remove")
 def sources_remove(source_id: str) -> None:
     """Delete a source and every chunk it contributed."""
-    from ingest import open_ingester
-
-    settings = _settings()
-    try:
-        with open_ingester(settings) as ingester:
-            n = ingester.remove_source(source_id)
-    except RagwallError as exc:
-        raise _fail(exc) from exc
+    with _service() as svc:
+        try:
+            n = svc.remove_source(_actor(), source_id)
+        except RagwallError as exc:
+            raise _fail(exc) from exc
     out.print(f"removed source {source_id} and {n} chunks")
 
 
 def _quarantine(kind: str, value: str, on: bool, reason: str) -> None:
-    import re
-    from datetime import UTC, datetime
-
-    from api.audit import AuditLog
-    from ingest.state import State
-    from retrieval.errors import SourceNotFound
-
-    settings = _settings()
-    state = State(settings.state_path)
-    audit = AuditLog.for_settings(settings)
-    try:
-        if kind == "source" and on:
-            try:
-                state.get_source(value)
-            except SourceNotFound as exc:
-                raise _fail(exc) from exc
-        if kind == "document" and not re.fullmatch(r"[0-9a-f]{64}", value):
-            err.print(
-                "[red]error:[/red] a document is named by its sha256: 64 lowercase hex digits"
-            )
-            raise typer.Exit(2)
-        if on:
-            changed = state.quarantine(kind, value, reason, datetime.now(UTC).isoformat())
-        else:
-            changed = state.release(kind, value)
-        audit.append(
-            f"{kind}.{'quarantine' if on else 'release'}",
-            "cli",
-            **{"source_id" if kind == "source" else "doc_sha256": value},
-            reason=reason,
-            changed=changed,
-        )
-    finally:
-        audit.close()
-        state.close()
+    with _service() as svc:
+        try:
+            changed = svc.set_quarantine(_actor(), kind, value, on, reason)
+        except RagwallError as exc:
+            raise _fail(exc) from exc
     verb = "quarantined" if on else "released"
     out.print(f"{kind} {value} {verb}" + ("" if changed else f" (it already was {verb})"))
 
@@ -232,33 +185,10 @@ def ingest(
     ] = False,
 ) -> None:
     """Ingest a source (idempotent and incremental) or a one-off path into a source."""
-    from pathlib import Path
-
-    from ingest import open_ingester
-    from ingest.sources import Source, iter_source_files
-
-    settings = _settings()
-    try:
-        with open_ingester(settings) as ingester:
-            if source is None:
-                src = ingester.state.get_source(target)
-                paths = None
-            else:
-                src = ingester.state.get_source(source)
-                p = Path(target)
-                if p.is_dir():
-                    paths = iter_source_files(
-                        Source(
-                            id=src.id,
-                            kind="folder",
-                            location=str(p.resolve()),
-                            trust_tier=src.trust_tier,
-                        )
-                    )
-                elif p.exists():
-                    paths = [p]
-                else:
-                    raise typer.BadParameter(f"{target!r} does not exist", param_hint="TARGET")
+    source_id = target if source is None else source
+    with _service() as svc:
+        try:
+            paths = None if source is None else svc.files_under(source, Path(target))
             with Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -267,19 +197,19 @@ def ingest(
                 console=err,
                 transient=as_json,
             ) as bar:
-                task = bar.add_task(f"ingest {src.id}", total=None)
+                task = bar.add_task(f"ingest {source_id}", total=None)
 
                 def on_progress(stage: str, done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                report = ingester.ingest(src, paths=paths, progress=on_progress)
-    except RagwallError as exc:
-        raise _fail(exc) from exc
+                report = svc.ingest(_actor(), source_id, paths=paths, progress=on_progress)
+        except RagwallError as exc:
+            raise _fail(exc) from exc
     summary = report.summary()
     for f in report.failed:
         err.print(f"[yellow]failed[/yellow] {f.path}: {f.reason}: {f.message}")
     err.print(
-        f"{src.id}: {report.documents} documents, {report.chunks} chunks written, "
+        f"{source_id}: {report.documents} documents, {report.chunks} chunks written, "
         f"{report.unchanged} unchanged, {report.removed} removed, {len(report.failed)} failed "
         f"in {report.seconds:.1f} s (run {report.run_id})"
     )
@@ -304,16 +234,11 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
-    from api.keys import KeyStore
-
-    settings = _settings()
-    store = KeyStore(settings.state_path)
-    try:
-        key, record = store.create(scope, group or None, name, policy)
-    except RagwallError as exc:
-        raise _fail(exc) from exc
-    finally:
-        store.close()
+    with _service() as svc:
+        try:
+            key, record = svc.create_key(_actor(), scope, group or None, name, policy)
+        except RagwallError as exc:
+            raise _fail(exc) from exc
     if as_json:
         print(
             json.dumps(
@@ -336,12 +261,9 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never their secrets)."""
-    from api.keys import KeyStore
-
-    store = KeyStore(_settings().state_path)
-    try:
+    with _service() as svc:
         table = Table("id", "name", "scope", "groups", "created", "revoked")
-        for r in store.list():
+        for r in svc.keys.list():
             table.add_row(
                 r.id,
                 r.name,
@@ -350,37 +272,25 @@ def keys_list() -> None:
                 r.created_at[:19],
                 (r.revoked_at or "")[:19],
             )
-        out.print(table)
-    finally:
-        store.close()
+    out.print(table)
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id."""
-    from api.keys import KeyStore
-
-    store = KeyStore(_settings().state_path)
-    try:
-        store.revoke(key_id)
-    except RagwallError as exc:
-        raise _fail(exc) from exc
-    finally:
-        store.close()
+    with _service() as svc:
+        try:
+            svc.revoke_key(_actor(), key_id)
+        except RagwallError as exc:
+            raise _fail(exc) from exc
     out.print(f"revoked {key_id}")
 
 
 @audit_app.command("verify")
 def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check the audit chain; exit 1 if any record was edited, removed or reordered."""
-    from api.audit import AuditLog
-
-    settings = _settings()
-    log = AuditLog.for_settings(settings)
-    try:
-        report = log.verify()
-    finally:
-        log.close()
+    with _service() as svc:
+        report = svc.audit.verify()
     if as_json:
         print(
             json.dumps(
@@ -414,7 +324,7 @@ def eval_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """nDCG@10, Recall@100, MRR@10 and latency for dense, BM25, fused and fused+rerank."""
-    from eval.retrieval import evaluate_retrieval
+    from ragwall.eval.retrieval import evaluate_retrieval
 
     settings = _settings()
     try:
@@ -461,7 +371,7 @@ def eval_poisoning(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Attack success at top 5 with defenses off and on; the defenses' cost on clean data."""
-    from eval.poisoning import evaluate_poisoning
+    from ragwall.eval.poisoning import evaluate_poisoning
 
     try:
         result = evaluate_poisoning(attack, background, clean, progress=lambda m: err.print(m))
@@ -511,7 +421,7 @@ def eval_injection(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Recall and false positives of the rules, the old head, the model, and rules + model."""
-    from eval.injection import DETECTORS, evaluate_documents, evaluate_injection
+    from ragwall.eval.injection import DETECTORS, evaluate_documents, evaluate_injection
 
     if documents is not None and (dataset or windows):
         err.print("[red]error:[/red] --documents goes alone; or give --dataset and/or --windows")
@@ -570,7 +480,7 @@ def rerank_train(
     max_pairs: Annotated[int | None, typer.Option(help="Cap the pairs (quick runs).")] = None,
 ) -> None:
     """Fine-tune a cross-encoder from the packaged MiniLM on weak supervision; export ONNX int8."""
-    from rerank.train import TrainConfig, train
+    from ragwall.rerank.train import TrainConfig, train
 
     out.mkdir(parents=True, exist_ok=True)
     card = train(
@@ -614,7 +524,7 @@ def defend_train(
     ] = None,
 ) -> None:
     """Train the injection model (CPU, or a GPU if torch sees one), calibrate, export ONNX int8."""
-    from defend.train import Recipe, train_model
+    from ragwall.defend.train import Recipe, train_model
 
     try:
         card = train_model(
@@ -638,7 +548,7 @@ def defend_split(
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Write one part of the training split (for `ragwall eval injection --dataset`)."""
-    from defend.data import write_part
+    from ragwall.defend.data import write_part
 
     try:
         counts = write_part(data, part, out, seed)
@@ -658,21 +568,23 @@ def serve(
     """Serve the HTTP API on the configured index."""
     import uvicorn
 
-    from api.app import create_app, open_services
+    from ragwall.api.app import create_app
+    from ragwall.service import Service
 
     settings = _settings()
     if dev:
         settings = settings.model_copy(update={"dev_mode": True})
     try:
-        services = open_services(settings)  # fail here, clearly, if the index is locked
+        svc = Service(settings)
+        _ = svc.searcher  # fail here, clearly, if the index is locked or the model is missing
     except RagwallError as exc:
         raise _fail(exc) from exc
     try:
         uvicorn.run(
-            create_app(settings, services), host=host, port=port, log_level="info", access_log=False
+            create_app(settings, svc), host=host, port=port, log_level="info", access_log=False
         )
     finally:
-        services.close()
+        svc.close()
 
 
 def main() -> None:  # pragma: no cover - console entry

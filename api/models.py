@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from retrieval.settings import TRUST_TIERS
+from ragwall.settings import TRUST_TIERS
 
 MAX_QUERY_CHARS = 4096
 

@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def texts(size: int) -> dict[str, str]:
@@ -56,10 +54,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from defend.rules import scan
-    from ingest.pipeline import make_detector
-    from retrieval.embed import DenseEncoder
-    from retrieval.settings import Settings
+    from ragwall.defend.rules import scan
+    from ragwall.embed import DenseEncoder
+    from ragwall.ingest.pipeline import make_detector
+    from ragwall.settings import Settings
 
     encoder = DenseEncoder()
     detector = make_detector(Settings(), encoder)

@@ -18,7 +18,6 @@ import platform
 import random
 import resource
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -31,9 +30,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import psutil  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# This file is named like the `ingest` package: import the package, not this script.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 
@@ -149,9 +145,9 @@ def main() -> None:
         print(f"corpus: {n_files} files in {time.perf_counter() - t:.1f} s at {corpus}")
 
     os.environ["RAGWALL_DATA_DIR"] = str(data)
-    from ingest import make_source, open_ingester
-    from retrieval.settings import Settings
-    from retrieval.store import Filter, Match
+    from ragwall.ingest import make_source, open_ingester
+    from ragwall.retrieval.store import Filter, Match
+    from ragwall.settings import Settings
 
     settings = Settings()
     from tqdm import tqdm

@@ -38,9 +38,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from defend.rules import scan
-    from retrieval.embed import DenseEncoder
-    from retrieval.onnx_embed import PROBES, load_query_encoder
+    from ragwall.defend.rules import scan
+    from ragwall.embed import DenseEncoder
+    from ragwall.retrieval.onnx_embed import PROBES, load_query_encoder
 
     encoder = DenseEncoder()
     onnx_encoder = load_query_encoder(encoder, Path(tempfile.mkdtemp(prefix="ragwall-qe-")))

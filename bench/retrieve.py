@@ -159,8 +159,7 @@ def main() -> None:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
     if args.reranker:
-        sys.path.insert(0, str(ROOT))
-        from rerank import load_reranker
+        from ragwall.rerank import load_reranker
 
         reranker = load_reranker(args.reranker)
         passages = [q * 8 for q in _queries(20)]

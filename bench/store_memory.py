@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from retrieval.edge_store import EdgeStore
-    from retrieval.store import Branch, PointIn, SparseVec
+    from ragwall.retrieval.edge_store import EdgeStore
+    from ragwall.retrieval.store import Branch, PointIn, SparseVec
 
     rng = np.random.default_rng(0)
     pyrng = random.Random(0)

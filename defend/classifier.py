@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.errors import ModelError
+from ragwall.errors import ModelError
 
 PACKAGED_HEAD = Path(__file__).parent / "models" / "injection_head.json"
 

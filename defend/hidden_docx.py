@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defend.hidden_html import MIN_CHARS, HiddenSegment
+from ragwall.defend.hidden_html import MIN_CHARS, HiddenSegment
 
 _MAX_VISIBLE_PT = 2.0
 _LIGHT_HIGHLIGHTS = {None, 0, 16}  # none, "auto", white (WD_COLOR_INDEX)

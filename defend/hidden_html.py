@@ -100,7 +100,7 @@ def find_hidden_in_file(path: Path) -> list[HiddenSegment]:
     """Hidden text of an HTML page or a Word document; [] for other kinds of file."""
     suffix = path.suffix.lower()
     if suffix == ".docx":
-        from defend.hidden_docx import find_hidden_docx
+        from ragwall.defend.hidden_docx import find_hidden_docx
 
         return find_hidden_docx(path)
     if suffix not in (".html", ".htm", ".xhtml"):

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.embed import TokenStates
-from retrieval.errors import ModelError
+from ragwall.embed import TokenStates
+from ragwall.errors import ModelError
 
 log = logging.getLogger(__name__)
 PACKAGED_MODEL = Path(__file__).parent / "models" / "injection-minilm"
@@ -114,7 +114,7 @@ class InjectionModel:
     @property
     def session(self):  # noqa: ANN201 - onnxruntime.InferenceSession, opened once
         if "_session" not in self.__dict__:
-            from retrieval.onnx_runtime import cpu_session
+            from ragwall.onnx_runtime import cpu_session
 
             self.__dict__["_session"] = cpu_session(self.folder / "model.onnx")
         return self.__dict__["_session"]

@@ -19,29 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-Policy = Literal["flag", "demote", "drop"]
-
-
-@dataclass(frozen=True)
-class DefenseConfig:
-    policy: Policy = "flag"
-    injection_threshold: float = 0.5
-    low_trust: float = 0.35
-    flood_min: int = 3
-    flood_cosine: float = 0.7
-    mirror_min_cosine: float = 0.55
-    mirror_margin: float = 0.3
-    mirror_coverage: float = 0.5
-    trust_weight: float = 0.3
-    # Tiers the flood and mirror heuristics watch: content an organisation did not curate.
-    # Curated sources (verified, internal) often hold similar documents on purpose; they are
-    # covered by the injection checks and by quarantine, not by these heuristics.
-    heuristic_tiers: tuple[str, ...] = ("external", "untrusted")
-    new_sources: frozenset[str] = field(default_factory=frozenset)
+from ragwall.settings import DefenseConfig, Policy  # noqa: F401 - re-exported
 
 
 @dataclass

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from defend.data import ATTACK_DATASETS, Example, build_examples
-from retrieval.embed import DenseEncoder, TokenStates
+from ragwall.defend.data import ATTACK_DATASETS, Example, build_examples
+from ragwall.embed import DenseEncoder, TokenStates
 
 Say = Callable[[str], None]
 
@@ -189,7 +189,7 @@ def build_net(encoder: DenseEncoder, recipe: Recipe):  # noqa: ANN201 - torch.nn
 def _batch(segments: Sequence[Segment], recipe: Recipe):  # noqa: ANN202
     import torch
 
-    from defend.model import pad_length
+    from ragwall.defend.model import pad_length
 
     longest = max(len(s.states.hidden) for s in segments)
     t = pad_length(longest, recipe.window, recipe.stride)
@@ -485,7 +485,7 @@ def train_model(
     ``cache``: a folder where the examples and their backbone states are kept between runs
     (about 1.5 GB; the states take most of a CPU run's first ten minutes).
     """
-    from defend.model import InjectionModel
+    from ragwall.defend.model import InjectionModel
 
     recipe = recipe or Recipe()
     started = time.perf_counter()

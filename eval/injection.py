@@ -31,7 +31,7 @@ WINDOW_CHARS = 1000
 
 
 def load_labeled(path: Path) -> list[dict[str, Any]]:
-    from eval.beir import DatasetError
+    from ragwall.datasets import DatasetError
 
     rows = []
     try:
@@ -70,8 +70,8 @@ def benign_windows(
     path: Path, unseen_only: bool = False, max_windows: int | None = None
 ) -> list[str]:
     """1,000-character windows of the ordinary documents at ``path`` (see the module docstring)."""
-    from defend.data import part_of
-    from eval.beir import DatasetError, load_corpus
+    from ragwall.datasets import DatasetError, load_corpus
+    from ragwall.defend.data import part_of
 
     def keep(key: str) -> bool:
         return not unseen_only or part_of(key) == "test"
@@ -93,8 +93,8 @@ def benign_windows(
             if keep("squad:" + r["title"]):
                 windows += cut_windows(r["text"])
     elif path.is_dir():
-        from ingest.parse import parse_file
-        from retrieval.errors import RagwallError
+        from ragwall.errors import RagwallError
+        from ragwall.ingest.parse import parse_file
 
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             if not keep("docs:" + file.name):
@@ -118,16 +118,18 @@ def benign_windows(
 
 def _scorer(threshold: float | None) -> tuple[float, Callable[[list[str]], dict[str, np.ndarray]]]:
     """The threshold, and a function giving every detector's scores for a list of texts."""
-    from defend.classifier import PACKAGED_HEAD, InjectionHead
-    from defend.rules import scan
-    from ingest.pipeline import make_detector
-    from retrieval.embed import DenseEncoder
-    from retrieval.errors import ModelError
-    from retrieval.settings import Settings
+    from ragwall.defend.classifier import PACKAGED_HEAD, InjectionHead
+    from ragwall.defend.rules import scan
+    from ragwall.embed import DenseEncoder
+    from ragwall.errors import ModelError
+    from ragwall.ingest.pipeline import make_detector
+    from ragwall.settings import Settings
 
     settings = Settings()
     cut = settings.injection_threshold if threshold is None else threshold
-    encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
+    encoder = DenseEncoder(
+        settings.embedding_model, settings.embedding_device, settings.embed_batch_size
+    )
     detector = make_detector(settings, encoder)
     if detector.model is None:
         raise ModelError("no injection model is packaged or configured; nothing to evaluate")
@@ -147,7 +149,7 @@ def _scorer(threshold: float | None) -> tuple[float, Callable[[list[str]], dict[
 
 
 def _rates(labels: np.ndarray, scores: np.ndarray, cut: float) -> dict[str, Any]:
-    from eval.metrics import detection_rates
+    from ragwall.eval.metrics import detection_rates
 
     predicted = (scores >= cut).astype(int)
     r = detection_rates(labels.tolist(), predicted.tolist())
@@ -212,29 +214,20 @@ def evaluate_documents(folder: Path) -> dict[str, Any]:
     on ordinary text (how-to pages, emails, tables)."""
     import tempfile
 
-    from ingest import Ingester, State, make_source
-    from retrieval.embed import DenseEncoder
-    from retrieval.settings import Settings
-    from retrieval.store import open_store
+    from ragwall.service import Service
+    from ragwall.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="ragwall-fpr-") as tmp:
         settings = Settings(data_dir=Path(tmp) / "data", qdrant_url=None)
-        encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
-        state = State(settings.state_path)
-        store = open_store(settings, encoder.dim)
-        try:
-            source = make_source("docs", str(folder), "internal", [])
-            state.add_source(source)
-            report = Ingester(settings, state, store, encoder).ingest(source)
+        with Service(settings) as svc:
+            svc.add_source("eval", "docs", str(folder), "internal")
+            report = svc.ingest("eval", "docs")
             chunks, offset = [], None
             while True:
-                hits, offset = store.scroll(None, limit=256, offset=offset)
+                hits, offset = svc.store.scroll(None, limit=256, offset=offset)
                 chunks += [h.payload for h in hits]
                 if offset is None:
                     break
-        finally:
-            store.close()
-            state.close()
     cut = settings.injection_threshold
     flagged = [c for c in chunks if c.get("injection_score", 0.0) >= cut]
     hidden = [c for c in chunks if c.get("hidden_text")]

@@ -18,16 +18,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eval.beir import load_corpus, load_qrels, write_documents
-from eval.metrics import mean, ndcg_at_k
+from ragwall.datasets import load_corpus, load_qrels, write_documents
+from ragwall.eval.metrics import mean, ndcg_at_k
 
 TOP = 5
+ACTOR = "eval"  # the audit actor of the eval's own throwaway data dir
 DEPTH = 30
 
 
 def load_attack(path: Path) -> list[dict[str, Any]]:
     """PoisonedRAG's ``{id: {question, correct answer, incorrect answer, adv_texts}}``."""
-    from eval.beir import DatasetError
+    from ragwall.datasets import DatasetError
 
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -50,23 +51,17 @@ def evaluate_poisoning(
     clean: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    from api.app import defense_config
-    from ingest import Ingester, State, make_source
-    from retrieval.embed import DenseEncoder
-    from retrieval.search import HybridSearcher, SearchFilter, access_filter
-    from retrieval.settings import Settings
-    from retrieval.store import open_store
+    from ragwall.retrieval.search import SearchFilter, access_filter
+    from ragwall.service import Service
+    from ragwall.settings import Settings
 
     say = progress or (lambda _m: None)
     items = load_attack(attack)
     with tempfile.TemporaryDirectory(prefix="ragwall-poison-") as tmp:
         root = Path(tmp)
-        settings = Settings(data_dir=root / "data", qdrant_url=None)
-        encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
-        state = State(settings.state_path)
-        store = open_store(settings, encoder.dim)
-        try:
-            ingester = Ingester(settings, state, store, encoder)
+        # Queries embedded by the model itself (not its int8 twin), as every eval does.
+        settings = Settings(data_dir=root / "data", qdrant_url=None, query_encoder="torch")
+        with Service(settings) as svc:
             background_ids: list[str] = []
             clean_source, clean_names = None, {}
             for n, folder in enumerate(backgrounds):
@@ -79,31 +74,28 @@ def evaluate_poisoning(
                     location = str(files)
                 else:
                     location = str(folder)
-                source = make_source(sid, location, "internal", [])
-                state.add_source(source)
+                svc.add_source(ACTOR, sid, location, "internal")
                 say(f"ingesting background {folder}")
-                ingester.ingest(source)
+                svc.ingest(ACTOR, sid)
                 background_ids.append(sid)
             if clean is not None and clean_source is None:
                 clean_source = "clean"
                 clean_names = write_documents(load_corpus(clean), root / "clean")
-                source = make_source("clean", str(root / "clean"), "internal", [])
-                state.add_source(source)
+                svc.add_source(ACTOR, "clean", str(root / "clean"), "internal")
                 say(f"ingesting clean corpus {clean}")
-                ingester.ingest(source)
+                svc.ingest(ACTOR, "clean")
             for sid, per_question in (("attack5", None), ("attack1", 1)):
                 folder = root / sid
                 folder.mkdir()
                 for item in items:
                     for i, text in enumerate(item["adv_texts"][:per_question]):
                         (folder / f"{item['id']}-{i}.txt").write_text(text, encoding="utf-8")
-                source = make_source(sid, str(folder), "external", [])
-                state.add_source(source)
+                svc.add_source(ACTOR, sid, str(folder), "external")
                 say(f"ingesting attack passages ({sid})")
-                ingester.ingest(source)
+                svc.ingest(ACTOR, sid)
 
-            searcher = HybridSearcher(store, encoder)
-            on = defense_config(settings, "flag", state)
+            searcher = svc.searcher
+            on = svc.defense_config("flag")
 
             def asr(attack_source: str, defenses) -> float:  # noqa: ANN001
                 allowed = (*background_ids, attack_source) + (
@@ -141,15 +133,12 @@ def evaluate_poisoning(
             if clean is not None:
                 say("clean judged queries")
                 result.update(_clean(clean, clean_source, clean_names, searcher, on))
-        finally:
-            store.close()
-            state.close()
     return result
 
 
 def _clean(clean: Path, source_id, names, searcher, on) -> dict[str, Any]:  # noqa: ANN001
-    from eval.beir import DatasetError, _jsonl
-    from retrieval.search import SearchFilter, access_filter
+    from ragwall.datasets import DatasetError, _jsonl
+    from ragwall.retrieval.search import SearchFilter, access_filter
 
     qrels_files = sorted((clean / "qrels").glob("*.tsv"))
     if len(qrels_files) != 1:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from eval.beir import BeirDataset, document_text, load_beir, write_documents
-from eval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
+from ragwall.datasets import BeirDataset, document_text, load_beir, write_documents
+from ragwall.eval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
 
 DEPTH = 100  # documents ranked per query (Recall@100)
 # Chunks fetched per query: documents are ranked by their best chunk, and a long document has
@@ -115,11 +115,9 @@ def evaluate_retrieval(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Ingest the corpus into a scratch index and score every stage; returns the results."""
-    from ingest import Ingester, State, make_source
-    from retrieval.embed import DenseEncoder
-    from retrieval.search import HybridSearcher, SearchFilter, access_filter
-    from retrieval.settings import Settings
-    from retrieval.store import open_store
+    from ragwall.retrieval.search import SearchFilter, access_filter
+    from ragwall.service import Service
+    from ragwall.settings import Settings
 
     data = load_beir(dataset, split)
     say = progress or (lambda _msg: None)
@@ -127,23 +125,23 @@ def evaluate_retrieval(
         root = Path(tmp)
         docs = root / "corpus"
         write_documents(data.corpus, docs)
-        settings = Settings(data_dir=root / "data", qdrant_url=None)
-        encoder = DenseEncoder(settings.embedding_model, settings.embedding_device)
-        state = State(settings.state_path)
-        store = open_store(settings, encoder.dim)
-        try:
+        # Queries embedded by the model itself (not its int8 twin); the reranker, if any, is
+        # the one under test, not the environment's.
+        settings = Settings(
+            data_dir=root / "data",
+            qdrant_url=None,
+            query_encoder="torch",
+            reranker_model=reranker_model,
+        )
+        with Service(settings) as svc:
+            encoder = svc.encoder
             say(f"ingesting {len(data.corpus)} documents")
             t = time.perf_counter()
-            source = make_source("eval", str(docs), "verified", [])
-            state.add_source(source)
-            report = Ingester(settings, state, store, encoder).ingest(source)
+            svc.add_source("eval", "eval", str(docs), "verified")
+            report = svc.ingest("eval", "eval")
             ingest_s = time.perf_counter() - t
-            reranker = None
-            if reranker_model:
-                from rerank import load_reranker
-
-                reranker = load_reranker(reranker_model)
-            searcher = HybridSearcher(store, encoder, reranker)
+            searcher = svc.searcher
+            reranker = searcher.reranker
             flt = access_filter(None, SearchFilter())
             stages: dict[str, dict[str, Any]] = {
                 "dense": {"stages": ("dense",)},
@@ -177,9 +175,6 @@ def evaluate_retrieval(
                     ms.append((time.perf_counter() - t) * 1000)
                     ranked[q] = _dedupe_docs([h.provenance["doc_name"] for h in res.hits])[:DEPTH]
                 results[name] = _score(ranked, data.qrels, ms)
-        finally:
-            store.close()
-            state.close()
     return {
         "dataset": str(dataset),
         "split": split,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ingest.pipeline import Failure, Ingester, IngestReport
-from ingest.sources import Source, make_source
-from ingest.state import State
-from retrieval.embed import DenseEncoder
-from retrieval.settings import Settings
-from retrieval.store import open_store
+from ragwall.embed import DenseEncoder
+from ragwall.ingest.pipeline import Failure, Ingester, IngestReport
+from ragwall.ingest.sources import Source, make_source
+from ragwall.ingest.state import State
+from ragwall.retrieval.store import open_store
+from ragwall.settings import Settings
 
 __all__ = ["Failure", "Ingester", "IngestReport", "Source", "State", "make_source", "open_ingester"]
 

@@ -19,7 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")  # unstructured phones home otherwise
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from retrieval.errors import (  # noqa: E402
+from ragwall.errors import (  # noqa: E402
     CorruptDocument,
     DocumentError,
     DocumentTooLarge,
@@ -121,7 +121,7 @@ def _use_packaged_spacy_model() -> None:
 
     ``unstructured.nlp.tokenize`` looks ``_get_nlp`` and ``_tokenize_for_cache`` up at each call:
     words and part-of-speech tags come from :func:`_spacy_pipeline`, sentences from
-    :func:`_sentences`. ``tests/test_parse.py`` checks that both hooks still exist, so an
+    :func:`_sentences`. ``tests/ingest/test_parse.py`` checks that both hooks still exist, so an
     ``unstructured`` upgrade that renames them fails loudly instead of silently downloading.
     """
     import unstructured.nlp.tokenize as tok

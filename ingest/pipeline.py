@@ -27,14 +27,15 @@ import numpy as np
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
 
-from defend.detect import Detector, content_trust
-from defend.hidden_html import HiddenSegment
-from ingest.sources import Source, iter_source_files
-from ingest.state import DocumentRecord, State
-from retrieval.embed import DenseEncoder, resolve_model_path
-from retrieval.settings import Settings
-from retrieval.sparse import bm25_document_vector
-from retrieval.store import Filter, Match, PointIn, SparseVec, Store
+from ragwall.defend.detect import Detector, content_trust
+from ragwall.defend.hidden_html import HiddenSegment
+from ragwall.embed import DenseEncoder, resolve_model_path
+from ragwall.ingest.sources import Source, iter_source_files
+from ragwall.ingest.state import DocumentRecord, State
+from ragwall.payload import LIVE, PENDING, ChunkPayload, Key
+from ragwall.retrieval.sparse import bm25_document_vector
+from ragwall.retrieval.store import Filter, Match, PointIn, SparseVec, Store
+from ragwall.settings import Settings
 
 POINT_NAMESPACE = uuid.UUID("6f1c9a5e-3b0d-4d7e-9a51-7c2f0e8b4a11")
 UPSERT_BATCH = 256
@@ -119,7 +120,7 @@ def point_id(source_id: str, uri: str, doc_version: str, index: int) -> str:
 
 
 def _doc_filter(source_id: str, uri: str) -> Filter:
-    return Filter(must=(Match("source_id", source_id), Match("doc_uri", uri)))
+    return Filter(must=(Match(Key.SOURCE_ID, source_id), Match(Key.DOC_URI, uri)))
 
 
 class Ingester:
@@ -160,7 +161,7 @@ class Ingester:
         known = self.state.documents(source.id)
 
         # Chunks that a crashed run left pending are never visible; clear them first.
-        self.store.delete(Filter(must=(Match("source_id", source.id), Match("state", "pending"))))
+        self.store.delete(Filter(must=(Match(Key.SOURCE_ID, source.id), Match(Key.STATE, PENDING))))
 
         todo: list[tuple[Path, str, int]] = []
         for path in files:
@@ -197,7 +198,7 @@ class Ingester:
 
     def remove_source(self, source_id: str) -> int:
         """Delete every chunk and record of a source; returns how many chunks went."""
-        flt = Filter(must=(Match("source_id", source_id),))
+        flt = Filter(must=(Match(Key.SOURCE_ID, source_id),))
         n = self.store.count(flt)
         self.store.delete(flt)
         self.state.remove_source(source_id)
@@ -369,39 +370,39 @@ class Ingester:
         points = []
         for chunk, vector, sig in zip(chunks, vectors, signals, strict=True):
             sparse = bm25_document_vector(chunk["terms"], avg_len, s.bm25_k1, s.bm25_b)
-            payload = {
-                "text": chunk["text"],
-                "state": "pending",
-                "source_id": source.id,
-                "doc_uri": uri,
-                "doc_name": _display_name(pending.path, source),
-                "doc_sha256": pending.sha256,
-                "doc_version": doc_version,
-                "doc_filetype": parsed["filetype"],
-                "chunk_index": chunk["index"],
-                "chunk_count": len(chunks),
-                "char_start": chunk["char_start"],
-                "char_end": chunk["char_end"],
-                "page_start": chunk["page_start"],
-                "page_end": chunk["page_end"],
-                "title_path": chunk["title_path"],
-                "element_types": chunk["element_types"],
-                "token_count": chunk["token_count"],
-                "parser": parsed["parser"],
-                "parser_version": parsed["parser_version"],
-                "embedding_model": s.embedding_model,
-                "ingest_run_id": report.run_id,
-                "ingested_at": now,
-                "trust_tier": source.trust_tier,
-                "trust_prior": prior,
-                "trust": content_trust(prior, sig, s.injection_threshold),
-                "injection_score": sig.injection_score,
-                "injection_reasons": sig.injection_reasons,
-                "injection_span": list(sig.injection_span) if sig.injection_span else None,
-                "hidden_text": sig.hidden_text,
-                "hidden_reasons": sig.hidden_reasons,
-                "groups": list(source.groups),
-            }
+            payload = ChunkPayload(
+                text=chunk["text"],
+                state=PENDING,
+                source_id=source.id,
+                doc_uri=uri,
+                doc_name=_display_name(pending.path, source),
+                doc_sha256=pending.sha256,
+                doc_version=doc_version,
+                doc_filetype=parsed["filetype"],
+                chunk_index=chunk["index"],
+                chunk_count=len(chunks),
+                char_start=chunk["char_start"],
+                char_end=chunk["char_end"],
+                page_start=chunk["page_start"],
+                page_end=chunk["page_end"],
+                title_path=chunk["title_path"],
+                element_types=chunk["element_types"],
+                token_count=chunk["token_count"],
+                parser=parsed["parser"],
+                parser_version=parsed["parser_version"],
+                embedding_model=s.embedding_model,
+                ingest_run_id=report.run_id,
+                ingested_at=now,
+                trust_tier=source.trust_tier,
+                trust_prior=prior,
+                trust=content_trust(prior, sig, s.injection_threshold),
+                injection_score=sig.injection_score,
+                injection_reasons=sig.injection_reasons,
+                injection_span=list(sig.injection_span) if sig.injection_span else None,
+                hidden_text=sig.hidden_text,
+                hidden_reasons=sig.hidden_reasons,
+                groups=list(source.groups),
+            )
             points.append(
                 PointIn(
                     id=point_id(source.id, uri, doc_version, chunk["index"]),
@@ -415,9 +416,9 @@ class Ingester:
         doc = _doc_filter(source.id, uri)
         # Commit: the new version goes live, then the old one goes.
         self.store.set_payload(
-            {"state": "live"}, doc & Filter(must=(Match("doc_version", doc_version),))
+            {Key.STATE: LIVE}, doc & Filter(must=(Match(Key.DOC_VERSION, doc_version),))
         )
-        self.store.delete(doc & Filter(must_not=(Match("doc_version", doc_version),)))
+        self.store.delete(doc & Filter(must_not=(Match(Key.DOC_VERSION, doc_version),)))
         self.state.put_document(
             DocumentRecord(
                 source_id=source.id,
@@ -449,7 +450,7 @@ def make_detector(settings: Settings, encoder: DenseEncoder | None = None) -> De
     Where ``encoder`` is the model's backbone it also computes the states the model reads
     outside ingest, so the backbone is loaded once.
     """
-    from defend.model import load_model
+    from ragwall.defend.model import load_model
 
     chosen = str(settings.injection_model) if settings.injection_model else None
     model = None if chosen and chosen.lower() in RULES_ONLY else load_model(chosen)
@@ -461,7 +462,7 @@ def make_detector(settings: Settings, encoder: DenseEncoder | None = None) -> De
 
 def detector_fingerprint(settings: Settings) -> str:
     """What decides the injection scores: the rules' version, the model's card, the threshold."""
-    from defend.model import PACKAGED_MODEL
+    from ragwall.defend.model import PACKAGED_MODEL
 
     card = Path(settings.injection_model or PACKAGED_MODEL) / "card.json"
     digest = hashlib.sha256(card.read_bytes()).hexdigest()[:12] if card.is_file() else "none"
@@ -472,14 +473,14 @@ def _init_worker() -> None:
     """One BLAS thread per parser process (the embedder owns the cores), models loaded early."""
     from threadpoolctl import threadpool_limits
 
-    from ingest.worker import warm_up
+    from ragwall.ingest.worker import warm_up
 
     threadpool_limits(1)
     warm_up()
 
 
 def _parse_job(path: str, model_path: str, chunk_config: dict[str, int], max_bytes: int) -> dict:
-    from ingest.worker import parse_and_chunk
+    from ragwall.ingest.worker import parse_and_chunk
 
     return parse_and_chunk(path, model_path, chunk_config, max_bytes)
 

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from retrieval.errors import SourceError
-from retrieval.settings import TRUST_TIERS
+from ragwall.errors import SourceError
+from ragwall.settings import TRUST_TIERS
 
 SourceKind = Literal["folder", "glob"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.sources import Source
-from retrieval.errors import SourceExists, SourceNotFound
+from ragwall.errors import SourceExists, SourceNotFound
+from ragwall.ingest.sources import Source
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (

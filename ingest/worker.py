@@ -12,11 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from defend.hidden_html import find_hidden_in_file
-from ingest.chunk import ChunkConfig, chunk_elements, load_tokenizer
-from ingest.parse import parse_file
-from retrieval.errors import DocumentError
-from retrieval.sparse import tokenize
+from ragwall.defend.hidden_html import find_hidden_in_file
+from ragwall.errors import DocumentError
+from ragwall.ingest.chunk import ChunkConfig, chunk_elements, load_tokenizer
+from ragwall.ingest.parse import parse_file
+from ragwall.retrieval.sparse import tokenize
 
 
 @lru_cache(maxsize=2)
@@ -26,7 +26,7 @@ def _tokenizer(model_path: str):  # noqa: ANN202
 
 def warm_up() -> None:
     """Load the parsers' models before the first document arrives."""
-    from ingest.parse import _sentence_pipeline, _spacy_pipeline, _use_packaged_spacy_model
+    from ragwall.ingest.parse import _sentence_pipeline, _spacy_pipeline, _use_packaged_spacy_model
 
     _use_packaged_spacy_model()
     _spacy_pipeline()

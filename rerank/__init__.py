@@ -1,5 +1,5 @@
 """Rerank: cross-encoders scored in onnxruntime, and the training of Ragwall's own."""
 
-from rerank.onnx import OnnxCrossEncoder, export_onnx, load_reranker
+from ragwall.rerank.onnx import OnnxCrossEncoder, export_onnx, load_reranker
 
 __all__ = ["OnnxCrossEncoder", "export_onnx", "load_reranker"]

@@ -12,8 +12,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from retrieval.errors import ModelError
-from retrieval.onnx_runtime import cpu_session, folder_digest, run_encodings
+from ragwall.errors import ModelError
+from ragwall.onnx_runtime import cpu_session, folder_digest, run_encodings
 
 ONNX_NAME = "model.onnx"
 INT8_NAME = "model_int8.onnx"

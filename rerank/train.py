@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eval.beir import load_corpus
+from ragwall.datasets import load_corpus
 
 _WORDS = re.compile(r"\w+")
 
@@ -90,11 +90,11 @@ def mine_negatives(
     docs: list[tuple[str, str, str]], k: int, seed: int, say: Callable[[str], None]
 ) -> list[TrainingPair]:
     """Hard negatives from the hybrid retriever over the same passages (a scratch Qdrant shard)."""
-    from retrieval.edge_store import EdgeStore
-    from retrieval.embed import DenseEncoder
-    from retrieval.search import HybridSearcher
-    from retrieval.sparse import bm25_document_vector, tokenize
-    from retrieval.store import Filter, PointIn, SparseVec
+    from ragwall.embed import DenseEncoder
+    from ragwall.retrieval.edge_store import EdgeStore
+    from ragwall.retrieval.search import HybridSearcher
+    from ragwall.retrieval.sparse import bm25_document_vector, tokenize
+    from ragwall.retrieval.store import Filter, PointIn, SparseVec
 
     rng = random.Random(seed)
     encoder = DenseEncoder()
@@ -139,8 +139,8 @@ def train(config: TrainConfig, say: Callable[[str], None] = print) -> ModelCard:
     from tqdm import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rerank.onnx import export_onnx
-    from retrieval.embed import resolve_model_path
+    from ragwall.embed import resolve_model_path
+    from ragwall.rerank.onnx import export_onnx
 
     random.seed(config.seed)
     np.random.seed(config.seed)

@@ -10,11 +10,10 @@ from typing import Any
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from retrieval.errors import StoreError
-from retrieval.store import (
+from ragwall.errors import StoreError
+from ragwall.payload import FLOAT_FIELDS, KEYWORD_FIELDS
+from ragwall.retrieval.store import (
     DENSE,
-    FLOAT_FIELDS,
-    KEYWORD_FIELDS,
     SPARSE,
     Branch,
     Filter,

@@ -11,11 +11,10 @@ from typing import Any
 import qdrant_edge as qe
 from filelock import FileLock, Timeout
 
-from retrieval.errors import StoreError, StoreLocked
-from retrieval.store import (
+from ragwall.errors import StoreError, StoreLocked
+from ragwall.payload import FLOAT_FIELDS, KEYWORD_FIELDS
+from ragwall.retrieval.store import (
     DENSE,
-    FLOAT_FIELDS,
-    KEYWORD_FIELDS,
     SPARSE,
     Branch,
     Filter,

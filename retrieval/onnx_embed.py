@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.embed import DenseEncoder
-from retrieval.errors import ModelError
-from retrieval.onnx_runtime import cpu_session, folder_digest, run_encodings
+from ragwall.embed import DenseEncoder
+from ragwall.errors import ModelError
+from ragwall.onnx_runtime import cpu_session, folder_digest, run_encodings
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class OnnxEncoder:
 
 
 def _cache_dir(encoder: DenseEncoder, base: Path) -> Path:
-    from retrieval.embed import resolve_model_path
+    from ragwall.embed import resolve_model_path
 
     path = Path(resolve_model_path(encoder.model_id))
     key = folder_digest(

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from defend.query import DefenseConfig
-from retrieval.embed import DenseEncoder
-from retrieval.sparse import bm25_query_vector, tokenize
-from retrieval.store import (
+from ragwall.defend.query import DefenseConfig
+from ragwall.embed import DenseEncoder
+from ragwall.payload import INTERNAL_FIELDS, LIVE, Key
+from ragwall.retrieval.sparse import bm25_query_vector, tokenize
+from ragwall.retrieval.store import (
     Branch,
     Filter,
     Fusion,
@@ -26,9 +27,6 @@ from retrieval.store import (
     SparseVec,
     Store,
 )
-
-#: Payload fields that are internal bookkeeping, not provenance.
-_INTERNAL = frozenset({"state", "text"})
 
 
 class QueryEncoder(Protocol):
@@ -64,22 +62,22 @@ def access_filter(
     can never widen, since both conditions must hold. Quarantined sources and documents are
     excluded by the same filter, so the engine never returns them.
     """
-    must: list = [Match("state", "live")]
+    must: list = [Match(Key.STATE, LIVE)]
     if allowed_groups is not None:
-        must.append(MatchAny("groups", tuple(allowed_groups) or ("\x00no-group",)))
+        must.append(MatchAny(Key.GROUPS, tuple(allowed_groups) or ("\x00no-group",)))
     if request.groups is not None:
-        must.append(MatchAny("groups", tuple(request.groups) or ("\x00no-group",)))
+        must.append(MatchAny(Key.GROUPS, tuple(request.groups) or ("\x00no-group",)))
     if request.sources is not None:
-        must.append(MatchAny("source_id", tuple(request.sources) or ("\x00no-source",)))
+        must.append(MatchAny(Key.SOURCE_ID, tuple(request.sources) or ("\x00no-source",)))
     if request.doc_sha256 is not None:
-        must.append(MatchAny("doc_sha256", tuple(request.doc_sha256) or ("\x00no-doc",)))
+        must.append(MatchAny(Key.DOC_SHA256, tuple(request.doc_sha256) or ("\x00no-doc",)))
     if request.min_trust is not None:
-        must.append(Range("trust", gte=request.min_trust))
+        must.append(Range(Key.TRUST, gte=request.min_trust))
     must_not: list = []
     if quarantined_sources:
-        must_not.append(MatchAny("source_id", tuple(quarantined_sources)))
+        must_not.append(MatchAny(Key.SOURCE_ID, tuple(quarantined_sources)))
     if quarantined_docs:
-        must_not.append(MatchAny("doc_sha256", tuple(quarantined_docs)))
+        must_not.append(MatchAny(Key.DOC_SHA256, tuple(quarantined_docs)))
     return Filter(must=tuple(must), must_not=tuple(must_not))
 
 
@@ -187,9 +185,9 @@ class HybridSearcher:
         hits = [
             ScoredChunk(
                 id=h.id,
-                text=h.payload.get("text", ""),
-                provenance={k: v for k, v in h.payload.items() if k not in _INTERNAL},
-                trust=float(h.payload.get("trust", 0.0)),
+                text=h.payload.get(Key.TEXT, ""),
+                provenance={k: v for k, v in h.payload.items() if k not in INTERNAL_FIELDS},
+                trust=float(h.payload.get(Key.TRUST, 0.0)),
                 scores={
                     "dense": by_branch.get("dense", {}).get(h.id),
                     "sparse": by_branch.get("bm25", {}).get(h.id),
@@ -232,7 +230,7 @@ class HybridSearcher:
 def _defend(
     query: str, hits: list[ScoredChunk], cfg: DefenseConfig
 ) -> tuple[list[ScoredChunk], int]:
-    from defend.query import Candidate, defend
+    from ragwall.defend.query import Candidate, defend
 
     cands = [
         Candidate(

@@ -18,18 +18,7 @@ SPARSE = "bm25"
 
 Fusion = Literal["rrf", "dbsf"]
 
-#: Payload fields that get a keyword index.
-KEYWORD_FIELDS: tuple[str, ...] = (
-    "source_id",
-    "doc_uri",
-    "doc_sha256",
-    "doc_version",
-    "groups",
-    "state",
-    "ingest_run_id",
-)
-#: Payload fields that get a float (range) index.
-FLOAT_FIELDS: tuple[str, ...] = ("trust",)
+# The payload contract (ragwall.payload) names the indexed fields.
 
 
 @dataclass(frozen=True)
@@ -170,10 +159,10 @@ class Store(Protocol):
 def open_store(settings, dim: int) -> Store:  # noqa: ANN001 - retrieval.settings.Settings
     """The store the settings name: a Qdrant server when ``qdrant_url`` is set, else embedded."""
     if settings.qdrant_url:
-        from retrieval.client_store import ClientStore
+        from ragwall.retrieval.client_store import ClientStore
 
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return ClientStore.connect(settings.qdrant_url, settings.collection, dim, api_key=key)
-    from retrieval.edge_store import EdgeStore
+    from ragwall.retrieval.edge_store import EdgeStore
 
     return EdgeStore.open(settings.shard_path, dim, segment_max_kb=settings.segment_max_kb)

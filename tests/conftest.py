@@ -23,7 +23,7 @@ def shared(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder():
-    from retrieval.embed import DenseEncoder
+    from ragwall.embed import DenseEncoder
 
     enc = DenseEncoder()
     _ = enc.dim
@@ -32,7 +32,7 @@ def encoder():
 
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
-    from retrieval.settings import Settings
+    from ragwall.settings import Settings
 
     monkeypatch.setenv("RAGWALL_DATA_DIR", str(tmp_path / "data"))
     return Settings(embed_buffer_chunks=64)
@@ -41,8 +41,8 @@ def settings(tmp_path, monkeypatch):
 @pytest.fixture
 def ingester(settings, encoder):
     """An Ingester on the embedded store, in a temporary data dir, sharing the session's model."""
-    from ingest import Ingester, State
-    from retrieval.store import open_store
+    from ragwall.ingest import Ingester, State
+    from ragwall.retrieval.store import open_store
 
     state = State(settings.state_path)
     store = open_store(settings, encoder.dim)

@@ -1,0 +1,84 @@
+"""The chunk payload contract, written once.
+
+Every point in the store carries one :class:`ChunkPayload`. The ingest pipeline writes it; the
+search filters on it (through :class:`Key`'s names), returns it as a hit's provenance (all but
+:data:`INTERNAL_FIELDS`), and the store indexes :data:`KEYWORD_FIELDS` and :data:`FLOAT_FIELDS`.
+The HTTP API's ``Provenance`` model declares the same fields (a test holds them equal).
+
+Invariant: a search sees only points whose ``state`` is ``live``; ``pending`` points are a
+document version being written (see the ingest pipeline's crash-safety protocol).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict, get_type_hints
+
+
+class ChunkPayload(TypedDict):
+    """What every stored chunk carries: its text, where it came from, and how far to trust it."""
+
+    text: str
+    state: Literal["pending", "live"]
+    source_id: str
+    doc_uri: str  # the document's path (or URI) within its source
+    doc_name: str  # a display name
+    doc_sha256: str  # of the document's bytes: what a document quarantine names
+    doc_version: str
+    doc_filetype: str
+    chunk_index: int
+    chunk_count: int
+    char_start: int | None  # in the parsed document's text
+    char_end: int | None
+    page_start: int | None
+    page_end: int | None
+    title_path: list[str]  # the headings above the chunk
+    element_types: list[str]
+    token_count: int
+    parser: str
+    parser_version: str
+    embedding_model: str
+    ingest_run_id: str
+    ingested_at: str  # ISO 8601, UTC
+    trust_tier: str
+    trust_prior: float  # the tier's prior
+    trust: float  # the prior, lowered by what the detectors found
+    injection_score: float
+    injection_reasons: list[str]
+    injection_span: list[int] | None  # [start, end) of the chunk text that fired
+    hidden_text: bool
+    hidden_reasons: list[str]
+    groups: list[str]  # access groups: a key bound to groups sees chunks sharing one
+
+
+class Key:
+    """Payload field names that code filters or indexes on (no string literal elsewhere)."""
+
+    TEXT = "text"
+    STATE = "state"
+    SOURCE_ID = "source_id"
+    DOC_URI = "doc_uri"
+    DOC_SHA256 = "doc_sha256"
+    DOC_VERSION = "doc_version"
+    GROUPS = "groups"
+    INGEST_RUN_ID = "ingest_run_id"
+    TRUST = "trust"
+
+
+LIVE, PENDING = "live", "pending"
+
+#: Every field of a chunk payload, in declaration order.
+PAYLOAD_FIELDS: tuple[str, ...] = tuple(get_type_hints(ChunkPayload))
+#: Fields that are bookkeeping or content, not provenance: not repeated in a hit's provenance.
+INTERNAL_FIELDS: frozenset[str] = frozenset({Key.STATE, Key.TEXT})
+#: Fields the store gives a keyword index (filters and deletes run on them).
+KEYWORD_FIELDS: tuple[str, ...] = (
+    Key.SOURCE_ID,
+    Key.DOC_URI,
+    Key.DOC_SHA256,
+    Key.DOC_VERSION,
+    Key.GROUPS,
+    Key.STATE,
+    Key.INGEST_RUN_ID,
+)
+#: Fields the store gives a float (range) index.
+FLOAT_FIELDS: tuple[str, ...] = (Key.TRUST,)

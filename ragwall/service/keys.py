@@ -1,0 +1,168 @@
+"""Scoped API keys, stored hashed in the data directory's SQLite database.
+
+A key reads ``rw_<key id>_<secret>``. Only the SHA-256 of the secret is stored, so a key is shown
+once, at creation. Scopes: ``retrieve`` (read) and ``admin`` (sources, ingest; it may retrieve
+too). A key may be bound to access groups: it then sees only chunks that share one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from ragwall.errors import RagwallError
+
+Scope = Literal["retrieve", "admin"]
+SCOPES: tuple[str, ...] = ("retrieve", "admin")
+POLICIES: tuple[str, ...] = ("flag", "demote", "drop")
+_KEY = re.compile(r"^rw_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    groups TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+"""
+
+
+class ApiKeyError(RagwallError):
+    """A key could not be created or found."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key id, its scope, and the groups it may see (None: unrestricted)."""
+
+    key_id: str
+    scope: str
+    groups: tuple[str, ...] | None
+    policy: str | None = None  # the key's defense policy; None: the server's default
+
+    def allows(self, scope: str) -> bool:
+        return self.scope == "admin" or self.scope == scope
+
+
+DEV_PRINCIPAL = Principal(key_id="dev-mode", scope="admin", groups=None)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    name: str
+    scope: str
+    groups: tuple[str, ...] | None
+    created_at: str
+    revoked_at: str | None
+    policy: str | None = None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(api_keys)")}
+        if "policy" not in columns:  # keys made before per-key policies existed
+            self._db.execute("ALTER TABLE api_keys ADD COLUMN policy TEXT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create(
+        self,
+        scope: str,
+        groups: list[str] | None = None,
+        name: str = "",
+        policy: str | None = None,
+    ) -> tuple[str, KeyRecord]:
+        """A new key; returns (the full key, to show once; its record)."""
+        if scope not in SCOPES:
+            raise ApiKeyError(f"scope must be one of {list(SCOPES)}, not {scope!r}")
+        if policy is not None and policy not in POLICIES:
+            raise ApiKeyError(f"policy must be one of {list(POLICIES)}, not {policy!r}")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        record = KeyRecord(
+            id=key_id,
+            name=name or f"{scope}-key",
+            scope=scope,
+            groups=tuple(sorted(set(groups))) if groups else None,
+            created_at=datetime.now(UTC).isoformat(),
+            revoked_at=None,
+            policy=policy,
+        )
+        self._db.execute(
+            "INSERT INTO api_keys (id, name, secret_sha256, scope, groups, created_at, policy) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.name,
+                _digest(secret),
+                record.scope,
+                json.dumps(list(record.groups)) if record.groups is not None else None,
+                record.created_at,
+                record.policy,
+            ),
+        )
+        return f"rw_{key_id}_{secret}", record
+
+    def authenticate(self, key: str) -> Principal | None:
+        """The key's principal, or None for a malformed, unknown, revoked or wrong key."""
+        match = _KEY.match(key.strip())
+        if not match:
+            return None
+        key_id, secret = match.groups()
+        row = self._db.execute(
+            "SELECT secret_sha256, scope, groups, revoked_at, policy FROM api_keys WHERE id = ?",
+            (key_id,),
+        ).fetchone()
+        if row is None or row[3] is not None:
+            return None
+        if not hmac.compare_digest(row[0], _digest(secret)):
+            return None
+        groups = tuple(json.loads(row[2])) if row[2] is not None else None
+        return Principal(key_id=key_id, scope=row[1], groups=groups, policy=row[4])
+
+    def list(self) -> list[KeyRecord]:
+        rows = self._db.execute(
+            "SELECT id, name, scope, groups, created_at, revoked_at, policy FROM api_keys "
+            "ORDER BY created_at"
+        )
+        return [
+            KeyRecord(
+                r[0],
+                r[1],
+                r[2],
+                tuple(json.loads(r[3])) if r[3] is not None else None,
+                r[4],
+                r[5],
+                r[6],
+            )
+            for r in rows
+        ]
+
+    def revoke(self, key_id: str) -> None:
+        cur = self._db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (datetime.now(UTC).isoformat(), key_id),
+        )
+        if cur.rowcount == 0:
+            raise ApiKeyError(f"no active key {key_id!r}; `ragwall keys list` shows them")

@@ -1,0 +1,237 @@
+"""Settings, read from ``RAGWALL_*`` environment variables (and a ``.env`` file, if present)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Policy = Literal["flag", "demote", "drop"]
+
+
+@dataclass(frozen=True)
+class DefenseConfig:
+    """The query-time defenses' thresholds (``ragwall.defend.query`` applies them).
+
+    They live here, below every package, so that ``Settings`` can take its defaults from them
+    without the settings importing the defenses.
+    """
+
+    policy: Policy = "flag"
+    injection_threshold: float = 0.5
+    low_trust: float = 0.35
+    flood_min: int = 3
+    flood_cosine: float = 0.7
+    mirror_min_cosine: float = 0.55
+    mirror_margin: float = 0.3
+    mirror_coverage: float = 0.5
+    trust_weight: float = 0.3
+    # Tiers the flood and mirror heuristics watch: content an organisation did not curate.
+    # Curated sources (verified, internal) often hold similar documents on purpose; they are
+    # covered by the injection checks and by quarantine, not by these heuristics.
+    heuristic_tiers: tuple[str, ...] = ("external", "untrusted")
+    new_sources: frozenset[str] = field(default_factory=frozenset)
+
+
+_D = DefenseConfig()  # the query-time defenses' defaults live in one place
+
+TRUST_TIERS: tuple[str, ...] = ("verified", "internal", "external", "untrusted")
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service. Environment: ``RAGWALL_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGWALL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Where sources, state and the embedded index live."
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; unset means the embedded qdrant-edge shard."
+    )
+    qdrant_api_key: SecretStr | None = None
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="A secret for HMAC-keyed audit records; keep it outside the data dir. "
+        "Unset: the chain is plain SHA-256, which whoever can write the data dir could rebuild.",
+    )
+    collection: str = "ragwall"
+
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="A Hugging Face model id or a local sentence-transformers folder.",
+    )
+    embedding_device: str = "cpu"
+    embed_batch_size: int = Field(default=64, ge=1, le=4096)
+
+    chunk_max_tokens: int = Field(
+        default=256, ge=16, le=8192, description="Upper bound, model tokens."
+    )
+    chunk_overlap_tokens: int = Field(default=32, ge=0, le=1024)
+    chunk_max_chars: int = Field(default=1000, ge=100)
+    chunk_new_after_chars: int = Field(default=800, ge=50)
+    chunk_combine_under_chars: int = Field(default=200, ge=0)
+
+    parse_workers: int = Field(
+        default=1, ge=1, le=64, description="Parser processes beside the embedder."
+    )
+    parse_timeout_s: float = Field(
+        default=600.0, gt=0, description="A document that parses longer fails."
+    )
+    embed_buffer_chunks: int = Field(
+        default=2048,
+        ge=1,
+        description="Chunks gathered across documents before one embedding call. The encoder "
+        "sorts them by length, so a larger buffer pads less: 512 embedded 13 % pad tokens on the "
+        "100k bench corpus, 2048 embeds 3.5 %.",
+    )
+    optimize_every_chunks: int = Field(
+        default=25_000,
+        ge=0,
+        description=(
+            "During a long ingest, build the index (HNSW, sparse and payload indexes) and flush "
+            "the write-ahead log after this many chunks, so no single index build has to hold "
+            "the whole run in memory. 0 builds once, at the end of the run."
+        ),
+    )
+    segment_max_kb: int = Field(
+        default=100_000,
+        ge=1_000,
+        description=(
+            "Embedded index only: largest segment the optimizer builds, in KB of vector data "
+            "(100,000 KB is about 65k MiniLM vectors). Smaller segments cap the memory an index "
+            "build needs; more segments make each query a little slower."
+        ),
+    )
+
+    max_file_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, description="Larger files are refused."
+    )
+
+    bm25_k1: float = Field(default=1.2, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+
+    dev_mode: bool = Field(
+        default=False, description="Serve without API keys (every caller is an unrestricted admin)."
+    )
+    reranker_model: str | None = Field(
+        default=None,
+        description="A cross-encoder: Hugging Face id, local folder, or .onnx file. Unset: no reranker.",
+    )
+    rerank_by_default: bool = False
+    injection_model: Path | None = Field(
+        default=None,
+        description=(
+            "An injection model folder (model.onnx and card.json from `ragwall defend train`); "
+            "unset: the one packaged with Ragwall; `none`: the rules alone."
+        ),
+    )
+    injection_threshold: float = Field(
+        default=_D.injection_threshold,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Chunks scoring at or above this get `injection`, and at ingest only such scores "
+            "lower a chunk's trust. 0.5 is the model's calibrated threshold (its card says how "
+            "it was chosen); the rules are on the same scale."
+        ),
+    )
+    defenses_by_default: bool = Field(
+        default=True, description="Run the query-time defenses unless a request turns them off."
+    )
+    default_policy: Literal["flag", "demote", "drop"] = Field(
+        default="flag",
+        description="What happens to flagged hits when neither the request nor the key says.",
+    )
+    low_trust_threshold: float = Field(default=_D.low_trust, ge=0.0, le=1.0)
+    flood_min: int = Field(
+        default=_D.flood_min,
+        ge=2,
+        description="Near-duplicate candidates from one source that make a flood.",
+    )
+    flood_cosine: float = Field(default=_D.flood_cosine, ge=0.0, le=1.0)
+    mirror_min_cosine: float = Field(default=_D.mirror_min_cosine, ge=0.0, le=1.0)
+    mirror_margin: float = Field(
+        default=_D.mirror_margin,
+        ge=0.0,
+        le=2.0,
+        description="How far above the candidates' median cosine.",
+    )
+    mirror_coverage: float = Field(default=_D.mirror_coverage, ge=0.0, le=1.0)
+    heuristic_tiers: list[str] = Field(
+        default_factory=lambda: list(_D.heuristic_tiers),
+        description="Tiers the flood and query-mirror checks watch (uncurated content).",
+    )
+    trust_weight: float = Field(
+        default=_D.trust_weight,
+        ge=0.0,
+        le=1.0,
+        description="How strongly trust reorders hits (0: not at all); see defend.query.",
+    )
+    new_source_days: float = Field(
+        default=7.0, ge=0.0, description="Sources younger than this have 'no history' (floods)."
+    )
+    query_encoder: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description=(
+            "How the service embeds queries: 'onnx' exports the embedding model once to ONNX "
+            "int8 (checked to keep cosine >= 0.99 with PyTorch) and runs it in onnxruntime; "
+            "'torch' uses sentence-transformers. Passages are always embedded with PyTorch."
+        ),
+    )
+    rrf_k: int = Field(default=60, ge=1, le=1000)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    trust_priors: dict[str, float] = Field(
+        default_factory=lambda: {
+            "verified": 1.0,
+            "internal": 0.8,
+            "external": 0.5,
+            "untrusted": 0.2,
+        }
+    )
+
+    @field_validator("trust_priors")
+    @classmethod
+    def _check_priors(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = [t for t in TRUST_TIERS if t not in value]
+        if missing:
+            raise ValueError(f"trust_priors lacks tiers {missing}; give all of {list(TRUST_TIERS)}")
+        bad = {k: v for k, v in value.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"trust priors must lie in 0..1, got {bad}")
+        return value
+
+    @field_validator("chunk_overlap_tokens")
+    @classmethod
+    def _check_overlap(cls, value: int, info) -> int:  # noqa: ANN001
+        max_tokens = info.data.get("chunk_max_tokens", 256)
+        if value >= max_tokens:
+            raise ValueError("chunk_overlap_tokens must be smaller than chunk_max_tokens")
+        return value
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "ragwall.sqlite3"
+
+    def audit_key_bytes(self) -> bytes | None:
+        return self.audit_key.get_secret_value().encode() if self.audit_key else None
+
+    @property
+    def audit_path(self) -> Path:
+        return self.data_dir / "audit.log"
+
+    @property
+    def shard_path(self) -> Path:
+        return self.data_dir / "qdrant" / self.collection
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

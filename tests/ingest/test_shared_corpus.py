@@ -1,0 +1,45 @@
+"""Ingest every document in ../shared/data/docs: all kinds, the broken ones included."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragwall.ingest import make_source
+from ragwall.retrieval.store import Filter, Match
+from tests.conftest import shared
+
+# Files that must fail, and why: broken, encrypted, empty, or formats without an offline parser.
+EXPECTED_FAILURES = {
+    "empty.txt": "empty",
+    "empty.xlsx": "empty",
+    "eml/empty.eml": "empty",
+    "password_protected.xlsx": "encrypted",
+    "pdf/password.pdf": "encrypted",
+    "fake.doc": "unsupported_type",
+    "simple.zip": "unsupported_type",
+    "CantinaBand3.wav": "unsupported_type",
+    "img/DA-1p.png": "unsupported_type",
+}
+
+
+@pytest.mark.slow
+def test_ingest_the_whole_shared_corpus(ingester):
+    root = shared("docs").resolve()  # failure paths are resolved (shared may be a symlink)
+    source = make_source("docs", str(root), "internal", ["all"])
+    ingester.state.add_source(source)
+    report = ingester.ingest(source)
+
+    failed = {f.path[len(str(root)) + 1 :]: f for f in report.failed}
+    for name, reason in EXPECTED_FAILURES.items():
+        assert name in failed and failed[name].reason == reason, (name, failed.get(name))
+    assert all(f.message for f in report.failed)
+    total = sum(1 for p in root.rglob("*") if p.is_file())
+    assert report.documents + len(report.failed) == total
+    assert report.documents >= 140
+    # Nothing of a failed document is in the index; every indexed one is whole and live.
+    for f in report.failed:
+        assert ingester.store.count(Filter(must=(Match("doc_uri", f.path),))) == 0
+    assert ingester.store.count(Filter(must=(Match("state", "live"),))) == report.chunks
+    records = ingester.state.documents("docs")
+    assert len(records) == report.documents
+    assert sum(r.chunks for r in records.values()) == report.chunks

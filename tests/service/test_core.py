@@ -1,0 +1,95 @@
+"""ragwall.service: each operation does its work and appends exactly one audit record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ragwall.errors import SourceExists, SourceNotFound
+from ragwall.retrieval.search import SearchFilter
+from ragwall.service import DEV_PRINCIPAL, InvalidRequest, RetrieveParams, Service
+
+
+def _records(svc: Service) -> list[dict]:
+    return [json.loads(line) for line in svc.settings.audit_path.read_text().splitlines()]
+
+
+@pytest.fixture
+def service(settings, encoder, tmp_path):
+    corpus = tmp_path / "kb"
+    corpus.mkdir()
+    (corpus / "refunds.md").write_text(
+        "# Refunds\n\nRefunds above 500 EUR need approval by the finance director.\n"
+    )
+    (corpus / "laptops.md").write_text(
+        "# Laptops\n\nNew laptops are ordered through the IT desk.\n"
+    )
+    with Service(settings, encoder=encoder) as svc:
+        yield svc, corpus
+
+
+def test_each_admin_operation_appends_one_record(service):
+    svc, corpus = service
+    steps = [
+        (lambda: svc.add_source("k1", "kb", str(corpus), "internal", ["staff"]), "source.add"),
+        (lambda: svc.ingest("k1", "kb"), "source.ingest"),
+        (lambda: svc.set_quarantine("k1", "source", "kb", True, "probe"), "source.quarantine"),
+        (lambda: svc.set_quarantine("k1", "source", "kb", False), "source.release"),
+        (lambda: svc.set_quarantine("k1", "document", "0" * 64, True), "document.quarantine"),
+        (lambda: svc.create_key("k1", "retrieve", ["staff"], "agent"), "key.create"),
+    ]
+    for run, action in steps:
+        before = len(_records(svc)) if svc.settings.audit_path.exists() else 0
+        run()
+        assert [r["action"] for r in _records(svc)[before:]] == [action]
+    key, record = svc.create_key("k1", "admin")
+    svc.revoke_key("k1", record.id)
+    assert svc.remove_source("k1", "kb") > 0
+    actions = [r["action"] for r in _records(svc)]
+    assert actions[-3:] == ["key.create", "key.revoke", "source.remove"]
+    assert all(r["key_id"] == "k1" for r in _records(svc))
+    assert key not in svc.settings.audit_path.read_text()
+    assert svc.audit.verify().ok
+
+
+def test_refused_operations_change_nothing_and_record_nothing(service):
+    svc, corpus = service
+    svc.add_source("k1", "kb", str(corpus))
+    n = len(_records(svc))
+    with pytest.raises(SourceExists):
+        svc.add_source("k1", "kb", str(corpus), "verified")
+    assert svc.add_source("k1", "kb", str(corpus), exist_ok=True).id == "kb"  # identical: no-op
+    with pytest.raises(InvalidRequest, match="sha256"):
+        svc.set_quarantine("k1", "document", "not-a-sha", True)
+    with pytest.raises(SourceNotFound):
+        svc.set_quarantine("k1", "source", "nope", True)
+    with pytest.raises(SourceNotFound):
+        svc.remove_source("k1", "nope")
+    with pytest.raises(SourceNotFound):
+        svc.ingest("k1", "nope")
+    assert len(_records(svc)) == n
+    assert "store" not in svc.__dict__  # none of these opened the store
+
+
+def test_retrieve_filters_by_groups_honours_quarantine_and_records_a_hash(service):
+    svc, corpus = service
+    svc.add_source("k1", "kb", str(corpus), "internal", ["staff"])
+    svc.ingest("k1", "kb")
+    secret, reader = svc.create_key("k1", "retrieve", ["staff"])
+    who = svc.authenticate(secret)
+    assert who is not None and who.groups == ("staff",)
+    ask = RetrieveParams(query="who approves refunds", top_k=2, context=True)
+    done = svc.retrieve(who, ask)
+    assert "finance director" in done.result.hits[0].text
+    assert done.context is not None and done.result.hits[0].id in done.context.included
+    record = _records(svc)[-1]
+    assert record["action"] == "retrieve" and record["key_id"] == reader.id
+    assert "refunds" not in json.dumps(record) and len(record["query_sha256"]) == 64
+
+    outsider = svc.authenticate(svc.create_key("k1", "retrieve", ["other"])[0])
+    assert svc.retrieve(outsider, ask).result.hits == []
+    only = RetrieveParams(query="laptops", filters=SearchFilter(sources=("kb",)))
+    assert svc.retrieve(DEV_PRINCIPAL, only).result.hits
+    svc.set_quarantine("k1", "source", "kb", True)
+    assert svc.retrieve(DEV_PRINCIPAL, only).result.hits == []

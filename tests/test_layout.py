@@ -1,0 +1,187 @@
+"""The distribution's shape: one `ragwall` namespace, and imports that only point down.
+
+Layers, bottom to top (a module may import its own layer and the ones below):
+
+- base: ``ragwall.settings``, ``ragwall.errors``, ``ragwall.payload``;
+- infra: ``ragwall.embed``, ``ragwall.onnx_runtime``, ``ragwall.datasets``;
+- core: ``ragwall.ingest``, ``ragwall.retrieval``, ``ragwall.defend``, ``ragwall.rerank``, with
+  one direction among them: ingest may use retrieval and defend, retrieval may use defend,
+  rerank may use retrieval; defend uses none of them (its trainers excepted: they read
+  documents through the ingest parser);
+- ``ragwall.service``;
+- ``ragwall.eval`` (uses the service, never the web app);
+- ``ragwall.api`` (the front doors: routes and CLI).
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {
+    "ragwall": ROOT / "ragwall",
+    "ragwall.ingest": ROOT / "ingest",
+    "ragwall.retrieval": ROOT / "retrieval",
+    "ragwall.rerank": ROOT / "rerank",
+    "ragwall.defend": ROOT / "defend",
+    "ragwall.eval": ROOT / "eval",
+    "ragwall.api": ROOT / "api",
+}
+LAYER = {
+    "ragwall.settings": 0,
+    "ragwall.errors": 0,
+    "ragwall.payload": 0,
+    "ragwall.embed": 1,
+    "ragwall.onnx_runtime": 1,
+    "ragwall.datasets": 1,
+    "ragwall.ingest": 2,
+    "ragwall.retrieval": 2,
+    "ragwall.defend": 2,
+    "ragwall.rerank": 2,
+    "ragwall.service": 3,
+    "ragwall.eval": 4,
+    "ragwall.api": 5,
+}
+#: Within the core layer, who may import whom.
+CORE_USES = {
+    "ragwall.ingest": {"ragwall.retrieval", "ragwall.defend"},
+    "ragwall.retrieval": {"ragwall.defend"},
+    "ragwall.rerank": {"ragwall.retrieval"},
+    "ragwall.defend": set(),
+}
+TRAINERS = {"ragwall.defend.train", "ragwall.defend.data", "ragwall.rerank.train"}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package, folder in FOLDERS.items():
+        for path in folder.rglob("*.py"):
+            rel = path.relative_to(folder).with_suffix("").parts
+            if (
+                package == "ragwall"
+                and rel
+                and rel[0] in {p.split(".")[1] for p in FOLDERS if "." in p}
+            ):
+                continue
+            parts = [p for p in rel if p != "__init__"]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def _part(module: str) -> str:
+    """The layered unit a module belongs to (``ragwall.ingest.pipeline`` → ``ragwall.ingest``)."""
+    for unit in sorted(LAYER, key=len, reverse=True):
+        if module == unit or module.startswith(unit + "."):
+            return unit
+    return module
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return {m for m in out if m == "ragwall" or m.startswith("ragwall.")}
+
+
+def test_no_module_imports_a_layer_above_it():
+    problems = []
+    for module, path in _modules().items():
+        if module == "ragwall":  # the package root re-exports lazily, by name
+            continue
+        me = _part(module)
+        for target in _imports(path):
+            them = _part(target)
+            if them == me or target == "ragwall":
+                if target == "ragwall":
+                    problems.append(f"{module} imports the package root")
+                continue
+            if LAYER[them] > LAYER[me]:
+                problems.append(
+                    f"{module} (layer {LAYER[me]}) imports {target} (layer {LAYER[them]})"
+                )
+            elif LAYER[them] == LAYER[me] == 2:
+                allowed = CORE_USES[me] | ({"ragwall.ingest"} if module in TRAINERS else set())
+                if them not in allowed:
+                    problems.append(f"{module} imports {target}: {me} may use {sorted(allowed)}")
+            elif LAYER[them] == LAYER[me] and me != them:
+                problems.append(f"{module} imports its sibling {target}")
+    assert not problems, "\n".join(problems)
+
+
+def test_nothing_imports_top_level_names_outside_the_namespace():
+    old = {"api", "defend", "eval", "ingest", "rerank", "retrieval"}
+    files = [*_modules().values(), *ROOT.glob("bench/*.py"), *ROOT.glob("tests/**/*.py")]
+    problems = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            problems += [f"{path}: {n}" for n in names if n.split(".")[0] in old]
+    assert not problems, "\n".join(problems)
+
+
+def test_bench_and_eval_use_the_service_not_the_web_app():
+    for path in [*ROOT.glob("bench/*.py"), *(ROOT / "eval").glob("*.py")]:
+        assert not any(m.startswith("ragwall.api") for m in _imports(path)), path
+
+
+def test_the_public_api_resolves_every_name():
+    import ragwall
+
+    for name in ragwall.__all__:
+        assert getattr(ragwall, name) is not None
+    with pytest.raises(AttributeError):
+        ragwall.no_such_name  # noqa: B018
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_only_the_ragwall_package(tmp_path):
+    """Build the wheel from a copy of the tree; its one top-level package is `ragwall`."""
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns(".venv", ".git", "data", "*.egg-info", "__pycache__", "build")
+    shutil.copytree(ROOT, src, ignore=ignore)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("ragwall-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"ragwall"}, tops
+    for expected in (
+        "ragwall/api/cli.py",
+        "ragwall/ingest/pipeline.py",
+        "ragwall/retrieval/search.py",
+        "ragwall/service/core.py",
+        "ragwall/defend/models/injection-minilm/model.onnx",
+        "ragwall/defend/models/injection-minilm/card.json",
+    ):
+        assert expected in names, expected
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "ragwall = ragwall.api.cli:app" in zipfile.ZipFile(wheel).read(entry).decode()
