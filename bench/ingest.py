@@ -145,16 +145,17 @@ def main() -> None:
         print(f"corpus: {n_files} files in {time.perf_counter() - t:.1f} s at {corpus}")
 
     os.environ["RAGWALL_DATA_DIR"] = str(data)
-    from ragwall.ingest import make_source, open_ingester
+    from ragwall.payload import Key
     from ragwall.retrieval.store import Filter, Match
+    from ragwall.service import Service
     from ragwall.settings import Settings
 
     settings = Settings()
     from tqdm import tqdm
 
-    with open_ingester(settings) as ingester:
-        source = make_source("bench", str(corpus), "internal", ["bench"])
-        ingester.state.add_source(source)
+    with Service(settings) as svc:
+        svc.add_source("bench", "bench", str(corpus), "internal", ["bench"])
+        ingester = svc.ingester
         _ = ingester.encoder.dim  # load the model before the clock starts
         bar = tqdm(desc="ingest", unit="doc")
 
@@ -165,23 +166,23 @@ def main() -> None:
 
         with PeakRss() as rss:
             t0 = time.perf_counter()
-            first = ingester.ingest(source, progress=progress)
+            first = svc.ingest("bench", "bench", progress=progress)
             first_s = time.perf_counter() - t0
         bar.close()
         t0 = time.perf_counter()
-        again = ingester.ingest(source)
+        again = svc.ingest("bench", "bench")
         again_s = time.perf_counter() - t0
 
         texts: list[str] = []
         offset = None
         while len(texts) < args.raw_sample:
             hits, offset = ingester.store.scroll(
-                Filter(must=(Match("source_id", "bench"),)),
+                Filter(must=(Match(Key.SOURCE_ID, "bench"),)),
                 limit=512,
                 offset=offset,
-                with_payload=["text"],
+                with_payload=[Key.TEXT],
             )
-            texts += [h.payload["text"] for h in hits]
+            texts += [h.payload[Key.TEXT] for h in hits]
             if offset is None:
                 break
         texts = texts[: args.raw_sample]

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import shlex
 import signal
 import socket
 import statistics
@@ -97,15 +98,21 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--reranker", default=None, help="cross-encoder for the rerank runs")
     parser.add_argument("--requests", type=int, default=300, help="requests per run")
+    parser.add_argument(
+        "--ragwall",
+        default=RAGWALL,
+        help="the ragwall command to serve with (e.g. another checkout's, to compare two versions)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    command = shlex.split(args.ragwall)
 
     env = {**os.environ, "RAGWALL_DATA_DIR": str(args.data_dir)}
     if args.reranker:
         env["RAGWALL_RERANKER_MODEL"] = args.reranker
     key = json.loads(
         subprocess.run(
-            [RAGWALL, "keys", "create", "--scope", "retrieve", "--json", "--name", "bench"],
+            [*command, "keys", "create", "--scope", "retrieve", "--json", "--name", "bench"],
             env=env,
             check=True,
             capture_output=True,
@@ -114,7 +121,7 @@ def main() -> None:
     )["key"]
     port = _free_port()
     server = subprocess.Popen(
-        [RAGWALL, "serve", "--port", str(port)],
+        [*command, "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -15,7 +15,7 @@ load torch or open anything.
 - :class:`Settings`: every tunable, from ``RAGWALL_*`` variables.
 - :class:`Service`: every operation (sources, ingest, quarantine, keys, retrieve), audited.
 - :class:`RetrieveParams` / :class:`Retrieval`: one retrieve's request and result.
-- :class:`Ingester`, :func:`open_ingester`, :class:`IngestReport`: the ingest pipeline alone.
+- :class:`Ingester`, :class:`IngestReport`: the ingest pipeline alone.
 - :class:`HybridSearcher`, :class:`SearchFilter`, :func:`access_filter`, :class:`SearchResult`,
   :class:`ScoredChunk`: the search alone.
 - :class:`Principal`, :data:`DEV_PRINCIPAL`: who is asking (a key's scope and groups).
@@ -42,7 +42,6 @@ _EXPORTS: dict[str, str] = {
     "DEV_PRINCIPAL": "ragwall.service",
     "Ingester": "ragwall.ingest",
     "IngestReport": "ragwall.ingest",
-    "open_ingester": "ragwall.ingest",
     "Source": "ragwall.ingest",
     "make_source": "ragwall.ingest",
     "HybridSearcher": "ragwall.retrieval.search",
@@ -71,7 +70,6 @@ __all__ = [
     "Source",
     "access_filter",
     "make_source",
-    "open_ingester",
 ]
 
 
@@ -90,7 +88,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve lazily
     from ragwall.errors import RagwallError
-    from ragwall.ingest import Ingester, IngestReport, Source, make_source, open_ingester
+    from ragwall.ingest import Ingester, IngestReport, Source, make_source
     from ragwall.payload import ChunkPayload
     from ragwall.retrieval.search import (
         HybridSearcher,

@@ -156,7 +156,22 @@ class HybridSearcher:
         defenses: DefenseConfig | None = None,
         rerank_depth: int | None = None,
     ) -> SearchResult:
-        """Search; with ``defenses`` every candidate is checked and the policy applied."""
+        """Search within ``flt``; with ``defenses`` every candidate is checked and the policy applied.
+
+        Parameters:
+            query: the search text.
+            flt: the one Qdrant filter (build it with :func:`access_filter`: it carries the
+                caller's groups, the request's narrowing and the quarantine).
+            top_k: hits to return.
+            candidates: candidates each branch fetches (what fusion, the reranker and the
+                defenses see).
+            fusion: ``rrf`` (reciprocal rank) or ``dbsf`` (distribution-based score fusion).
+            rrf_k: the RRF constant.
+            rerank: rerank with the configured cross-encoder (skipped, with a reason, if none).
+            stages: the branches to run: ``dense``, ``bm25`` or both.
+            defenses: the query-time defenses' thresholds and policy; ``None`` runs none.
+            rerank_depth: rerank only the top this many candidates; the rest keep fused order.
+        """
         timings: dict[str, float] = {}
         t = time.perf_counter()
         branches: list[Branch] = []

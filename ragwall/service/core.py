@@ -181,9 +181,17 @@ class Service:
         *,
         exist_ok: bool = False,
     ) -> Source:
-        """Register a source. With ``exist_ok`` an identical registration succeeds without a
-        change (and without an audit record: nothing happened); a different one still raises
-        :class:`SourceExists`."""
+        """Register a source.
+
+        Parameters:
+            actor: who asks, for the audit record (an API key id, ``cli:<user>``).
+            source_id: a short id (letters, digits, ``-``, ``_``).
+            path: a folder, or a glob such as ``docs/**/*.md``.
+            trust: the trust tier: ``verified``, ``internal``, ``external`` or ``untrusted``.
+            groups: the access groups whose keys may see the source's chunks (none: every key).
+            exist_ok: an identical registration succeeds without a change (and without an audit
+                record: nothing happened); a different one still raises :class:`SourceExists`.
+        """
         source = make_source(source_id, path, trust, list(groups))
         try:
             self.state.add_source(source)
@@ -216,7 +224,11 @@ class Service:
         paths: Iterable[Path] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> IngestReport:
-        """Ingest a source (idempotent, incremental); with ``paths``, just those files into it."""
+        """Ingest a source (idempotent, incremental); with ``paths``, just those files into it.
+
+        ``progress(stage, done, total)`` is called as documents complete. A document that fails
+        is reported in the result's ``failed`` and leaves the index as it was for that document.
+        """
         source = self.state.get_source(source_id)
         report = self.ingester.ingest(source, paths=paths, progress=progress)
         self.audit.append(
@@ -325,7 +337,11 @@ class Service:
         )
 
     def retrieve(self, who: Principal, params: RetrieveParams) -> Retrieval:
-        """Search within what ``who`` may see (its groups, minus quarantined content)."""
+        """Search within what ``who`` may see (its groups, minus quarantined content).
+
+        ``params`` fields left ``None`` take the server's settings (rerank, defenses), and the
+        policy falls back from the request to the key's to the server's.
+        """
         request_id = uuid.uuid4().hex
         blocked_sources, blocked_docs = self.state.quarantined()
         flt = access_filter(who.groups, params.filters, blocked_sources, blocked_docs)
