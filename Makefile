@@ -27,11 +27,11 @@ run: install
 	$(BIN)/ragwall ingest samples
 	$(BIN)/ragwall ingest docs
 	$(BIN)/ragwall sources list
-	@mkdir -p $${RAGWALL_DATA_DIR:-data}
-	@test -s $${RAGWALL_DATA_DIR:-data}/dev-key || $(BIN)/ragwall keys create --scope retrieve --name make-run > $${RAGWALL_DATA_DIR:-data}/dev-key
+	@test -s $${RAGWALL_DATA_DIR:-data}/dev-key || $(BIN)/ragwall keys create --scope retrieve --name make-run --out $${RAGWALL_DATA_DIR:-data}/dev-key
 	@echo
-	@echo "Ragwall is starting on http://127.0.0.1:$(PORT) (docs: /docs). Try:"
-	@echo "  curl -s http://127.0.0.1:$(PORT)/v1/retrieve -H \"Authorization: Bearer $$(cat $${RAGWALL_DATA_DIR:-data}/dev-key)\" -H 'Content-Type: application/json' -d '{\"query\": \"how do I reset my password\", \"top_k\": 3}'"
+	@echo "Ragwall is starting on http://127.0.0.1:$(PORT) (docs: /docs)."
+	@echo "A retrieve key is in $${RAGWALL_DATA_DIR:-data}/dev-key (mode 0600). Try:"
+	@echo '  curl -s http://127.0.0.1:$(PORT)/v1/retrieve -H "Authorization: Bearer $$(cat $${RAGWALL_DATA_DIR:-data}/dev-key)" -H "Content-Type: application/json" -d '"'"'{"query": "how do I reset my password", "top_k": 3}'"'"''
 	@echo
 	$(BIN)/ragwall serve --port $(PORT)
 

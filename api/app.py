@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragwall.api.guard import Refused, RequestGuard
 from ragwall.api.models import ErrorResponse
 from ragwall.api.routes import ApiError, router
 from ragwall.errors import StoreError
@@ -64,14 +65,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         },
     )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
-        limit = request.app.state.service.settings.max_request_bytes
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return _error(413, "request_too_large", f"request bodies are limited to {limit} bytes")
-        return await call_next(request)
-
+    app.add_middleware(RequestGuard, on_refusal=_record_guard_refusal)
     app.add_exception_handler(RequestValidationError, _on_invalid)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http)
@@ -80,22 +74,49 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     return app
 
 
-async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+def _record(request: Request, status: int, code: str) -> None:
+    """Audit a refused call (rate-limited by the service)."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return
+    who = getattr(request.state, "principal", None)
+    service.record_refusal(
+        who.key_id if who else None, request.method, request.url.path, status, code
+    )
+
+
+def _record_guard_refusal(scope: dict, who, refused: Refused) -> None:  # noqa: ANN001
+    scope["app"].state.service.record_refusal(
+        who.key_id if who else None, scope["method"], scope["path"], refused.status, refused.code
+    )
+
+
+async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     details = [
         {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
         for e in exc.errors()
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    _record(request, 422, "invalid_request")
     return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
 
 
-async def _on_api_error(_: Request, exc: ApiError) -> JSONResponse:
+async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+    if 400 <= exc.status < 500:
+        _record(request, exc.status, exc.code)
     return _error(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
-async def _on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body" (invalid UTF-8, JSON nested too deep): the
+        # documented answer to a body that is not valid JSON is 422 invalid_request.
+        _record(request, 422, "invalid_request")
+        return _error(422, "invalid_request", f"body: not valid JSON ({exc.detail})")
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    if 400 <= exc.status_code < 500:
+        _record(request, exc.status_code, code)
     return _error(exc.status_code, code, str(exc.detail))
 
 

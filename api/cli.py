@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +55,36 @@ def _settings() -> Settings:
 def _fail(exc: RagwallError) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc}")
     return typer.Exit(2)
+
+
+class ProgressLines:
+    """Ingest progress for logs: the first update, then one line per ``every`` seconds."""
+
+    def __init__(self, source_id: str, stream, every: float = 5.0) -> None:  # noqa: ANN001
+        self.source_id, self.stream, self.every = source_id, stream, every
+        self.started = time.monotonic()
+        self.last: float | None = None
+        self.state = (0, 0)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.state = (done, total)
+        now = time.monotonic()
+        if self.last is None or now - self.last >= self.every:
+            self.last = now
+            self._line()
+
+    def finish(self) -> None:
+        if self.last is not None:
+            self._line()
+
+    def _line(self) -> None:
+        done, total = self.state
+        elapsed = time.monotonic() - self.started
+        print(
+            f"ingest {self.source_id}: {done}/{total} documents, {elapsed:.0f} s",
+            file=self.stream,
+            flush=True,
+        )
 
 
 def _service():  # noqa: ANN202 - a ragwall.service.Service
@@ -189,20 +220,25 @@ def ingest(
     with _service() as svc:
         try:
             paths = None if source is None else svc.files_under(source, Path(target))
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=as_json,
-            ) as bar:
-                task = bar.add_task(f"ingest {source_id}", total=None)
+            if err.is_terminal:
+                with Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=err,
+                    transient=as_json,
+                ) as bar:
+                    task = bar.add_task(f"ingest {source_id}", total=None)
 
-                def on_progress(stage: str, done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
+                    def on_progress(stage: str, done: int, total: int) -> None:
+                        bar.update(task, completed=done, total=total)
 
-                report = svc.ingest(_actor(), source_id, paths=paths, progress=on_progress)
+                    report = svc.ingest(_actor(), source_id, paths=paths, progress=on_progress)
+            else:  # a log, not a terminal: a plain line every few seconds instead of a bar
+                lines = ProgressLines(source_id, err.file)
+                report = svc.ingest(_actor(), source_id, paths=paths, progress=lines)
+                lines.finish()
         except RagwallError as exc:
             raise _fail(exc) from exc
     summary = report.summary()
@@ -231,14 +267,34 @@ def keys_create(
         str | None,
         typer.Option(help="Flagged hits for this key: flag, demote or drop (default: server's)."),
     ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the key to this file (mode 0600) instead of printing it."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
+    if out_file is not None and out_file.exists():
+        err.print(f"[red]error:[/red] {out_file} exists; remove it or choose another --out")
+        raise typer.Exit(2)
     with _service() as svc:
         try:
             key, record = svc.create_key(_actor(), scope, group or None, name, policy)
         except RagwallError as exc:
             raise _fail(exc) from exc
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        err.print(
+            f"key {record.id} (scope {record.scope}, groups "
+            f"{list(record.groups or []) or 'all'}) written to {out_file} (mode 0600); "
+            f"read it with: cat {out_file}"
+        )
+        return
     if as_json:
         print(
             json.dumps(

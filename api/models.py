@@ -24,7 +24,7 @@ def _clean_text(value: str) -> str:
 class Filters(BaseModel):
     """Narrow a search. Unknown fields are refused, so a typo never silently widens a search."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is not an int
 
     sources: list[str] | None = Field(
         default=None, max_length=100, description="Only these source ids."
@@ -53,7 +53,7 @@ class Filters(BaseModel):
 
 
 class RetrieveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is not an int
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The search text.")
     top_k: int = Field(default=8, ge=1, le=100, description="Hits to return.")
@@ -184,7 +184,7 @@ class RetrieveResponse(BaseModel):
 
 
 class QuarantineIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is not an int
 
     reason: str = Field(default="", max_length=1000)
 
@@ -209,7 +209,7 @@ class ErrorResponse(BaseModel):
 
 
 class SourceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is not an int
 
     id: str = Field(min_length=1, max_length=64)
     path: str = Field(min_length=1, max_length=4096, description="A folder or glob on the server.")

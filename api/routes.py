@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from ragwall.api.guard import Refused, authenticate
 from ragwall.api.models import (
     ContextOut,
     Health,
@@ -24,9 +25,9 @@ from ragwall.api.models import (
     SourceIn,
     SourceOut,
 )
-from ragwall.errors import RagwallError, SourceExists, SourceNotFound
+from ragwall.errors import RagwallError, SourceBusy, SourceExists, SourceNotFound
 from ragwall.retrieval.search import SearchFilter
-from ragwall.service import DEV_PRINCIPAL, InvalidRequest, Principal, RetrieveParams, Service
+from ragwall.service import InvalidRequest, Principal, RetrieveParams, Service
 
 
 class ApiError(Exception):
@@ -42,28 +43,14 @@ def service_of(request: Request) -> Service:
 
 
 def principal(request: Request, svc: Annotated[Service, Depends(service_of)]) -> Principal:
-    """The caller, from ``Authorization: Bearer …`` or ``X-API-Key``."""
-    header = request.headers.get("authorization", "")
-    key = (
-        header[7:].strip()
-        if header.lower().startswith("bearer ")
-        else request.headers.get("x-api-key", "")
-    )
-    if not key:
-        if svc.settings.dev_mode:
-            return DEV_PRINCIPAL
-        raise ApiError(
-            401,
-            "unauthorized",
-            "an API key is required: 'Authorization: Bearer rw_…'",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    found = svc.authenticate(key)
-    if found is None:
-        raise ApiError(
-            401, "unauthorized", "the API key is invalid or revoked", {"WWW-Authenticate": "Bearer"}
-        )
-    return found
+    """The caller: authenticated by the request guard before the body was read."""
+    who = getattr(request.state, "principal", None)
+    if who is not None:
+        return who
+    try:  # a route reached without the guard (an app assembled by hand)
+        return authenticate(svc, {k.lower(): v for k, v in request.headers.items()})
+    except Refused as refused:
+        raise ApiError(refused.status, refused.code, refused.message, refused.headers) from None
 
 
 def require(scope: str):  # noqa: ANN201 - a FastAPI dependency
@@ -188,6 +175,8 @@ def ingest_source(source_id: str, svc: SvcDep, who: Admin) -> IngestSummary:
         report = svc.ingest(who.key_id, source_id)
     except SourceNotFound as exc:
         raise ApiError(404, "source_not_found", str(exc)) from exc
+    except SourceBusy as exc:
+        raise ApiError(409, "ingest_running", str(exc)) from exc
     return IngestSummary(**report.summary())
 
 

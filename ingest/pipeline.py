@@ -35,7 +35,7 @@ from ragwall.ingest.state import DocumentRecord, State
 from ragwall.payload import LIVE, PENDING, ChunkPayload, Key
 from ragwall.retrieval.sparse import bm25_document_vector
 from ragwall.retrieval.store import Filter, Match, PointIn, SparseVec, Store
-from ragwall.settings import Settings
+from ragwall.settings import Settings, within_roots
 
 POINT_NAMESPACE = uuid.UUID("6f1c9a5e-3b0d-4d7e-9a51-7c2f0e8b4a11")
 UPSERT_BATCH = 256
@@ -164,8 +164,19 @@ class Ingester:
         self.store.delete(Filter(must=(Match(Key.SOURCE_ID, source.id), Match(Key.STATE, PENDING))))
 
         todo: list[tuple[Path, str, int]] = []
+        roots = self.settings.source_root_paths()
         for path in files:
             uri = str(path.resolve())
+            if roots and not within_roots(Path(uri), roots):
+                report.failed.append(
+                    Failure(
+                        uri,
+                        "outside_source_roots",
+                        "the file resolves outside RAGWALL_SOURCE_ROOTS (a link out of the "
+                        "source?); it was not read",
+                    )
+                )
+                continue
             try:
                 size = path.stat().st_size
                 sha = file_sha256(path)

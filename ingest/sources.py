@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +75,8 @@ def make_source(source_id: str, path: str, trust_tier: str, groups: list[str]) -
 
 
 def iter_source_files(source: Source) -> list[Path]:
-    """Every regular file the source covers now, sorted, hidden files and folders skipped."""
+    """Every regular file the source covers now (and every dangling link), sorted, hidden files
+    and folders skipped."""
     if source.kind == "folder":
         root = Path(source.location)
         if not root.is_dir():
@@ -82,8 +84,22 @@ def iter_source_files(source: Source) -> list[Path]:
         candidates = (p for p in root.rglob("*") if not _hidden(p.relative_to(root)))
     else:
         candidates = (Path(p) for p in glob.glob(source.location, recursive=True))
-    return sorted(p for p in candidates if p.is_file())
+    # A dangling link is kept: the ingest reports it as unreadable instead of skipping it quietly.
+    return sorted(p for p in candidates if p.is_file() or (p.is_symlink() and not p.exists()))
 
 
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
+
+
+def source_base(source: Source) -> Path:
+    """The folder a source reads from: its folder, or a glob's part before the first pattern,
+    normalised ('..' removed) and resolved."""
+    if source.kind == "folder":
+        return Path(source.location).resolve()
+    parts = []
+    for part in Path(source.location).parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(os.path.normpath(Path(*parts))).resolve()

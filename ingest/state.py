@@ -191,6 +191,15 @@ class State:
             (run_id, source_id, started_at),
         )
 
+    def running_run(self, source_id: str) -> str | None:
+        """The newest run of a source that has not finished (running, or crashed)."""
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE source_id = ? AND finished_at IS NULL "
+            "ORDER BY started_at DESC LIMIT 1",
+            (source_id,),
+        ).fetchone()
+        return row[0] if row else None
+
     def finish_run(self, run_id: str, finished_at: str, summary: dict) -> None:
         self._db.execute(
             "UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?",

@@ -27,6 +27,18 @@ class SourceExists(SourceError):
     """A source with that id is already registered."""
 
 
+class SourceOutsideRoots(SourceError):
+    """A source's folder lies outside ``RAGWALL_SOURCE_ROOTS``."""
+
+
+class SourceBusy(SourceError):
+    """The source is being ingested by another call; ``run_id`` names the running one."""
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class DocumentError(RagwallError):
     """A document could not be turned into chunks. ``reason`` is a short machine-readable code."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Policy = Literal["flag", "demote", "drop"]
 
@@ -44,10 +45,26 @@ TRUST_TIERS: tuple[str, ...] = ("verified", "internal", "external", "untrusted")
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+def within_roots(path: Path, roots: list[Path]) -> bool:
+    """Whether ``path`` (already resolved) lies under one of ``roots`` (already resolved)."""
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
 class Settings(BaseSettings):
     """Every tunable of the service. Environment: ``RAGWALL_<FIELD>`` (upper case)."""
 
     model_config = SettingsConfigDict(env_prefix="RAGWALL_", env_file=".env", extra="ignore")
+
+    @field_validator("source_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    def source_root_paths(self) -> list[Path]:
+        """The source roots, resolved (symlinks and '..' gone)."""
+        return [Path(root).expanduser().resolve() for root in self.source_roots]
 
     data_dir: Path = Field(
         default=Path("data"), description="Where sources, state and the embedded index live."
@@ -186,7 +203,24 @@ class Settings(BaseSettings):
         ),
     )
     rrf_k: int = Field(default=60, ge=1, le=1000)
-    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    source_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Folders sources may live under (separated by ':'); empty: anywhere the server can "
+            "read. A source outside them is refused, and a file that resolves outside them (a "
+            "link) is not read."
+        ),
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, however it is framed (chunked included).",
+    )
+    refusal_records_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="Refused calls (401/403/413/422) recorded in the audit trail per minute, at most.",
+    )
 
     trust_priors: dict[str, float] = Field(
         default_factory=lambda: {

@@ -117,8 +117,13 @@ class EdgeStore:
         self.path = path
         self.dim = dim
 
-    @classmethod
-    def open(cls, path: Path, dim: int, segment_max_kb: int | None = None) -> EdgeStore:
+    @staticmethod
+    def acquire(path: Path) -> FileLock:
+        """Take the shard's process lock, or raise :class:`StoreLocked` at once.
+
+        Cheap: callers take it before loading a model, so a locked index is reported in
+        milliseconds, not after the model's seconds of loading.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(path) + ".lock")
@@ -130,6 +135,19 @@ class EdgeStore:
                 "server or ingest). Stop it, or point RAGWALL_QDRANT_URL at a Qdrant server to "
                 "share one index between processes."
             ) from exc
+        return lock
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        dim: int,
+        segment_max_kb: int | None = None,
+        lock: FileLock | None = None,
+    ) -> EdgeStore:
+        """Open (or create) the shard; ``lock``: one already taken with :meth:`acquire`."""
+        path = Path(path)
+        lock = lock or cls.acquire(path)
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},

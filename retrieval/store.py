@@ -156,8 +156,9 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(settings, dim: int) -> Store:  # noqa: ANN001 - retrieval.settings.Settings
-    """The store the settings name: a Qdrant server when ``qdrant_url`` is set, else embedded."""
+def open_store(settings, dim: int, lock=None) -> Store:  # noqa: ANN001 - Settings, a FileLock
+    """The store the settings name: a Qdrant server when ``qdrant_url`` is set, else embedded
+    (``lock``: the shard's lock, when the caller took it first with ``EdgeStore.acquire``)."""
     if settings.qdrant_url:
         from ragwall.retrieval.client_store import ClientStore
 
@@ -165,4 +166,6 @@ def open_store(settings, dim: int) -> Store:  # noqa: ANN001 - retrieval.setting
         return ClientStore.connect(settings.qdrant_url, settings.collection, dim, api_key=key)
     from ragwall.retrieval.edge_store import EdgeStore
 
-    return EdgeStore.open(settings.shard_path, dim, segment_max_kb=settings.segment_max_kb)
+    return EdgeStore.open(
+        settings.shard_path, dim, segment_max_kb=settings.segment_max_kb, lock=lock
+    )

@@ -23,25 +23,36 @@ import getpass
 import hashlib
 import logging
 import re
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from ragwall.defend.spotlight import Context, Passage, build_context
 from ragwall.embed import DenseEncoder
-from ragwall.errors import ModelError, RagwallError, SourceExists
+from ragwall.errors import (
+    ModelError,
+    RagwallError,
+    SourceBusy,
+    SourceExists,
+    SourceOutsideRoots,
+)
 from ragwall.ingest.pipeline import Ingester, IngestReport
-from ragwall.ingest.sources import Source, iter_source_files, make_source
+from ragwall.ingest.sources import Source, iter_source_files, make_source, source_base
 from ragwall.ingest.state import State
 from ragwall.retrieval.search import HybridSearcher, SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Store, open_store
 from ragwall.service.audit import AuditLog
 from ragwall.service.keys import KeyRecord, KeyStore, Principal
-from ragwall.settings import DefenseConfig, Settings
+from ragwall.settings import DefenseConfig, Settings, within_roots
 
 log = logging.getLogger("ragwall.service")
 
@@ -116,6 +127,9 @@ class Service:
         self.state = State(self.settings.state_path)
         self.keys = KeyStore(self.settings.state_path)
         self.audit = AuditLog.for_settings(self.settings)
+        self._refusal_lock = threading.Lock()
+        self._refusal_window = time.monotonic()
+        self._refusals_in_window = self._refusals_suppressed = 0
 
     def __enter__(self) -> Service:
         return self
@@ -141,7 +155,16 @@ class Service:
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.settings, self.encoder.dim)
+        if self.settings.qdrant_url:
+            return open_store(self.settings, self.encoder.dim)
+        from ragwall.retrieval.edge_store import EdgeStore
+
+        lock = EdgeStore.acquire(self.settings.shard_path)  # before the model's seconds of loading
+        try:
+            return open_store(self.settings, self.encoder.dim, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @cached_property
     def ingester(self) -> Ingester:
@@ -193,6 +216,12 @@ class Service:
                 record: nothing happened); a different one still raises :class:`SourceExists`.
         """
         source = make_source(source_id, path, trust, list(groups))
+        roots = self.settings.source_root_paths()
+        if roots and not within_roots(source_base(source), roots):
+            raise SourceOutsideRoots(
+                f"{path!r} is outside the allowed source roots "
+                f"({', '.join(str(r) for r in roots)}); set RAGWALL_SOURCE_ROOTS to allow it"
+            )
         try:
             self.state.add_source(source)
         except SourceExists:
@@ -230,7 +259,8 @@ class Service:
         is reported in the result's ``failed`` and leaves the index as it was for that document.
         """
         source = self.state.get_source(source_id)
-        report = self.ingester.ingest(source, paths=paths, progress=progress)
+        with self._ingest_lock(source_id):
+            report = self.ingester.ingest(source, paths=paths, progress=progress)
         self.audit.append(
             "source.ingest",
             actor,
@@ -241,6 +271,27 @@ class Service:
             failed=len(report.failed),
         )
         return report
+
+    @contextmanager
+    def _ingest_lock(self, source_id: str) -> Iterator[None]:
+        """One ingest of a source at a time, across threads and processes (a file lock in the
+        data dir); a second gets :class:`SourceBusy` with the running one's id."""
+        folder = self.settings.data_dir / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / f"ingest-{source_id}.lock"), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            run = self.state.running_run(source_id)
+            raise SourceBusy(
+                f"source {source_id!r} is being ingested now (run {run or 'unknown'}); wait for "
+                "it to finish, then ingest again if needed",
+                run_id=run,
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def files_under(self, source_id: str, target: Path) -> list[Path]:
         """The files a one-off ingest of ``target`` (a file or a folder) into a source reads."""
@@ -411,6 +462,36 @@ class Service:
             max_tokens,
             count,
         )
+
+    # -- refusals ------------------------------------------------------------------------------
+    def record_refusal(
+        self, key_id: str | None, method: str, route: str, status: int, code: str
+    ) -> bool:
+        """Audit a refused call (401, 403, 413, 422, …): who (when known), what, why.
+
+        At most ``RAGWALL_REFUSAL_RECORDS_PER_MINUTE`` are written a minute, so a flood of bad
+        calls cannot fill the disk; the next record written says how many were left out.
+        Returns whether this one was written.
+        """
+        with self._refusal_lock:
+            now = time.monotonic()
+            if now - self._refusal_window >= 60.0:
+                self._refusal_window, self._refusals_in_window = now, 0
+            if self._refusals_in_window >= self.settings.refusal_records_per_minute:
+                self._refusals_suppressed += 1
+                return False
+            self._refusals_in_window += 1
+            suppressed, self._refusals_suppressed = self._refusals_suppressed, 0
+        self.audit.append(
+            "refused",
+            key_id or "anonymous",
+            method=method,
+            route=route[:200],
+            status=status,
+            reason=code,
+            suppressed_before=suppressed,
+        )
+        return True
 
     # -- health ---------------------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:

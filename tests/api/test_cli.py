@@ -58,6 +58,8 @@ def test_ingest_json_summary_and_exit_status(run, tmp_path):
 
     first = run("ingest", "kb", "--json")
     assert first.returncode == 0, first.stderr
+    # Not a terminal: progress comes as plain lines a log keeps, not as a bar that vanishes.
+    assert "ingest kb: 2/2 documents" in first.stderr, first.stderr
     summary = json.loads(first.stdout.strip().splitlines()[-1])
     assert summary["documents"] == 2 and summary["chunks"] > 0 and summary["failed"] == []
 
@@ -152,3 +154,40 @@ def test_every_cli_admin_command_appends_one_audit_record(run, tmp_path):
     assert [r["action"] for r in _audit(tmp_path)[before:]] == ["source.add"]
     verified = run("audit", "verify", "--json")
     assert verified.returncode == 0 and json.loads(verified.stdout)["ok"], verified.stdout
+
+
+def test_keys_create_out_writes_a_private_file_and_never_prints_the_key(run, tmp_path):
+    target = tmp_path / "dev-key"
+    done = run("keys", "create", "--name", "dev", "--out", str(target))
+    assert done.returncode == 0, done.stderr
+    key = target.read_text().strip()
+    assert key.startswith("rw_") and (target.stat().st_mode & 0o777) == 0o600
+    assert key not in done.stdout + done.stderr and str(target) in done.stderr
+    again = run("keys", "create", "--out", str(target))
+    assert again.returncode == 2 and target.read_text().strip() == key  # never overwritten
+
+
+def test_make_run_keeps_the_dev_key_private():
+    """`make run` writes the key with --out (mode 0600) and prints how to read it, not it."""
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    create = [line for line in done.stdout.splitlines() if "keys create" in line]
+    assert create and all("--out" in line and ">" not in line for line in create)
+    hint = [line for line in done.stdout.splitlines() if "Authorization: Bearer" in line]
+    assert hint and all(line.startswith("echo '") for line in hint)  # shown, not evaluated
+
+
+def test_a_second_ingest_of_a_busy_source_is_refused(run, tmp_path):
+    from filelock import FileLock
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    assert run("sources", "add", "kb", str(corpus)).returncode == 0
+    (tmp_path / "data" / "locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(tmp_path / "data" / "locks" / "ingest-kb.lock")):  # a running ingest
+        busy = run("ingest", "kb")
+    assert busy.returncode == 2 and "is being ingested now" in busy.stderr, busy.stderr

@@ -145,6 +145,10 @@ def test_keys_and_scopes(api):
         ({"query": "ok", "top_k": 0}, "top_k"),
         ({"query": "ok", "top_k": 10_000}, "top_k"),
         ({"query": "ok", "top_k": "many"}, "top_k"),
+        ({"query": "ok", "top_k": "5"}, "top_k"),  # strict: no coercion from strings
+        ({"query": "ok", "top_k": True}, "top_k"),  # nor from booleans
+        ({"query": "ok", "context": "yes"}, "context"),
+        ({"query": "ok", "filters": {"sources": "fin"}}, "filters"),
         ({"query": "ok", "filters": {"tenant": "x"}}, "filters"),
         ({"query": "ok", "filters": {"min_trust": 2}}, "filters"),
         ({"query": "ok", "fusion": "sum"}, "fusion"),
@@ -178,6 +182,49 @@ def test_invalid_json_and_unicode_edges(api):
         assert _post(client, keys["all"], {"query": query}).status_code == 200
     r = client.post("/v1/retrieve", content=b"x" * 2_000_000, headers=headers)
     assert r.status_code == 413
+    for body in (b'{"query": "\xff\xfe invalid utf-8"}', b"[" * 20_000 + b"]" * 20_000):
+        r = client.post("/v1/retrieve", content=body, headers=headers)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
+
+
+def test_a_chunked_body_is_limited_as_it_arrives(api):
+    client, keys, *_ = api
+    headers = {"Authorization": f"Bearer {keys['all']}", "Content-Type": "application/json"}
+
+    def chunks():  # no Content-Length: the body is framed in chunks (memory: tests/api/test_guard)
+        for _ in range(64):
+            yield b" " * 65536
+
+    r = client.post("/v1/retrieve", content=chunks(), headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_the_key_is_checked_before_the_body(api):
+    client, keys, services, _ = api
+    for headers in ({}, {"Authorization": "Bearer rw_000000000000_notavalidsecretatall"}):
+        for body in (b"not json at all", b'{"query": 42, "top_k": "x"}', b"x" * 2_000_000):
+            r = client.post("/v1/retrieve", content=body, headers=headers)
+            assert r.status_code == 401, r.text  # never 413 or 422 details to a stranger
+            assert "details" not in r.json()["error"]
+
+
+def test_refusals_are_audited_with_who_and_why(api):
+    client, keys, services, _ = api
+    before = services.audit.verify().records
+    assert _post(client, None, {"query": "x"}).status_code == 401
+    r = client.get("/v1/sources", headers={"Authorization": f"Bearer {keys['finance']}"})
+    assert r.status_code == 403
+    assert _post(client, keys["all"], {"query": "ok", "top_k": "5"}).status_code == 422
+    records = [json.loads(x) for x in services.audit.path.read_text().splitlines()][before:]
+    assert [(r["action"], r["status"], r["reason"]) for r in records] == [
+        ("refused", 401, "unauthorized"),
+        ("refused", 403, "forbidden"),
+        ("refused", 422, "invalid_request"),
+    ]
+    finance_id = keys["finance"].split("_")[1]
+    assert records[0]["key_id"] == "anonymous" and records[1]["key_id"] == finance_id
+    assert records[1]["route"] == "/v1/sources" and records[1]["method"] == "GET"
+    assert services.audit.verify().ok
 
 
 def test_health_and_openapi(api):

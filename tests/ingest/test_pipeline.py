@@ -137,6 +137,7 @@ def test_reingest_is_idempotent_and_incremental(ingester, tmp_path):
 def test_failures_are_isolated_and_leave_nothing(ingester, tmp_path):
     folder = _folder(tmp_path, ["README.md", "empty.txt", "password_protected.xlsx", "simple.zip"])
     (folder / "fake.docx").write_bytes(b"not a zip" * 50)
+    (folder / "moved.md").symlink_to(tmp_path / "gone.md")  # a dangling link is reported
     source = _register(ingester, folder)
     report = ingester.ingest(source)
     assert report.documents == 1
@@ -146,6 +147,7 @@ def test_failures_are_isolated_and_leave_nothing(ingester, tmp_path):
         "password_protected.xlsx": "encrypted",
         "simple.zip": "unsupported_type",
         "fake.docx": "corrupt",
+        "gone.md": "unreadable",
     }
     assert {h.payload["doc_name"] for h in _all(ingester.store)} == {"README.md"}
     # A document that was fine and turns corrupt is taken out, not left stale.

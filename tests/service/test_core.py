@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 
 import pytest
 
-from ragwall.errors import SourceExists, SourceNotFound
+from ragwall.errors import (
+    SourceBusy,
+    SourceExists,
+    SourceNotFound,
+    SourceOutsideRoots,
+    StoreLocked,
+)
 from ragwall.retrieval.search import SearchFilter
 from ragwall.service import DEV_PRINCIPAL, InvalidRequest, RetrieveParams, Service
 
@@ -25,7 +33,8 @@ def service(settings, encoder, tmp_path):
     (corpus / "laptops.md").write_text(
         "# Laptops\n\nNew laptops are ordered through the IT desk.\n"
     )
-    with Service(settings, encoder=encoder) as svc:
+    torch_queries = settings.model_copy(update={"query_encoder": "torch"})  # no ONNX export here
+    with Service(torch_queries, encoder=encoder) as svc:
         yield svc, corpus
 
 
@@ -93,3 +102,81 @@ def test_retrieve_filters_by_groups_honours_quarantine_and_records_a_hash(servic
     assert svc.retrieve(DEV_PRINCIPAL, only).result.hits
     svc.set_quarantine("k1", "source", "kb", True)
     assert svc.retrieve(DEV_PRINCIPAL, only).result.hits == []
+
+
+def test_refusal_records_are_rate_limited(settings, encoder):
+    limited = settings.model_copy(update={"refusal_records_per_minute": 2})
+    with Service(limited, encoder=encoder) as svc:
+        written = [svc.record_refusal(None, "GET", "/v1/x", 401, "unauthorized") for _ in range(5)]
+        assert written == [True, True, False, False, False]
+        svc._refusal_window -= 61  # a minute later
+        assert svc.record_refusal("k1", "GET", "/v1/x", 403, "forbidden")
+        records = _records(svc)
+        assert len(records) == 3 and records[-1]["suppressed_before"] == 3
+
+
+def test_source_roots_refuse_folders_and_links_outside_them(settings, encoder, tmp_path):
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "kb").mkdir(parents=True)
+    outside.mkdir()
+    (allowed / "kb" / "ok.md").write_text("# Fine\n\nA page inside the allowed root.\n")
+    (outside / "secret.md").write_text("# Secret\n\nA page the server must not index.\n")
+    (allowed / "kb" / "link.md").symlink_to(outside / "secret.md")
+    rooted = settings.model_copy(update={"source_roots": [allowed]})
+    with Service(rooted, encoder=encoder) as svc:
+        for path in (str(outside), f"{allowed}/../outside", f"{allowed}/../outside/*.md"):
+            with pytest.raises(SourceOutsideRoots, match="RAGWALL_SOURCE_ROOTS"):
+                svc.add_source("k1", "x", path)
+        assert svc.state.list_sources() == []
+        svc.add_source("k1", "kb", str(allowed / "kb"))
+        report = svc.ingest("k1", "kb")
+        assert report.documents == 1
+        assert [(Path(f.path).name, f.reason) for f in report.failed] == [
+            ("secret.md", "outside_source_roots")
+        ]
+
+
+def test_one_ingest_of_a_source_at_a_time(service):
+    svc, corpus = service
+    svc.add_source("k1", "kb", str(corpus))
+    started, release = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def slow_progress(stage: str, done: int, total: int) -> None:
+        started.set()
+        release.wait(60)
+
+    def first() -> None:
+        outcome["report"] = svc.ingest("k1", "kb", progress=slow_progress)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert started.wait(120)
+        n = len(_records(svc))
+        with pytest.raises(SourceBusy) as busy:
+            svc.ingest("k1", "kb")
+        assert busy.value.run_id == svc.state.running_run("kb") is not None
+        assert busy.value.run_id in str(busy.value)
+        assert len(_records(svc)) == n  # the refused ingest claims nothing
+    finally:
+        release.set()
+        thread.join(120)
+    assert outcome["report"].documents == 2
+    assert svc.ingest("k1", "kb").unchanged == 2  # and the lock is free again
+
+
+def test_a_locked_index_is_reported_before_the_model_loads(settings, tmp_path):
+    from ragwall.retrieval.edge_store import EdgeStore
+
+    corpus = tmp_path / "kb"
+    corpus.mkdir()
+    held = EdgeStore.acquire(settings.shard_path)  # as another process's server would
+    try:
+        with Service(settings) as svc:
+            svc.add_source("k1", "kb", str(corpus))
+            with pytest.raises(StoreLocked, match="another process"):
+                svc.ingest("k1", "kb")
+            assert "encoder" not in svc.__dict__  # refused without loading the model
+    finally:
+        held.release()

@@ -1,0 +1,143 @@
+"""The request guard, in front of every route (a pure ASGI middleware).
+
+Invariants, in this order:
+
+1. **The key is checked before a byte of the body is read.** A call to ``/v1/…`` without a valid
+   key gets 401 at once (never a 413 or 422 that would reveal how the body is validated), and
+   its body is never received. Dev mode admits key-less calls as before.
+2. **No request body larger than ``RAGWALL_MAX_REQUEST_BYTES`` is ever held in memory**, however
+   it is framed: a declared ``Content-Length`` over the limit is refused before reading, and a
+   chunked (or lying) body is counted as it arrives and refused with 413 as soon as it passes
+   the limit. A body within the limit is buffered (at most the limit) and replayed to the app.
+
+Each refusal is reported to ``on_refusal`` (the app records it in the audit trail).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ragwall.service import DEV_PRINCIPAL, Principal, Service
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PROTECTED_PREFIX = "/v1/"
+
+
+def request_key(headers: dict[str, str]) -> str:
+    """The API key of a request: ``Authorization: Bearer …`` or ``X-API-Key``."""
+    header = headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return headers.get("x-api-key", "").strip()
+
+
+class Refused(Exception):
+    """A request refused before the routes: the status, machine-readable code and message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def authenticate(service: Service, headers: dict[str, str]) -> Principal:
+    """The caller of a protected route, or :class:`Refused` (401)."""
+    key = request_key(headers)
+    if not key:
+        if service.settings.dev_mode:
+            return DEV_PRINCIPAL
+        raise Refused(
+            401,
+            "unauthorized",
+            "an API key is required: 'Authorization: Bearer rw_…' (or 'X-API-Key: rw_…')",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    found = service.authenticate(key)
+    if found is None:
+        raise Refused(
+            401, "unauthorized", "the API key is invalid or revoked", {"WWW-Authenticate": "Bearer"}
+        )
+    return found
+
+
+class RequestGuard:
+    """Authenticate, then read the body within the limit; see the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        on_refusal: Callable[[Scope, Principal | None, Refused], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.on_refusal = on_refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        service: Service = scope["app"].state.service
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        who: Principal | None = None
+        try:
+            if scope["path"].startswith(PROTECTED_PREFIX):
+                who = authenticate(service, headers)
+                scope.setdefault("state", {})["principal"] = who
+            body = await _read_body(receive, headers, service.settings.max_request_bytes)
+        except Refused as refused:
+            if self.on_refusal is not None:
+                self.on_refusal(scope, who, refused)
+            await _respond(send, refused)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    length = headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise _too_large(limit)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Refused:
+    return Refused(413, "request_too_large", f"request bodies are limited to {limit} bytes")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect, as the server would
+
+    return replay
+
+
+async def _respond(send: Send, refused: Refused) -> None:
+    body = json.dumps({"error": {"code": refused.code, "message": refused.message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (refused.headers or {}).items()]
+    if refused.status == 413:
+        headers.append((b"connection", b"close"))  # the rest of the body is never read
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
