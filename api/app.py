@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragwall.api.docs import add_docs
 from ragwall.api.guard import Refused, RequestGuard
 from ragwall.api.models import ErrorResponse
 from ragwall.api.routes import ApiError, router
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         version="0.1.0",
         description="Retrieval that AI agents can trust: every hit with provenance, trust and flags.",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs, from installed assets, not a CDN
+        redoc_url=None,
         responses={
             401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
             403: {"model": ErrorResponse, "description": "The key lacks the scope"},
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(StoreError, _on_store)
     app.include_router(router)
+    add_docs(app)
     return app
 
 

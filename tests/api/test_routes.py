@@ -250,3 +250,20 @@ def test_every_call_is_audited_and_the_chain_verifies(api):
     assert last[0]["action"] == "retrieve" and last[0]["query_sha256"] and last[0]["results"]
     assert "refund" not in json.dumps(last[0])  # the query itself is not stored, only its hash
     assert last[1]["action"] == "source.ingest"
+
+
+def test_docs_pages_work_offline(api):
+    """/docs and /redoc reference no other host, and every asset they name is served."""
+    import re
+
+    client, *_ = api
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", r.text)
+        assert urls, r.text
+        assert not [u for u in urls if re.match(r"(https?:)?//", u)], urls
+        for url in urls:
+            if url.startswith("/docs-assets/"):
+                assert client.get(url).status_code == 200, url
+    assert "openapi.json" in client.get("/docs").text
