@@ -244,6 +244,8 @@ def ingest(
     summary = report.summary()
     for f in report.failed:
         err.print(f"[yellow]failed[/yellow] {f.path}: {f.reason}: {f.message}")
+    for n in report.notes:
+        err.print(f"[cyan]note[/cyan] {n.path}: {n.note}")
     err.print(
         f"{source_id}: {report.documents} documents, {report.chunks} chunks written, "
         f"{report.unchanged} unchanged, {report.removed} removed, {len(report.failed)} failed "

@@ -232,6 +232,10 @@ class IngestSummary(BaseModel):
     unchanged: int
     removed: int
     failed: list[dict]
+    notes: list[dict] = Field(
+        default_factory=list,
+        description="Documents indexed with something left out (an unreadable attachment, irregular rows).",
+    )
 
 
 class Health(BaseModel):

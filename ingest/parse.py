@@ -7,9 +7,10 @@ Office, markup, e-mail and text formats go through ``unstructured``'s partitione
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
@@ -64,6 +65,9 @@ class ParsedDocument:
     parser: str
     parser_version: str
     filetype: str
+    #: What was left out of an otherwise parsed document, for a person to read (an attachment
+    #: no installed parser reads, irregular rows of a table).
+    notes: list[str] = field(default_factory=list)
 
 
 @lru_cache(maxsize=1)
@@ -190,9 +194,17 @@ def parse_file(path: Path, max_bytes: int) -> ParsedDocument:
         elements = _partition_pdf(path)
         parsed = ParsedDocument(elements, "pypdf", version("pypdf"), "application/pdf")
     else:
-        elements = _partition_unstructured(path)
+        notes: list[str] = []
+        if ext == ".eml":
+            elements = _partition_email(path, notes)
+        elif ext in (".csv", ".tsv"):
+            elements = _partition_table(path, notes)
+        else:
+            elements = _partition_unstructured(path)
         filetype_ = next((e.metadata.filetype for e in elements if e.metadata.filetype), "")
-        parsed = ParsedDocument(elements, "unstructured", version("unstructured"), filetype_ or "")
+        parsed = ParsedDocument(
+            elements, "unstructured", version("unstructured"), filetype_ or "", notes
+        )
     parsed.elements = [e for e in parsed.elements if (e.text or "").strip()]
     if not parsed.elements:
         raise EmptyDocument(
@@ -201,12 +213,85 @@ def parse_file(path: Path, max_bytes: int) -> ParsedDocument:
     return parsed
 
 
-def _partition_unstructured(path: Path) -> list[Any]:
+def _partition_email(path: Path, notes: list[str]) -> list[Any]:
+    """The message's body, then each attachment a parser here reads; an attachment that no
+    installed partitioner reads (audio needs whisper, images need OCR) is skipped with a note
+    instead of failing the whole email."""
+    import email
+    from email import policy
+
+    elements = _partition_unstructured(path, process_attachments=False)
+    with path.open("rb") as fh:
+        message = email.message_from_binary_file(fh, policy=policy.default)
+    for number, part in enumerate(message.iter_attachments(), start=1):
+        name = part.get_filename() or f"attachment {number}"
+        kind = part.get_content_type()
+        suffix = Path(name).suffix.lower()
+        if suffix not in SUPPORTED_EXTENSIONS and not kind.startswith("text/"):
+            notes.append(f"attachment {name!r} ({kind}) skipped: no parser here reads it")
+            continue
+        try:
+            payload = part.get_payload(decode=True) or b""
+            from unstructured.partition.auto import partition
+
+            found = list(
+                partition(file=io.BytesIO(payload), metadata_filename=name, languages=["eng"])
+            )
+        except Exception as exc:  # one attachment must not cost the message its text
+            notes.append(f"attachment {name!r} ({kind}) skipped: {type(exc).__name__}: {exc}")
+            continue
+        for element in found:
+            element.metadata.attached_to_filename = path.name
+        elements += found
+    return elements
+
+
+def _partition_table(path: Path, notes: list[str]) -> list[Any]:
+    """A CSV/TSV as unstructured reads it; if a ragged row breaks that, row by row with the
+    standard library: every row is kept, and the irregular ones are named in a note."""
+    try:
+        return _partition_unstructured(path)
+    except CorruptDocument:
+        pass
+    import csv
+
+    from unstructured.partition.text import partition_text
+
+    raw = path.read_bytes()
+    utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    try:
+        dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+    rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row)]
+    if not rows:
+        raise EmptyDocument("the table has no rows")
+    width = max(set(map(len, rows)), key=[len(r) for r in rows].count)  # the usual row width
+    irregular = [n for n, row in enumerate(rows, start=1) if len(row) != width]
+    notes.append(
+        f"{len(irregular)} of {len(rows)} rows have a field count other than {width} "
+        f"(rows {', '.join(map(str, irregular[:10]))}{', ...' if len(irregular) > 10 else ''}); "
+        "they were kept as they are"
+    )
+    lines = "\n\n".join(" | ".join(cell.strip() for cell in row) for row in rows)
+    elements = partition_text(text=lines, languages=["eng"])
+    for element in elements:
+        element.metadata.filetype = "text/csv"
+    return elements
+
+
+def _partition_unstructured(path: Path, **options: Any) -> list[Any]:
     _use_packaged_spacy_model()
     from unstructured.partition.auto import partition
 
     try:
-        return list(partition(filename=str(path), languages=["eng"]))
+        return list(partition(filename=str(path), languages=["eng"], **options))
     except DocumentError:
         raise
     except Exception as exc:  # partitioners raise many kinds; classify by what they say

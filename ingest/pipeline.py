@@ -43,6 +43,12 @@ PARSE_AHEAD = 16  # documents parsed ahead of the embedder
 
 
 @dataclass
+class Note:
+    path: str
+    note: str
+
+
+@dataclass
 class Failure:
     path: str
     reason: str
@@ -58,6 +64,8 @@ class IngestReport:
     unchanged: int = 0
     removed: int = 0
     failed: list[Failure] = field(default_factory=list)
+    #: Documents indexed with something left out (an unreadable attachment, irregular rows).
+    notes: list[Note] = field(default_factory=list)
     seconds: float = 0.0
     #: Wall seconds the main process spent per stage: waiting for the parser, embedding, scoring
     #: for injection, writing (upserts and commits), building the index (optimize and flush).
@@ -77,6 +85,7 @@ class IngestReport:
             "failed": [
                 {"path": f.path, "reason": f.reason, "message": f.message} for f in self.failed
             ],
+            "notes": [{"path": n.path, "note": n.note} for n in self.notes],
         }
 
 
@@ -286,6 +295,7 @@ class Ingester:
                     report.failed.append(Failure(uri, result["reason"], result["message"]))
                     self._forget(source.id, uri)
                 else:
+                    report.notes += [Note(uri, note) for note in result.get("notes", ())]
                     buffer.append(_Pending(path, sha, size, result))
                     buffered_chunks += len(result["chunks"])
                 if buffered_chunks >= s.embed_buffer_chunks:

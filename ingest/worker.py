@@ -60,5 +60,6 @@ def parse_and_chunk(
         "parser": parsed.parser,
         "parser_version": parsed.parser_version,
         "filetype": parsed.filetype,
+        "notes": list(parsed.notes),
         "chunks": out,
     }

@@ -267,8 +267,9 @@ class Service:
             source_id=source_id,
             run_id=report.run_id,
             paths=None if paths is None else "explicit",
-            summary={k: v for k, v in report.summary().items() if k != "failed"},
+            summary={k: v for k, v in report.summary().items() if k not in ("failed", "notes")},
             failed=len(report.failed),
+            notes=len(report.notes),
         )
         return report
 

@@ -64,7 +64,14 @@ def test_ingest_json_summary_and_exit_status(run, tmp_path):
     assert summary["documents"] == 2 and summary["chunks"] > 0 and summary["failed"] == []
 
     second = json.loads(run("ingest", "kb", "--json").stdout.strip().splitlines()[-1])
-    assert second == {"documents": 0, "chunks": 0, "unchanged": 2, "removed": 0, "failed": []}
+    assert second == {
+        "documents": 0,
+        "chunks": 0,
+        "unchanged": 2,
+        "removed": 0,
+        "failed": [],
+        "notes": [],
+    }
 
     shutil.copy(shared("docs", "empty.txt"), corpus)
     third = run("ingest", "kb", "--json")

@@ -173,3 +173,28 @@ def test_text_type_heuristics_use_ragwall_pipelines(tmp_path):
     assert [e.category for e in elements] == ["Title", "NarrativeText", "NarrativeText"]
     assert "tagger" in _spacy_pipeline().pipe_names
     assert "senter" not in _spacy_pipeline().pipe_names
+
+
+def test_an_unreadable_attachment_costs_the_email_nothing_but_itself():
+    parsed = parse_file(shared("docs", "eml", "mime-attach-mp3.eml"), 50_000_000)
+    assert "This is an email with an MP3 attachment." in [e.text for e in parsed.elements]
+    assert parsed.notes == [
+        "attachment 'sample-3s.mp3' (audio/mpeg) skipped: no parser here reads it"
+    ]
+    # A readable attachment is still read, and marked as attached to its email.
+    parsed = parse_file(shared("docs", "eml", "fake-email-attachment.eml"), 50_000_000)
+    attached = [e for e in parsed.elements if e.metadata.attached_to_filename]
+    assert attached and not parsed.notes
+
+
+def test_a_ragged_csv_keeps_every_row_and_names_the_irregular_ones(tmp_path):
+    parsed = parse_file(shared("docs", "single-column.csv"), 50_000_000)
+    text = "\n".join(e.text for e in parsed.elements)
+    for word in ("Lorem", "tempor incididunt", "Ut enim", "veniam"):
+        assert word in text
+    assert len(parsed.notes) == 1 and "rows 1, 4, 5, 9" in parsed.notes[0]
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("name,amount\nalpha,1\nbeta,2,extra\ngamma,3\n")
+    parsed = parse_file(ragged, 50_000_000)
+    assert "beta | 2 | extra" in "\n".join(e.text for e in parsed.elements)
+    assert "rows 3" in parsed.notes[0]

@@ -161,7 +161,7 @@ def test_summary_shape(ingester, tmp_path):
     folder = _folder(tmp_path, ["README.md", "empty.txt"])
     report = ingester.ingest(_register(ingester, folder))
     summary = report.summary()
-    assert set(summary) == {"documents", "chunks", "unchanged", "removed", "failed"}
+    assert set(summary) == {"documents", "chunks", "unchanged", "removed", "failed", "notes"}
     assert summary["failed"][0]["path"].endswith("empty.txt") and summary["failed"][0]["reason"]
 
 

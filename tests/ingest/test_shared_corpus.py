@@ -33,6 +33,13 @@ def test_ingest_the_whole_shared_corpus(ingester):
     for name, reason in EXPECTED_FAILURES.items():
         assert name in failed and failed[name].reason == reason, (name, failed.get(name))
     assert all(f.message for f in report.failed)
+    # Indexed, with what was left out named: an audio attachment, a ragged row.
+    notes = {n.path[len(str(root)) + 1 :]: n.note for n in report.notes}
+    assert (
+        "eml/mime-attach-mp3.eml" not in failed
+        and "sample-3s.mp3" in notes["eml/mime-attach-mp3.eml"]
+    )
+    assert "single-column.csv" not in failed and "rows" in notes["single-column.csv"]
     total = sum(1 for p in root.rglob("*") if p.is_file())
     assert report.documents + len(report.failed) == total
     assert report.documents >= 140
