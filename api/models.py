@@ -155,6 +155,13 @@ class Hit(BaseModel):
     scores: Scores
     flags: list[Flag] = Field(default_factory=list)
     provenance: Provenance
+    also_in: list[dict] = Field(
+        default_factory=list,
+        description=(
+            "The same passage in other sources (mirrored content), collapsed into this hit: "
+            "id, source_id, doc_uri, doc_name, doc_sha256, trust_tier, trust of each copy."
+        ),
+    )
 
 
 class RerankInfo(BaseModel):

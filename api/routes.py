@@ -131,6 +131,7 @@ def retrieve(body: RetrieveRequest, svc: SvcDep, who: Reader) -> RetrieveRespons
                 "scores": h.scores,
                 "flags": h.flags,
                 "provenance": h.provenance,
+                "also_in": h.also_in,
             }
             for h in result.hits
         ],

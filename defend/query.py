@@ -39,6 +39,8 @@ class Candidate:
     injection_reasons: Sequence[str] = ()
     hidden_text: bool = False
     hidden_reasons: Sequence[str] = ()
+    #: Other sources holding this very passage (mirrored content collapsed into this hit).
+    also_in_sources: Sequence[str] = ()
     flags: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -103,7 +105,10 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
                         _flag(c, "flood", f"from source {source!r}, which floods these candidates")
         fresh = [c for c in group if c.source_id in cfg.new_sources and c.trust_tier != "verified"]
         fresh = [c for c in fresh if c not in culprits]
-        if len({c.source_id for c in fresh}) >= 2 and len(fresh) >= cfg.flood_min:
+        # Mirrored content is not a flood: when one source holds every passage of the group
+        # (each copy elsewhere is a mirror), no set of sources is pushing one claim together.
+        holders = set.intersection(*({c.source_id, *c.also_in_sources} for c in fresh or group))
+        if len({c.source_id for c in fresh}) >= 2 and len(fresh) >= cfg.flood_min and not holders:
             reason = (
                 f"{len(fresh)} near-duplicate passages from {len({c.source_id for c in fresh})} "
                 "sources with no history among the candidates"

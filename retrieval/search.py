@@ -6,6 +6,7 @@ Qdrant filter that applies to every branch of the query; nothing is filtered aft
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ class ScoredChunk:
     scores: dict[str, float | None]
     flags: list[dict[str, str]] = field(default_factory=list)
     vector: list[float] | None = None  # the dense vector, kept only while defenses run
+    #: The same passage in other sources (mirrored content), collapsed into this hit.
+    also_in: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -231,6 +234,7 @@ class HybridSearcher:
                 hits = head + tail  # below the reranked depth, the fused order stands
                 applied = True
             timings["rerank"] = _ms(t)
+        hits = collapse_mirrors(hits)
         n_candidates = len(hits)
         dropped = 0
         if defenses is not None and hits:
@@ -240,6 +244,58 @@ class HybridSearcher:
         for h in hits:
             h.vector = None
         return SearchResult(hits[:top_k], timings, applied, skipped, n_candidates, dropped)
+
+
+def _passage_key(text: str) -> str:
+    """Identity of a passage's text: case and whitespace do not count."""
+    return hashlib.sha256(" ".join(text.lower().split()).encode()).hexdigest()
+
+
+def collapse_mirrors(hits: list[ScoredChunk]) -> list[ScoredChunk]:
+    """One hit per passage across sources: the same text from several sources (a file mirrored
+    in a wiki and a shared drive) is one item, at its best rank, carried by its most trusted
+    copy, the other copies listed in ``also_in``. Copies within one source stay separate hits.
+
+    Invariant: only hits the caller may see are merged (this runs on filtered results), so
+    ``also_in`` never reveals a source outside the caller's groups.
+    """
+    groups: dict[str, list[ScoredChunk]] = {}
+    for h in hits:
+        groups.setdefault(_passage_key(h.text), []).append(h)
+    if all(len(g) == 1 for g in groups.values()):
+        return hits
+    out: list[ScoredChunk] = []
+    merged: set[int] = set()
+    for h in hits:
+        if id(h) in merged:
+            continue
+        group = groups[_passage_key(h.text)]
+        copies, seen_sources = [], set()
+        for g in sorted(group, key=lambda x: -x.trust):  # the most trusted copy carries it
+            source = g.provenance.get(Key.SOURCE_ID)
+            if id(g) not in merged and source not in seen_sources:
+                seen_sources.add(source)
+                copies.append(g)
+        if len(copies) <= 1 or h not in copies:
+            out.append(h)
+            merged.add(id(h))
+            continue
+        keeper = copies[0]
+        for other in copies[1:]:
+            keeper.also_in.append(
+                {
+                    "id": other.id,
+                    "source_id": other.provenance.get(Key.SOURCE_ID),
+                    "doc_uri": other.provenance.get(Key.DOC_URI),
+                    "doc_name": other.provenance.get("doc_name"),
+                    "doc_sha256": other.provenance.get(Key.DOC_SHA256),
+                    "trust_tier": other.provenance.get("trust_tier"),
+                    "trust": other.trust,
+                }
+            )
+        merged.update(id(c) for c in copies)
+        out.append(keeper)
+    return out
 
 
 def _defend(
@@ -259,6 +315,7 @@ def _defend(
             injection_reasons=h.provenance.get("injection_reasons") or (),
             hidden_text=bool(h.provenance.get("hidden_text")),
             hidden_reasons=h.provenance.get("hidden_reasons") or (),
+            also_in_sources=tuple(str(a["source_id"]) for a in h.also_in),
         )
         for h in hits
     ]

@@ -115,3 +115,34 @@ def test_trust_reorders_within_its_weight_only():
     out = _run(cands, DefenseConfig(trust_weight=0.6, low_trust=0.0))
     assert out.order == [1, 0, 2]  # 1 * (1 - 0.6 * 0.9) = 0.46 < 1/2: rank 0 falls below rank 1
     del rng
+
+
+def test_mirrored_passages_in_new_sources_are_not_a_flood():
+    """The same similar passages in two new sources (a wiki and its mirror): one source holds
+    every passage, so nobody is pushing a claim. Different paraphrases split across two new
+    sources still are a flood."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(16)
+    similar = [_unit(base + 0.05 * rng.standard_normal(16)) for _ in range(4)]
+    fresh = DefenseConfig(new_sources=frozenset({"wiki", "drive"}))
+    mirrored = [
+        Candidate(src, "internal", 0.8, f"p{i}", 0.5, v, also_in_sources=(other,))
+        for i, (v, src, other) in enumerate(
+            zip(
+                similar,
+                ["wiki", "drive", "wiki", "drive"],
+                ["drive", "wiki", "drive", "wiki"],
+                strict=False,
+            )
+        )
+    ]
+    _run(mirrored, fresh)
+    assert not any(c.flags for c in mirrored)
+    planted = [
+        Candidate(src, "internal", 0.8, f"p{i}", 0.5, v)
+        for i, (v, src) in enumerate(zip(similar, ["wiki", "drive", "wiki", "drive"], strict=False))
+    ]
+    _run(planted, fresh)
+    assert all(f["kind"] == "flood" for c in planted for f in c.flags) and all(
+        c.flags for c in planted
+    )

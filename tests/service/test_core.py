@@ -180,3 +180,32 @@ def test_a_locked_index_is_reported_before_the_model_loads(settings, tmp_path):
             assert "encoder" not in svc.__dict__  # refused without loading the model
     finally:
         held.release()
+
+
+def test_a_corpus_mirrored_in_two_new_sources_is_not_flagged_as_a_flood(
+    settings, encoder, tmp_path
+):
+    """The same handbook in a wiki and on a shared drive, both registered today (issue 12)."""
+    corpus = tmp_path / "handbook"
+    corpus.mkdir()
+    pages = {
+        "refunds.md": "Refunds above 500 EUR need approval by the finance director.",
+        "refund-process.md": "A refund above 500 EUR is approved by the finance director first.",
+        "refund-timing.md": "Approved refunds above 500 EUR are paid by the finance team monthly.",
+        "laptops.md": "New laptops are ordered through the IT desk.",
+    }
+    for name, text in pages.items():
+        (corpus / name).write_text(f"# {name[:-3]}\n\n{text}\n")
+    torch_queries = settings.model_copy(update={"query_encoder": "torch"})
+    with Service(torch_queries, encoder=encoder) as svc:
+        for sid in ("wiki", "drive"):
+            svc.add_source("k1", sid, str(corpus), "internal")
+            svc.ingest("k1", sid)
+        done = svc.retrieve(DEV_PRINCIPAL, RetrieveParams(query="who approves refunds", top_k=5))
+        hits = done.result.hits
+        assert len({h.text for h in hits}) == len(hits)  # each passage once
+        assert all(len(h.also_in) == 1 for h in hits)  # with its other source listed
+        assert {h.provenance["source_id"] for h in hits} | {
+            a["source_id"] for h in hits for a in h.also_in
+        } == {"wiki", "drive"}
+        assert not [f for h in hits for f in h.flags], [h.flags for h in hits]
