@@ -267,3 +267,16 @@ def test_docs_pages_work_offline(api):
             if url.startswith("/docs-assets/"):
                 assert client.get(url).status_code == 200, url
     assert "openapi.json" in client.get("/docs").text
+
+
+def test_an_ingest_of_a_busy_source_is_409(api):
+    from filelock import FileLock
+
+    client, keys, services, _ = api
+    locks = services.settings.data_dir / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / "ingest-fin.lock")):  # another ingest of "fin" is running
+        r = client.post("/v1/sources/fin/ingest", headers={"X-API-Key": keys["admin"]})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "ingest_running", r.text
+    r = client.post("/v1/sources/fin/ingest", headers={"X-API-Key": keys["admin"]})
+    assert r.status_code == 200, r.text
