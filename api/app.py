@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragwall.api.docs import add_docs
-from ragwall.api.guard import Refused, RequestGuard
+from ragwall.api.guard import ApiError, RequestGuard
 from ragwall.api.models import ErrorResponse
-from ragwall.api.routes import ApiError, router
+from ragwall.api.routes import router
 from ragwall.errors import StoreError
 from ragwall.service import Service
 from ragwall.settings import Settings
@@ -89,7 +89,7 @@ def _record(request: Request, status: int, code: str) -> None:
     )
 
 
-def _record_guard_refusal(scope: dict, who, refused: Refused) -> None:  # noqa: ANN001
+def _record_guard_refusal(scope: dict, who, refused: ApiError) -> None:  # noqa: ANN001
     scope["app"].state.service.record_refusal(
         who.key_id if who else None, scope["method"], scope["path"], refused.status, refused.code
     )

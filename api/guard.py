@@ -38,8 +38,9 @@ def request_key(headers: dict[str, str]) -> str:
     return headers.get("x-api-key", "").strip()
 
 
-class Refused(Exception):
-    """A request refused before the routes: the status, machine-readable code and message."""
+class ApiError(Exception):
+    """An HTTP error with a machine-readable ``code``, raised by the guard and the routes alike;
+    rendered as ``{"error": {"code", "message"}}``."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         super().__init__(message)
@@ -47,12 +48,12 @@ class Refused(Exception):
 
 
 def authenticate(service: Service, headers: dict[str, str]) -> Principal:
-    """The caller of a protected route, or :class:`Refused` (401)."""
+    """The caller of a protected route, or :class:`ApiError` (401)."""
     key = request_key(headers)
     if not key:
         if service.settings.dev_mode:
             return DEV_PRINCIPAL
-        raise Refused(
+        raise ApiError(
             401,
             "unauthorized",
             "an API key is required: 'Authorization: Bearer rw_…' (or 'X-API-Key: rw_…')",
@@ -60,7 +61,7 @@ def authenticate(service: Service, headers: dict[str, str]) -> Principal:
         )
     found = service.authenticate(key)
     if found is None:
-        raise Refused(
+        raise ApiError(
             401, "unauthorized", "the API key is invalid or revoked", {"WWW-Authenticate": "Bearer"}
         )
     return found
@@ -72,7 +73,7 @@ class RequestGuard:
     def __init__(
         self,
         app: ASGIApp,
-        on_refusal: Callable[[Scope, Principal | None, Refused], None] | None = None,
+        on_refusal: Callable[[Scope, Principal | None, ApiError], None] | None = None,
     ) -> None:
         self.app = app
         self.on_refusal = on_refusal
@@ -89,7 +90,7 @@ class RequestGuard:
                 who = authenticate(service, headers)
                 scope.setdefault("state", {})["principal"] = who
             body = await _read_body(receive, headers, service.settings.max_request_bytes)
-        except Refused as refused:
+        except ApiError as refused:
             if self.on_refusal is not None:
                 self.on_refusal(scope, who, refused)
             await _respond(send, refused)
@@ -116,8 +117,8 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> Refused:
-    return Refused(413, "request_too_large", f"request bodies are limited to {limit} bytes")
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "request_too_large", f"request bodies are limited to {limit} bytes")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -133,7 +134,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _respond(send: Send, refused: Refused) -> None:
+async def _respond(send: Send, refused: ApiError) -> None:
     body = json.dumps({"error": {"code": refused.code, "message": refused.message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in (refused.headers or {}).items()]

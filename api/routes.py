@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from ragwall.api.guard import Refused, authenticate
+from ragwall.api.guard import ApiError, authenticate
 from ragwall.api.models import (
     ContextOut,
     Health,
@@ -30,14 +30,6 @@ from ragwall.retrieval.search import SearchFilter
 from ragwall.service import InvalidRequest, Principal, RetrieveParams, Service
 
 
-class ApiError(Exception):
-    """An HTTP error with a machine-readable ``code``; the app renders it as ``{"error": …}``."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
-
-
 def service_of(request: Request) -> Service:
     return request.app.state.service
 
@@ -47,10 +39,8 @@ def principal(request: Request, svc: Annotated[Service, Depends(service_of)]) ->
     who = getattr(request.state, "principal", None)
     if who is not None:
         return who
-    try:  # a route reached without the guard (an app assembled by hand)
-        return authenticate(svc, {k.lower(): v for k, v in request.headers.items()})
-    except Refused as refused:
-        raise ApiError(refused.status, refused.code, refused.message, refused.headers) from None
+    # A route reached without the guard (an app assembled by hand) authenticates here.
+    return authenticate(svc, {k.lower(): v for k, v in request.headers.items()})
 
 
 def require(scope: str):  # noqa: ANN201 - a FastAPI dependency

@@ -107,8 +107,11 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
         fresh = [c for c in fresh if c not in culprits]
         # Mirrored content is not a flood: when one source holds every passage of the group
         # (each copy elsewhere is a mirror), no set of sources is pushing one claim together.
-        holders = set.intersection(*({c.source_id, *c.also_in_sources} for c in fresh or group))
-        if len({c.source_id for c in fresh}) >= 2 and len(fresh) >= cfg.flood_min and not holders:
+        if (
+            len({c.source_id for c in fresh}) >= 2
+            and len(fresh) >= cfg.flood_min
+            and not set.intersection(*({c.source_id, *c.also_in_sources} for c in fresh))
+        ):
             reason = (
                 f"{len(fresh)} near-duplicate passages from {len({c.source_id for c in fresh})} "
                 "sources with no history among the candidates"

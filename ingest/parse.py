@@ -221,6 +221,8 @@ def _partition_email(path: Path, notes: list[str]) -> list[Any]:
     from email import policy
 
     elements = _partition_unstructured(path, process_attachments=False)
+    from unstructured.partition.auto import partition  # after the packaged spaCy hooks are set
+
     with path.open("rb") as fh:
         message = email.message_from_binary_file(fh, policy=policy.default)
     for number, part in enumerate(message.iter_attachments(), start=1):
@@ -232,8 +234,6 @@ def _partition_email(path: Path, notes: list[str]) -> list[Any]:
             continue
         try:
             payload = part.get_payload(decode=True) or b""
-            from unstructured.partition.auto import partition
-
             found = list(
                 partition(file=io.BytesIO(payload), metadata_filename=name, languages=["eng"])
             )

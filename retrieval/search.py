@@ -259,19 +259,19 @@ def collapse_mirrors(hits: list[ScoredChunk]) -> list[ScoredChunk]:
     Invariant: only hits the caller may see are merged (this runs on filtered results), so
     ``also_in`` never reveals a source outside the caller's groups.
     """
+    keys = [_passage_key(h.text) for h in hits]
     groups: dict[str, list[ScoredChunk]] = {}
-    for h in hits:
-        groups.setdefault(_passage_key(h.text), []).append(h)
+    for key, h in zip(keys, hits, strict=True):
+        groups.setdefault(key, []).append(h)
     if all(len(g) == 1 for g in groups.values()):
         return hits
     out: list[ScoredChunk] = []
     merged: set[int] = set()
-    for h in hits:
+    for key, h in zip(keys, hits, strict=True):
         if id(h) in merged:
             continue
-        group = groups[_passage_key(h.text)]
         copies, seen_sources = [], set()
-        for g in sorted(group, key=lambda x: -x.trust):  # the most trusted copy carries it
+        for g in sorted(groups[key], key=lambda x: -x.trust):  # the most trusted copy carries it
             source = g.provenance.get(Key.SOURCE_ID)
             if id(g) not in merged and source not in seen_sources:
                 seen_sources.add(source)
@@ -281,21 +281,23 @@ def collapse_mirrors(hits: list[ScoredChunk]) -> list[ScoredChunk]:
             merged.add(id(h))
             continue
         keeper = copies[0]
-        for other in copies[1:]:
-            keeper.also_in.append(
-                {
-                    "id": other.id,
-                    "source_id": other.provenance.get(Key.SOURCE_ID),
-                    "doc_uri": other.provenance.get(Key.DOC_URI),
-                    "doc_name": other.provenance.get("doc_name"),
-                    "doc_sha256": other.provenance.get(Key.DOC_SHA256),
-                    "trust_tier": other.provenance.get("trust_tier"),
-                    "trust": other.trust,
-                }
-            )
+        keeper.also_in += [_copy_of(other) for other in copies[1:]]
         merged.update(id(c) for c in copies)
         out.append(keeper)
     return out
+
+
+def _copy_of(hit: ScoredChunk) -> dict[str, Any]:
+    """Where a collapsed copy of a passage lives (an entry of ``also_in``)."""
+    return {
+        "id": hit.id,
+        "source_id": hit.provenance.get(Key.SOURCE_ID),
+        "doc_uri": hit.provenance.get(Key.DOC_URI),
+        "doc_name": hit.provenance.get("doc_name"),
+        "doc_sha256": hit.provenance.get(Key.DOC_SHA256),
+        "trust_tier": hit.provenance.get("trust_tier"),
+        "trust": hit.trust,
+    }
 
 
 def _defend(
