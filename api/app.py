@@ -28,9 +28,14 @@ __all__ = ["ApiError", "create_app"]
 
 
 def _error(
-    status: int, code: str, message: str, details: list | None = None, headers=None
+    status: int,
+    code: str,
+    message: str,
+    details: list | None = None,
+    headers=None,  # noqa: ANN001
+    extra: dict | None = None,
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message}}
+    body = {"error": {"code": code, "message": message, **(extra or {})}}
     if details:
         body["error"]["details"] = details
     return JSONResponse(status_code=status, content=body, headers=headers)
@@ -109,7 +114,7 @@ async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResp
 async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
     if 400 <= exc.status < 500:
         _record(request, exc.status, exc.code)
-    return _error(exc.status, exc.code, exc.message, headers=exc.headers)
+    return _error(exc.status, exc.code, exc.message, headers=exc.headers, extra=exc.extra)
 
 
 async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -40,11 +40,20 @@ def request_key(headers: dict[str, str]) -> str:
 
 class ApiError(Exception):
     """An HTTP error with a machine-readable ``code``, raised by the guard and the routes alike;
-    rendered as ``{"error": {"code", "message"}}``."""
+    rendered as ``{"error": {"code", "message"}}``, plus any ``extra`` fields that are set (such
+    as the ``job_id`` a 409 names)."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict | None = None,
+        **extra: object,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.extra = {k: v for k, v in extra.items() if v is not None}
 
 
 def authenticate(service: Service, headers: dict[str, str]) -> Principal:

@@ -180,6 +180,7 @@ class ContextOut(BaseModel):
 
 class RetrieveResponse(BaseModel):
     request_id: str
+    index_version: str = Field(description="The index version that answered (e.g. 'v3').")
     hits: list[Hit]
     candidates: int = Field(description="How many fused candidates the final ranking chose from.")
     rerank: RerankInfo
@@ -209,6 +210,9 @@ class ErrorBody(BaseModel):
     )
     message: str
     details: list[dict] | None = None
+    job_id: str | None = Field(
+        default=None, description="The job a 409 is about (the reindex that is running)."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -243,6 +247,64 @@ class IngestSummary(BaseModel):
         default_factory=list,
         description="Documents indexed with something left out (an unreadable attachment, irregular rows).",
     )
+
+
+class JobProgress(BaseModel):
+    stage: str
+    documents_done: int
+    documents_total: int
+    chunks: int
+    reused_vectors: int = Field(description="Chunks carried over with their stored vectors.")
+    elapsed_s: float
+    eta_s: float | None = Field(description="Seconds left, estimated from the pace so far.")
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    params: dict = Field(description="The settings the job changes.")
+    progress: JobProgress | None
+    version: str | None = Field(description="The version it built and activated, on success.")
+    previous: str | None = Field(description="The version active before, on success.")
+    result: dict | None
+    error: str | None
+
+
+class VersionOut(BaseModel):
+    version: str
+    state: Literal["building", "ready", "active", "retired", "failed"]
+    created_at: str
+    finished_at: str | None
+    fingerprint: dict = Field(description="The pipeline settings it was built with.")
+    documents: int
+    chunks: int
+    job_id: str | None
+    error: str | None
+
+
+class IndexOut(BaseModel):
+    active: str
+    versions: list[VersionOut]
+    pending_changes: list[str] = Field(
+        description="Pipeline settings where the environment differs from the active version "
+        "(a reindex applies them)."
+    )
+    running_job: str | None
+
+
+class ActivateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | int = Field(description="A ready version: 'v3' or 3.")
+
+
+class SwitchOut(BaseModel):
+    active: str
+    previous: str
 
 
 class Health(BaseModel):

@@ -9,14 +9,17 @@ No `from __future__ import annotations` here: FastAPI reads these annotations at
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from ragwall.api.guard import ApiError, authenticate
 from ragwall.api.models import (
+    ActivateIn,
     ContextOut,
     Health,
+    IndexOut,
     IngestSummary,
+    JobOut,
     QuarantineIn,
     QuarantineOut,
     RerankInfo,
@@ -24,10 +27,19 @@ from ragwall.api.models import (
     RetrieveResponse,
     SourceIn,
     SourceOut,
+    SwitchOut,
 )
 from ragwall.errors import RagwallError, SourceBusy, SourceExists, SourceNotFound
 from ragwall.retrieval.search import SearchFilter
-from ragwall.service import InvalidRequest, Principal, RetrieveParams, Service
+from ragwall.service import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    Principal,
+    RetrieveParams,
+    Service,
+)
+from ragwall.service.reindex import ReindexChanges
 
 
 def service_of(request: Request) -> Service:
@@ -113,6 +125,7 @@ def retrieve(body: RetrieveRequest, svc: SvcDep, who: Reader) -> RetrieveRespons
     result, ctx = done.result, done.context
     return RetrieveResponse(
         request_id=done.request_id,
+        index_version=done.index_version,
         hits=[
             {
                 "id": h.id,
@@ -161,9 +174,11 @@ def add_source(body: SourceIn, svc: SvcDep, who: Admin) -> SourceOut:
 
 
 @router.post("/v1/sources/{source_id}/ingest", response_model=IngestSummary, tags=["admin"])
-def ingest_source(source_id: str, svc: SvcDep, who: Admin) -> IngestSummary:
+def ingest_source(source_id: str, svc: SvcDep, who: Admin, force: bool = False) -> IngestSummary:
+    """Ingest a source into the active version; ``force=true`` re-processes unchanged files too
+    (after a parser or detector change for this source)."""
     try:
-        report = svc.ingest(who.key_id, source_id)
+        report = svc.ingest(who.key_id, source_id, force=force)
     except SourceNotFound as exc:
         raise ApiError(404, "source_not_found", str(exc)) from exc
     except SourceBusy as exc:
@@ -213,3 +228,92 @@ def release_document(doc_sha256: str, svc: SvcDep, who: Admin) -> QuarantineOut:
 @router.get("/v1/quarantine", tags=["defend"])
 def list_quarantine(svc: SvcDep, who: Admin) -> list[dict[str, str]]:
     return svc.quarantine_list()
+
+
+# -- index versions and jobs ---------------------------------------------------------------------
+def _job_out(job) -> JobOut:  # noqa: ANN001 - a JobRecord
+    result = job.result or {}
+    return JobOut(
+        job_id=job.id,
+        kind=job.kind,
+        state=job.state,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        params=job.params,
+        progress=job.progress,
+        version=result.get("version"),
+        previous=result.get("previous"),
+        result=job.result,
+        error=job.error,
+    )
+
+
+@router.get("/v1/index", response_model=IndexOut, tags=["index"])
+def index_versions(svc: SvcDep, who: Admin) -> IndexOut:
+    """The active version and every version the registry knows, newest first."""
+    return IndexOut(**svc.index_info())
+
+
+@router.post("/v1/index/reindex", response_model=JobOut, status_code=202, tags=["index"])
+def reindex(
+    svc: SvcDep,
+    who: Admin,
+    body: ReindexChanges | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Build a new version from the registered sources while the active one serves, then switch.
+
+    The body names settings to change (the rest come from the environment). A retried call with
+    the same ``Idempotency-Key`` returns the same job. 409 while another reindex runs."""
+    try:
+        job = svc.start_reindex(who.key_id, body.given() if body else None, idempotency_key)
+    except InvalidRequest as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from exc
+    except Conflict as exc:
+        raise ApiError(409, "reindex_running", str(exc), job_id=exc.job_id) from exc
+    return JSONResponse(
+        _job_out(job).model_dump(),
+        status_code=202,
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["index"])
+def get_job(job_id: str, svc: SvcDep, who: Admin) -> JobOut:
+    try:
+        return _job_out(svc.job(job_id))
+    except NotFound as exc:
+        raise ApiError(404, "job_not_found", str(exc)) from exc
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobOut, status_code=202, tags=["index"])
+def cancel_job(job_id: str, svc: SvcDep, who: Admin) -> JobOut:
+    """Cancel a running job: it stops at its next document and deletes its partial version."""
+    try:
+        return _job_out(svc.cancel_job(who.key_id, job_id))
+    except NotFound as exc:
+        raise ApiError(404, "job_not_found", str(exc)) from exc
+
+
+def _switch(call) -> SwitchOut:  # noqa: ANN001 - a zero-argument service call
+    try:
+        return SwitchOut(**call())
+    except NotFound as exc:
+        raise ApiError(404, "version_not_found", str(exc)) from exc
+    except InvalidRequest as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from exc
+    except Conflict as exc:
+        raise ApiError(409, "switch_refused", str(exc), job_id=exc.job_id) from exc
+
+
+@router.post("/v1/index/rollback", response_model=SwitchOut, tags=["index"])
+def rollback(svc: SvcDep, who: Admin) -> SwitchOut:
+    """Make the previous ready version active again: one switch, no rebuild."""
+    return _switch(lambda: svc.rollback(who.key_id))
+
+
+@router.post("/v1/index/activate", response_model=SwitchOut, tags=["index"])
+def activate(body: ActivateIn, svc: SvcDep, who: Admin) -> SwitchOut:
+    """Make any ready version the active one."""
+    return _switch(lambda: svc.activate(who.key_id, body.version))

@@ -10,6 +10,7 @@ removes stale pending chunks and redoes the document.
 from __future__ import annotations
 
 import hashlib
+import json
 import itertools
 import multiprocessing
 import time
@@ -124,6 +125,42 @@ def pipeline_fingerprint(settings: Settings) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
+#: Settings that decide what an index holds. An index version records their values; the service
+#: builds and reads that version with them, so a changed environment takes effect at a reindex.
+PIPELINE_FIELDS: tuple[str, ...] = (
+    "embedding_model",
+    "chunk_max_tokens",
+    "chunk_overlap_tokens",
+    "chunk_max_chars",
+    "chunk_new_after_chars",
+    "chunk_combine_under_chars",
+    "bm25_k1",
+    "bm25_b",
+    "injection_model",
+    "injection_threshold",
+    "trust_priors",
+)
+#: Of those, the ones that decide the chunks and their vectors: while they are unchanged, a
+#: reindex carries the stored vectors over instead of parsing and embedding again.
+VECTOR_FIELDS: tuple[str, ...] = PIPELINE_FIELDS[:8]
+
+
+def pipeline_config(settings: Settings) -> dict[str, Any]:
+    """The values of :data:`PIPELINE_FIELDS` (JSON-ready), with the parser versions."""
+    config: dict[str, Any] = {
+        name: (str(v) if isinstance(v := getattr(settings, name), Path) else v)
+        for name in PIPELINE_FIELDS
+    }
+    config["parsers"] = {"unstructured": version("unstructured"), "pypdf": version("pypdf")}
+    return config
+
+
+def vectors_key(config: dict[str, Any]) -> str:
+    """Equal for two configs whose chunks and vectors are the same."""
+    parts = {k: config.get(k) for k in (*VECTOR_FIELDS, "parsers")}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def point_id(source_id: str, uri: str, doc_version: str, index: int) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{source_id}\x00{uri}\x00{doc_version}\x00{index}"))
 
@@ -136,9 +173,17 @@ class Ingester:
     """Runs ingests for one data directory, with one encoder and one store."""
 
     def __init__(
-        self, settings: Settings, state: State, store: Store, encoder: DenseEncoder
+        self,
+        settings: Settings,
+        state: State,
+        store: Store,
+        encoder: DenseEncoder,
+        index_version: int = 1,
     ) -> None:
+        """``index_version``: the registry rows this ingester reads and writes (the version
+        whose store ``store`` is)."""
         self.settings = settings
+        self.index_version = index_version
         self.state = state
         self.store = store
         self.encoder = encoder
@@ -153,11 +198,13 @@ class Ingester:
         source: Source,
         paths: Iterable[Path] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        force: bool = False,
     ) -> IngestReport:
         """Bring the index in line with ``source`` (or with just ``paths``, a one-off ingest).
 
         A full-source run also removes documents that have disappeared from the source.
-        ``progress(stage, done, total)`` is called as documents complete.
+        ``progress(stage, done, total)`` is called as documents complete. ``force`` re-processes
+        documents whose bytes and pipeline are unchanged (after a parser or detector fix).
         """
         started = datetime.now(UTC)
         report = IngestReport(run_id=uuid.uuid4().hex[:16], source_id=source.id)
@@ -167,7 +214,7 @@ class Ingester:
         files = (
             iter_source_files(source) if full_scan else sorted({Path(p).resolve() for p in paths})
         )
-        known = self.state.documents(source.id)
+        known = self.state.documents(source.id, version=self.index_version)
 
         # Chunks that a crashed run left pending are never visible; clear them first.
         self.store.delete(Filter(must=(Match(Key.SOURCE_ID, source.id), Match(Key.STATE, PENDING))))
@@ -193,7 +240,12 @@ class Ingester:
                 report.failed.append(Failure(uri, "unreadable", f"cannot read file: {exc}"))
                 continue
             record = known.get(uri)
-            if record and record.sha256 == sha and record.fingerprint == self.fingerprint:
+            if (
+                not force
+                and record
+                and record.sha256 == sha
+                and record.fingerprint == self.fingerprint
+            ):
                 report.unchanged += 1
                 continue
             todo.append((path, sha, size))
@@ -202,7 +254,7 @@ class Ingester:
             present = {str(p.resolve()) for p in files}
             for uri in sorted(set(known) - present):
                 self.store.delete(_doc_filter(source.id, uri))
-                self.state.delete_document(source.id, uri)
+                self.state.delete_document(source.id, uri, version=self.index_version)
                 report.removed += 1
 
         self._process(source, todo, report, progress)
@@ -222,6 +274,15 @@ class Ingester:
         n = self.store.count(flt)
         self.store.delete(flt)
         self.state.remove_source(source_id)
+        return n
+
+    def drop_source_chunks(self, source_id: str) -> int:
+        """Delete a source's chunks and records in this version only (the source stays)."""
+        flt = Filter(must=(Match(Key.SOURCE_ID, source_id),))
+        n = self.store.count(flt)
+        if n:
+            self.store.delete(flt)
+        self.state.drop_documents(version=self.index_version, source_id=source_id)
         return n
 
     # -- internals -------------------------------------------------------------------------
@@ -309,7 +370,7 @@ class Ingester:
     def _forget(self, source_id: str, uri: str) -> None:
         """A document that now fails leaves nothing of itself in the index."""
         self.store.delete(_doc_filter(source_id, uri))
-        self.state.delete_document(source_id, uri)
+        self.state.delete_document(source_id, uri, version=self.index_version)
 
     def _flush(self, source: Source, buffer: list[_Pending], report: IngestReport) -> None:
         if not buffer:
@@ -334,7 +395,7 @@ class Ingester:
         vectors, model_scores = self._embed(texts, report)
         report._add("embed", t)  # less the model's own time, which is ``detect``'s
         report.stage_seconds["embed"] -= report.stage_seconds.get("detect", 0.0) - detect_before
-        corpus_terms, corpus_chunks = self.state.corpus_terms()
+        corpus_terms, corpus_chunks = self.state.corpus_terms(version=self.index_version)
         new_terms = sum(len(c["terms"]) for p in buffer for c in p.parsed["chunks"])
         avg_len = (corpus_terms + new_terms) / max(corpus_chunks + len(texts), 1)
         offset = 0
@@ -452,7 +513,8 @@ class Ingester:
                 terms=sum(len(c["terms"]) for c in chunks),
                 run_id=report.run_id,
                 ingested_at=now,
-            )
+            ),
+            version=self.index_version,
         )
         report.documents += 1
         report.chunks += len(chunks)

@@ -62,6 +62,13 @@ class Key:
     GROUPS = "groups"
     INGEST_RUN_ID = "ingest_run_id"
     TRUST = "trust"
+    TRUST_PRIOR = "trust_prior"
+    CHUNK_INDEX = "chunk_index"
+    INJECTION_SCORE = "injection_score"
+    INJECTION_REASONS = "injection_reasons"
+    INJECTION_SPAN = "injection_span"
+    HIDDEN_TEXT = "hidden_text"
+    HIDDEN_REASONS = "hidden_reasons"
 
 
 LIVE, PENDING = "live", "pending"

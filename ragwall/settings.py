@@ -203,6 +203,13 @@ class Settings(BaseSettings):
         ),
     )
     rrf_k: int = Field(default=60, ge=1, le=1000)
+    keep_versions: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Index versions kept able to serve (the active one included); older ones "
+        "are deleted after a switch. 2 keeps one to roll back to.",
+    )
     source_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description=(

@@ -108,24 +108,60 @@ def _request(q: Query) -> qm.QueryRequest:
     )
 
 
+def _vectors(vector) -> tuple[list[float] | None, SparseVec | None]:  # noqa: ANN001
+    """A stored point's (dense, sparse) vectors."""
+    vector = vector or {}
+    sparse = vector.get(SPARSE) if isinstance(vector, dict) else None
+    return _dense(vector), (
+        SparseVec(list(sparse.indices), list(sparse.values)) if sparse is not None else None
+    )
+
+
+def make_client(url: str, api_key: str | None = None) -> QdrantClient:
+    """A client for ``url``; ``:memory:`` is an in-process instance (brute-force search)."""
+    if url == ":memory:":
+        return QdrantClient(location=":memory:")
+    return QdrantClient(url=url, api_key=api_key)
+
+
+def drop_collection(client: QdrantClient, collection: str) -> None:
+    """Delete a collection (an index version's data); a missing one is not an error."""
+    with _server_errors(f"delete collection {collection!r}"):
+        client.delete_collection(collection)
+
+
+def point_alias(client: QdrantClient, alias: str, collection: str) -> None:
+    """Point ``alias`` at ``collection`` in one ``update_collection_aliases`` call: the delete
+    and the create apply together, so a reader never finds the alias missing."""
+    with _server_errors(f"switch alias {alias!r}"):
+        ops: list = []
+        if any(a.alias_name == alias for a in client.get_aliases().aliases):
+            ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
+        ops.append(
+            qm.CreateAliasOperation(
+                create_alias=qm.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        client.update_collection_aliases(change_aliases_operations=ops)
+
+
 class ClientStore:
     """One collection on a Qdrant server, with a dense and an IDF-weighted sparse vector."""
 
-    def __init__(self, client: QdrantClient, collection: str, dim: int) -> None:
+    def __init__(
+        self, client: QdrantClient, collection: str, dim: int, owns_client: bool = True
+    ) -> None:
+        """``owns_client``: close the client with the store (not when versions share one)."""
         self.client = client
         self.collection = collection
         self.dim = dim
+        self.owns_client = owns_client
 
     @classmethod
     def connect(
         cls, url: str, collection: str, dim: int, api_key: str | None = None
     ) -> ClientStore:
-        client = (
-            QdrantClient(location=":memory:")
-            if url == ":memory:"
-            else QdrantClient(url=url, api_key=api_key)
-        )
-        store = cls(client, collection, dim)
+        store = cls(make_client(url, api_key), collection, dim)
         store.ensure_collection()
         return store
 
@@ -228,6 +264,7 @@ class ClientStore:
         limit: int = 256,
         offset: str | None = None,
         with_payload: bool | Sequence[str] = True,
+        with_vectors: bool = False,
     ) -> tuple[list[Hit], str | None]:
         payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
         with _server_errors("scroll"):
@@ -237,9 +274,14 @@ class ClientStore:
                 limit=limit,
                 offset=offset,
                 with_payload=payload_sel,
-                with_vectors=False,
+                with_vectors=with_vectors,
             )
-        hits = [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+        hits = [
+            Hit(str(r.id), 0.0, dict(r.payload or {}), *_vectors(r.vector))
+            if with_vectors
+            else Hit(str(r.id), 0.0, dict(r.payload or {}))
+            for r in records
+        ]
         return hits, (str(next_offset) if next_offset is not None else None)
 
     def count(self, flt: Filter | None = None) -> int:
@@ -256,7 +298,8 @@ class ClientStore:
         """Writes are acknowledged with ``wait=True``; nothing to do."""
 
     def close(self) -> None:
-        self.client.close()
+        if self.owns_client:
+            self.client.close()
 
     def __enter__(self) -> ClientStore:
         return self

@@ -108,6 +108,15 @@ def _dense(vector) -> list[float] | None:  # noqa: ANN001 - the engine's vector 
     return [float(x) for x in vector] if vector is not None else None
 
 
+def _vectors(vector) -> tuple[list[float] | None, SparseVec | None]:  # noqa: ANN001
+    """A stored point's (dense, sparse) vectors."""
+    vector = vector or {}
+    sparse = vector.get(SPARSE)
+    return _dense(vector), (
+        SparseVec(list(sparse.indices), list(sparse.values)) if sparse is not None else None
+    )
+
+
 class EdgeStore:
     """A Qdrant Edge shard. Only one process may hold a shard open; a second gets StoreLocked."""
 
@@ -241,6 +250,7 @@ class EdgeStore:
         limit: int = 256,
         offset: str | None = None,
         with_payload: bool | Sequence[str] = True,
+        with_vectors: bool = False,
     ) -> tuple[list[Hit], str | None]:
         payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
         with _engine_errors("scroll"):
@@ -250,10 +260,15 @@ class EdgeStore:
                     limit=limit,
                     filter=to_edge_filter(flt),
                     with_payload=payload_sel,
-                    with_vector=False,
+                    with_vector=with_vectors,
                 )
             )
-        hits = [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+        hits = [
+            Hit(str(r.id), 0.0, dict(r.payload or {}), *_vectors(r.vector))
+            if with_vectors
+            else Hit(str(r.id), 0.0, dict(r.payload or {}))
+            for r in records
+        ]
         return hits, (str(next_offset) if next_offset is not None else None)
 
     def count(self, flt: Filter | None = None) -> int:

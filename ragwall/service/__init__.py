@@ -2,7 +2,9 @@
 
 from ragwall.service.audit import AuditLog, VerifyReport
 from ragwall.service.core import (
+    Conflict,
     InvalidRequest,
+    NotFound,
     Retrieval,
     RetrieveParams,
     Service,
@@ -15,7 +17,9 @@ __all__ = [
     "DEV_PRINCIPAL",
     "ApiKeyError",
     "AuditLog",
+    "Conflict",
     "InvalidRequest",
+    "NotFound",
     "KeyRecord",
     "KeyStore",
     "Principal",

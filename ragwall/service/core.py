@@ -13,6 +13,10 @@ Invariants:
 - Heavy resources (the embedding model, the store, whose embedded shard opens in one process
   only) are opened on first use, so an operation that needs neither (``sources add``, ``keys
   create``, quarantine) neither loads a model nor takes the store's lock.
+- **The index is a list of versions, one active** (``ragwall.service.index``): every retrieve and
+  ingest runs on the version it leased when it began; a reindex builds a new version beside the
+  active one and switches under running requests (``ragwall.service.reindex``). One reindex runs
+  at a time, and switches (rollback, activate) wait until it ends.
 
 Front doors stay thin: they translate their input into one call here and shape its result.
 """
@@ -44,13 +48,17 @@ from ragwall.errors import (
     SourceBusy,
     SourceExists,
     SourceOutsideRoots,
+    StoreLocked,
 )
 from ragwall.ingest.pipeline import Ingester, IngestReport
 from ragwall.ingest.sources import Source, iter_source_files, make_source, source_base
 from ragwall.ingest.state import State
+from ragwall.payload import Key
 from ragwall.retrieval.search import HybridSearcher, SearchFilter, SearchResult, access_filter
-from ragwall.retrieval.store import Store, open_store
+from ragwall.retrieval.store import Filter, Match, Store, Stores
 from ragwall.service.audit import AuditLog
+from ragwall.service.index import ActiveIndex, IndexHandle, parse_version, version_name
+from ragwall.service.jobs import JobRunner
 from ragwall.service.keys import KeyRecord, KeyStore, Principal
 from ragwall.settings import DefenseConfig, Settings, within_roots
 
@@ -62,6 +70,52 @@ QUARANTINE_KINDS: tuple[str, ...] = ("source", "document")
 
 class InvalidRequest(RagwallError):
     """An operation's argument is malformed (e.g. a document named by anything but its sha256)."""
+
+
+class Conflict(RagwallError):
+    """The operation clashes with one in progress; ``job_id`` names it when there is one."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class NotFound(RagwallError):
+    """No such job or index version."""
+
+
+class _WriteLock:
+    """Many ingests at once (shared), or one reindex replay alone (exclusive)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._exclusive = True
+            self._cond.wait_for(lambda: self._shared == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
 
 
 def cli_actor() -> str:
@@ -102,6 +156,7 @@ class Retrieval:
     """What a retrieve found, and how it was served."""
 
     request_id: str
+    index_version: str
     result: SearchResult
     rerank_requested: bool
     reranker_model: str | None
@@ -127,6 +182,12 @@ class Service:
         self.state = State(self.settings.state_path)
         self.keys = KeyStore(self.settings.state_path)
         self.audit = AuditLog.for_settings(self.settings)
+        self.stores = Stores(self.settings)
+        self.writes = _WriteLock()
+        self.jobs = JobRunner(self)
+        self._encoders: dict[str, DenseEncoder] = {}
+        self._query_encoders: dict[str, Any] = {}
+        self._owner_lock: FileLock | None = None
         self._refusal_lock = threading.Lock()
         self._refusal_window = time.monotonic()
         self._refusals_in_window = self._refusals_suppressed = 0
@@ -138,9 +199,12 @@ class Service:
         self.close()
 
     def close(self) -> None:
-        closers = [self.audit.close, self.keys.close, self.state.close]
-        if "store" in self.__dict__:
-            closers.insert(0, self.store.close)
+        closers = [self.jobs.close]
+        if "index" in self.__dict__:
+            closers.append(self.index.close)
+        closers += [self.stores.close, self.audit.close, self.keys.close, self.state.close]
+        if self._owner_lock is not None:
+            closers.append(self._owner_lock.release)
         for closer in closers:
             try:
                 closer()
@@ -153,45 +217,90 @@ class Service:
         s = self.settings
         return DenseEncoder(s.embedding_model, s.embedding_device, s.embed_batch_size)
 
-    @cached_property
-    def store(self) -> Store:
-        if self.settings.qdrant_url:
-            return open_store(self.settings, self.encoder.dim)
-        from ragwall.retrieval.edge_store import EdgeStore
+    def encoder_for(self, model_id: str) -> DenseEncoder:
+        """The encoder for an embedding model (the environment's is :attr:`encoder`); loaded once.
 
-        lock = EdgeStore.acquire(self.settings.shard_path)  # before the model's seconds of loading
+        Raises :class:`ModelError` when it does not load."""
+        if model_id == self.settings.embedding_model:
+            return self.encoder
+        if model_id not in self._encoders:
+            s = self.settings
+            encoder = DenseEncoder(model_id, s.embedding_device, s.embed_batch_size)
+            _ = encoder.dim  # load now: a bad model fails here, not mid-build
+            self._encoders[model_id] = encoder
+        return self._encoders[model_id]
+
+    @cached_property
+    def index(self) -> ActiveIndex:
+        """The active index version (the registry migrated or created on first use; jobs whose
+        process died marked failed)."""
+        if not self.settings.qdrant_url:
+            self._own_data_dir()
+        index = ActiveIndex(
+            self.settings, self.state, self.stores, self.encoder_for, self._make_searcher
+        )
+        index.ensure_registry()
+        self.jobs.recover(index)
+        return index
+
+    def _own_data_dir(self) -> None:
+        """Embedded: one process serves a data dir (its shards open in one process only).
+        Taken before any model loads, so a second process is told in milliseconds."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.settings.data_dir / "index.lock"), thread_local=False)
         try:
-            return open_store(self.settings, self.encoder.dim, lock=lock)
-        except BaseException:
-            lock.release()
-            raise
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise StoreLocked(
+                f"the embedded index in {self.settings.data_dir} is open in another process (a "
+                "running `ragwall` server or ingest). Stop it, send the request to the server "
+                "(HTTP, or the CLI's --url), or point RAGWALL_QDRANT_URL at a Qdrant server to "
+                "share one index between processes."
+            ) from exc
+        self._owner_lock = lock
 
-    @cached_property
+    @property
+    def store(self) -> Store:
+        """The active version's store."""
+        return self.index.current().store
+
+    @property
     def ingester(self) -> Ingester:
-        return Ingester(self.settings, self.state, self.store, self.encoder)
+        """The active version's ingester."""
+        return self.index.current().ingester
+
+    @property
+    def searcher(self) -> HybridSearcher:
+        """The active version's searcher."""
+        return self.index.current().searcher
 
     @cached_property
-    def searcher(self) -> HybridSearcher:
-        reranker = None
-        if self.settings.reranker_model:
-            from ragwall.rerank import load_reranker
+    def reranker(self):  # noqa: ANN201 - a Reranker or None
+        if not self.settings.reranker_model:
+            return None
+        from ragwall.rerank import load_reranker
 
-            reranker = load_reranker(
-                self.settings.reranker_model, cache_dir=self.settings.data_dir / "models"
-            )
-        return HybridSearcher(self.store, self.encoder, reranker, self._query_encoder())
+        return load_reranker(
+            self.settings.reranker_model, cache_dir=self.settings.data_dir / "models"
+        )
 
-    def _query_encoder(self):  # noqa: ANN202 - a QueryEncoder or None
+    def _make_searcher(self, store: Store, encoder: DenseEncoder) -> HybridSearcher:
+        return HybridSearcher(store, encoder, self.reranker, self._query_encoder(encoder))
+
+    def _query_encoder(self, encoder: DenseEncoder):  # noqa: ANN202 - a QueryEncoder or None
         """The ONNX int8 query encoder when configured and faithful, else None (PyTorch)."""
         if self.settings.query_encoder != "onnx":
             return None
-        from ragwall.retrieval.onnx_embed import load_query_encoder
+        if encoder.model_id not in self._query_encoders:
+            from ragwall.retrieval.onnx_embed import load_query_encoder
 
-        try:
-            return load_query_encoder(self.encoder, self.settings.data_dir / "models")
-        except ModelError as exc:
-            log.warning("queries will be embedded with PyTorch: %s", exc)
-            return None
+            try:
+                found = load_query_encoder(encoder, self.settings.data_dir / "models")
+            except ModelError as exc:
+                log.warning("queries will be embedded with PyTorch: %s", exc)
+                found = None
+            self._query_encoders[encoder.model_id] = found
+        return self._query_encoders[encoder.model_id]
 
     # -- sources ----------------------------------------------------------------------------
     def add_source(
@@ -242,7 +351,23 @@ class Service:
     def remove_source(self, actor: str, source_id: str) -> int:
         """Delete a source and every chunk it contributed; returns how many chunks went."""
         self.state.get_source(source_id)  # SourceNotFound before the store is opened
-        n = self.ingester.remove_source(source_id)
+        with self.writes.shared(), self.index.lease() as active:
+            others = [
+                v for v in self.state.versions() if v.state == "ready" and v.id != active.version
+            ]
+            n = active.ingester.remove_source(source_id)
+        # A rollback must not bring a removed source back: drop it from the other versions too.
+        for record in others:
+            try:
+                store = self.stores.open(record.location, active.encoder.dim)
+            except RagwallError as exc:
+                log.warning("could not remove %s from version %s: %s", source_id, record.id, exc)
+                continue
+            try:
+                store.delete(Filter(must=(Match(Key.SOURCE_ID, source_id),)))
+                store.flush()
+            finally:
+                store.close()
         self.audit.append("source.remove", actor, source_id=source_id, chunks=n)
         return n
 
@@ -252,20 +377,26 @@ class Service:
         source_id: str,
         paths: Iterable[Path] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        force: bool = False,
     ) -> IngestReport:
-        """Ingest a source (idempotent, incremental); with ``paths``, just those files into it.
+        """Ingest a source into the active index version (idempotent, incremental); with
+        ``paths``, just those files into it.
 
         ``progress(stage, done, total)`` is called as documents complete. A document that fails
         is reported in the result's ``failed`` and leaves the index as it was for that document.
+        ``force`` re-processes documents whose bytes are unchanged (after a parser or detector
+        change for this source), each with the usual pending→live swap.
         """
         source = self.state.get_source(source_id)
-        with self._ingest_lock(source_id):
-            report = self.ingester.ingest(source, paths=paths, progress=progress)
+        with self._ingest_lock(source_id), self.writes.shared(), self.index.lease() as active:
+            report = active.ingester.ingest(source, paths=paths, progress=progress, force=force)
         self.audit.append(
             "source.ingest",
             actor,
             source_id=source_id,
             run_id=report.run_id,
+            index_version=active.name,
+            force=force,
             paths=None if paths is None else "explicit",
             summary={k: v for k, v in report.summary().items() if k not in ("failed", "notes")},
             failed=len(report.failed),
@@ -394,6 +525,10 @@ class Service:
         ``params`` fields left ``None`` take the server's settings (rerank, defenses), and the
         policy falls back from the request to the key's to the server's.
         """
+        with self.index.lease() as active:
+            return self._retrieve(who, params, active)
+
+    def _retrieve(self, who: Principal, params: RetrieveParams, active: IndexHandle) -> Retrieval:
         request_id = uuid.uuid4().hex
         blocked_sources, blocked_docs = self.state.quarantined()
         flt = access_filter(who.groups, params.filters, blocked_sources, blocked_docs)
@@ -401,7 +536,7 @@ class Service:
         want_rerank = s.rerank_by_default if params.rerank is None else params.rerank
         want_defenses = s.defenses_by_default if params.defenses is None else params.defenses
         policy = params.policy or who.policy or s.default_policy
-        result = self.searcher.search(
+        result = active.searcher.search(
             params.query,
             flt,
             top_k=params.top_k,
@@ -411,11 +546,16 @@ class Service:
             rerank=want_rerank,
             defenses=self.defense_config(policy) if want_defenses else None,
         )
-        context = self._context(result, params.max_context_tokens) if params.context else None
+        context = (
+            self._context(result, params.max_context_tokens, active.encoder)
+            if params.context
+            else None
+        )
         self.audit.append(
             "retrieve",
             who.key_id,
             request_id=request_id,
+            index_version=active.name,
             query_sha256=hashlib.sha256(params.query.encode()).hexdigest(),
             filters={k: v for k, v in asdict(params.filters).items() if v is not None},
             results=[
@@ -429,9 +569,10 @@ class Service:
             ],
             dropped=result.dropped,
         )
-        reranker = self.searcher.reranker
+        reranker = active.searcher.reranker
         return Retrieval(
             request_id=request_id,
+            index_version=active.name,
             result=result,
             rerank_requested=want_rerank,
             reranker_model=reranker.model_id if reranker else None,
@@ -440,8 +581,8 @@ class Service:
             context=context,
         )
 
-    def _context(self, result: SearchResult, max_tokens: int) -> Context:
-        tokenizer = self.encoder.tokenizer
+    def _context(self, result: SearchResult, max_tokens: int, encoder: DenseEncoder) -> Context:
+        tokenizer = encoder.tokenizer
 
         def count(text: str) -> int:
             # The embedding model's tokenizer: close to, not equal to, an LLM's count.
@@ -497,7 +638,118 @@ class Service:
     # -- health ---------------------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
         """The index answers and the embedding model is loaded (raises when not)."""
-        return {"points": self.store.count(), "embedding_dim": self.encoder.dim}
+        with self.index.lease() as active:
+            return {
+                "points": active.store.count(),
+                "embedding_dim": active.encoder.dim,
+                "index_version": active.name,
+            }
+
+    # -- index versions -------------------------------------------------------------------------
+    def index_info(self) -> dict[str, Any]:
+        """The active version and every version the registry knows (newest first), with what
+        the environment would change at the next reindex."""
+        from ragwall.service.reindex import describe, environment_changes
+
+        active = self.index.ensure_registry()
+        return {
+            "active": version_name(active.id),
+            "versions": [
+                describe(v, self.state.version_counts(version=v.id))
+                for v in reversed(self.state.versions())
+            ],
+            "pending_changes": sorted(environment_changes(self.settings, active)),
+            "running_job": self.jobs.running(),
+        }
+
+    def start_reindex(
+        self,
+        actor: str,
+        changes: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ):  # noqa: ANN201 - a JobRecord
+        """Start a reindex in the background (see ``ragwall.service.reindex``); returns its job.
+
+        Parameters:
+            actor: who asks, for the audit trail.
+            changes: settings to change for the new version (``ReindexChanges``'s fields);
+                the rest come from the environment.
+            idempotency_key: a retried start with the same key returns the same job.
+        """
+        return self.jobs.start_reindex(actor, changes, idempotency_key, background=True)
+
+    def reindex(
+        self,
+        actor: str,
+        changes: dict[str, Any] | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ):  # noqa: ANN201 - a JobRecord
+        """Run a reindex in this thread and return its finished job (the CLI's way)."""
+        return self.jobs.start_reindex(actor, changes, background=False, progress=progress)
+
+    def job(self, job_id: str):  # noqa: ANN201 - a JobRecord
+        job = self.state.get_job(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}; GET /v1/index lists the versions and their jobs")
+        return job
+
+    def cancel_job(self, actor: str, job_id: str):  # noqa: ANN201 - a JobRecord
+        job = self.jobs.cancel(job_id)
+        if job.state in ("queued", "running"):
+            self.audit.append("index.reindex_cancel", actor, job_id=job_id)
+        return job
+
+    def activate(self, actor: str, version: str | int, *, reason: str = "activate") -> dict:
+        """Make a ready version the active one (one switch, no rebuild); returns
+        ``{"active", "previous"}``. Refused while a reindex runs."""
+        from ragwall.service.reindex import enforce_retention
+
+        try:
+            number = parse_version(version)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        record = self.state.get_version(number)
+        if record is None:
+            raise NotFound(f"no index version {version_name(number)}; see GET /v1/index")
+        busy = self.jobs.running()
+        if busy:
+            raise Conflict(
+                f"reindex job {busy} is running; switch versions after it ends", job_id=busy
+            )
+        active = self.index.ensure_registry()
+        if record.id == active.id:
+            return {"active": version_name(record.id), "previous": version_name(record.id)}
+        if record.state != "ready":
+            raise Conflict(
+                f"version {version_name(number)} is {record.state}; only a ready version can be "
+                "activated"
+            )
+
+        def commit() -> None:
+            self.state.activate(number)
+            self.stores.point_alias(record.location)
+
+        self.index.switch(record, commit)
+        enforce_retention(self.jobs.context(self.index), self.settings.keep_versions)
+        self.audit.append(
+            "index.switch",
+            actor,
+            version=version_name(number),
+            previous=version_name(active.id),
+            reason=reason,
+        )
+        return {"active": version_name(number), "previous": version_name(active.id)}
+
+    def rollback(self, actor: str) -> dict:
+        """Activate the newest ready version older than the active one (instant, no rebuild)."""
+        active = self.index.ensure_registry()
+        older = [v for v in self.state.versions() if v.state == "ready" and v.id < active.id]
+        if not older:
+            raise Conflict(
+                f"no ready version older than {version_name(active.id)} to roll back to "
+                "(RAGWALL_KEEP_VERSIONS keeps how many)"
+            )
+        return self.activate(actor, older[-1].id, reason="rollback")
 
 
 def _same_source(a: Source, b: Source) -> bool:

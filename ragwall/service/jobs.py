@@ -1,0 +1,231 @@
+"""Background jobs (reindexes): start, track, cancel, and recover after a crash.
+
+Invariants:
+
+- **One reindex at a time.** A second start while one is queued or running is refused with the
+  running job's id; a start with an ``Idempotency-Key`` already used returns that job instead of
+  starting another (and refuses the key with other parameters).
+- **A job's row tells its truth.** ``queued`` → ``running`` → ``succeeded`` | ``failed`` |
+  ``cancelled``; progress is written at most once a second while it runs; a job whose process
+  died is found (its file lock is free) and marked ``failed`` on the next start.
+- **Every job is audited**: its start and its end (with the versions switched), under the actor
+  that started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ragwall.errors import ModelError, RagwallError
+from ragwall.ingest.state import JobRecord
+from ragwall.service.reindex import (
+    BuildContext,
+    JobCancelled,
+    Progress,
+    ReindexChanges,
+    build_and_switch,
+    job_lock,
+    lower_priority,
+    plan,
+    recover,
+)
+
+if TYPE_CHECKING:
+    from ragwall.service.core import Service
+    from ragwall.service.index import ActiveIndex
+
+log = logging.getLogger("ragwall.service.jobs")
+
+
+@dataclass
+class _Running:
+    thread: threading.Thread | None
+    cancel: threading.Event
+
+
+class JobRunner:
+    """Runs a service's jobs: in a background thread (HTTP) or in the caller's (the CLI)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+
+    def context(self, index: ActiveIndex) -> BuildContext:
+        s = self.service
+        return BuildContext(
+            s.settings, s.state, s.stores, index, s.writes, s.settings.data_dir / "locks"
+        )
+
+    def recover(self, index: ActiveIndex) -> None:
+        for job_id in recover(self.context(index)):
+            self.service.audit.append(
+                "index.job_failed", "ragwall", job_id=job_id, reason="interrupted"
+            )
+
+    def running(self) -> str | None:
+        """The id of the reindex that is queued or running, if any."""
+        for job in self.service.state.unfinished_jobs():
+            return job.id
+        return None
+
+    def start_reindex(
+        self,
+        actor: str,
+        changes: dict[str, Any] | ReindexChanges | None = None,
+        idempotency_key: str | None = None,
+        *,
+        background: bool = True,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> JobRecord:
+        """Validate, register and run a reindex; returns its job (finished, when not in the
+        background). Raises InvalidRequest (bad changes, a model that does not load) before any
+        work starts, and Conflict while another reindex runs."""
+        from ragwall.service.core import Conflict, InvalidRequest
+
+        svc = self.service
+        try:
+            parsed = (
+                changes
+                if isinstance(changes, ReindexChanges)
+                else ReindexChanges.model_validate(changes or {})
+            )
+            new_settings = plan(svc.settings, svc.index.ensure_registry(), parsed)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+            raise InvalidRequest(f"{where}: {first.get('msg')}") from exc
+        params = parsed.given()
+        if idempotency_key:
+            earlier = svc.state.job_by_key(idempotency_key)
+            if earlier is not None:
+                if earlier.params != params:
+                    raise Conflict(
+                        f"Idempotency-Key {idempotency_key!r} was used for job {earlier.id} with "
+                        "other settings; use a new key for a different reindex",
+                        job_id=earlier.id,
+                    )
+                return earlier
+        index = svc.index  # migrate/recover before anything else
+        try:
+            svc.encoder_for(new_settings.embedding_model)
+        except ModelError as exc:
+            raise InvalidRequest(f"embedding_model: {exc}") from exc
+        job_id = uuid.uuid4().hex[:16]
+        with self._lock:
+            busy = self.running()
+            if busy:
+                raise Conflict(
+                    f"reindex job {busy} is running; wait for it (GET /v1/jobs/{busy}) or "
+                    "cancel it (DELETE /v1/jobs/{id})",
+                    job_id=busy,
+                )
+            svc.state.add_job(
+                job_id, "reindex", actor, params, _now(), idempotency_key=idempotency_key
+            )
+            run = _Running(None, threading.Event())
+            self._running[job_id] = run
+        svc.audit.append("index.reindex_start", actor, job_id=job_id, changes=params)
+        lock = job_lock(svc.settings.data_dir / "locks", job_id)
+        lock.acquire()
+
+        def body() -> None:
+            try:
+                if background:
+                    lower_priority()
+                self._run(job_id, actor, index, new_settings, run.cancel, progress)
+            finally:
+                lock.release()
+                with self._lock:
+                    self._running.pop(job_id, None)
+
+        if background:
+            run.thread = threading.Thread(target=body, name=f"reindex-{job_id}", daemon=True)
+            run.thread.start()
+        else:
+            body()
+        return svc.state.get_job(job_id)  # type: ignore[return-value]
+
+    def _run(
+        self,
+        job_id: str,
+        actor: str,
+        index: ActiveIndex,
+        new_settings: Any,
+        cancel: threading.Event,
+        progress: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        state, audit = self.service.state, self.service.audit
+        state.update_job(job_id, state="running", started_at=_now())
+
+        def report(p: Progress) -> None:
+            snapshot = p.as_dict()
+            state.update_job(job_id, progress=snapshot)
+            if progress:
+                progress(snapshot)
+
+        try:
+            result = build_and_switch(self.context(index), job_id, new_settings, cancel, report)
+        except JobCancelled:
+            state.update_job(job_id, state="cancelled", finished_at=_now())
+            audit.append("index.reindex_cancelled", actor, job_id=job_id)
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, RagwallError) else f"{type(exc).__name__}: {exc}"
+            log.exception("reindex job %s failed", job_id)
+            state.update_job(job_id, state="failed", finished_at=_now(), error=message)
+            audit.append("index.reindex_failed", actor, job_id=job_id, error=message[:500])
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            state.update_job(job_id, state="succeeded", finished_at=_now(), result=result)
+            audit.append(
+                "index.switch",
+                actor,
+                job_id=job_id,
+                version=result["version"],
+                previous=result["previous"],
+                reason="reindex",
+                retired=result["retired"],
+            )
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Ask a running job to stop (it stops at its next document); a finished job is
+        returned as it is."""
+        from ragwall.service.core import NotFound
+
+        job = self.service.state.get_job(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        with self._lock:
+            run = self._running.get(job_id)
+        if run is not None:
+            run.cancel.set()
+        return job
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        with self._lock:
+            run = self._running.get(job_id)
+        if run is not None and run.thread is not None:
+            run.thread.join(timeout)
+
+    def close(self) -> None:
+        """Cancel running jobs and wait for them to clean up."""
+        with self._lock:
+            runs = list(self._running.values())
+        for run in runs:
+            run.cancel.set()
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(120)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

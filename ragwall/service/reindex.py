@@ -1,0 +1,506 @@
+"""A reindex: build a new index version beside the active one, catch up, check, switch.
+
+Protocol (each step leaves the active version untouched until the last one):
+
+1. Register the new version as ``building``, in its own shard folder or collection.
+2. Fill it. Where the chunks and vectors would come out the same (same embedding model, chunking,
+   BM25 and parsers: :func:`ragwall.ingest.pipeline.vectors_key`), carry the active version's
+   points over with their stored vectors and recompute only what changed (trust priors, the
+   detector's scores); then ingest every registered source into it, which parses and embeds
+   whatever was not carried (every document, when the vectors change) and drops what is gone.
+3. Replay, holding the service's write lock so that no ingest commits meanwhile: every document
+   the active version holds at that moment with other bytes than the new one (added or changed
+   during the build) is ingested into the new version, and every document removed from the
+   active version during the build is removed from the new one. No update is lost.
+4. Check: the new store's live points equal the registry's chunk count, and every source that
+   has documents in the active version has some in the new one.
+5. Switch (:meth:`ActiveIndex.switch`): the registry pointer (and a server's alias) and the
+   in-process handle change together; requests in flight finish on the old version.
+6. Retention: keep the newest ``RAGWALL_KEEP_VERSIONS`` versions that can serve (the active one
+   included); delete the others' data.
+
+A failure or a cancel at any step before 5 marks the version ``failed`` and deletes its data; a
+crash leaves it ``building`` with its job ``running``, which :func:`recover` turns into
+``failed`` on the next start (the job's file lock tells a dead job from a live one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragwall.defend.detect import Signals, content_trust
+from ragwall.errors import RagwallError
+from ragwall.ingest.pipeline import (
+    PIPELINE_FIELDS,
+    Ingester,
+    detector_fingerprint,
+    pipeline_config,
+    pipeline_fingerprint,
+    vectors_key,
+)
+from ragwall.ingest.sources import Source
+from ragwall.ingest.state import DocumentRecord, State, VersionRecord
+from ragwall.payload import LIVE, Key
+from ragwall.retrieval.store import Filter, Match, PointIn, Store, Stores, version_location
+from ragwall.service.index import (
+    ENVIRONMENT,
+    ActiveIndex,
+    IndexHandle,
+    version_name,
+    version_settings,
+)
+from ragwall.settings import Settings
+
+log = logging.getLogger("ragwall.service.reindex")
+
+SCROLL_PAGE = 512
+PROGRESS_EVERY_S = 1.0
+
+
+class ReindexChanges(BaseModel):
+    """Settings a reindex may change (the body of ``POST /v1/index/reindex``); any other key is
+    refused. Unset fields keep the environment's value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_model: str | None = Field(
+        default=None, description="A Hugging Face model id or a local sentence-transformers folder."
+    )
+    chunk_max_tokens: int | None = None
+    chunk_overlap_tokens: int | None = None
+    chunk_max_chars: int | None = None
+    chunk_new_after_chars: int | None = None
+    chunk_combine_under_chars: int | None = None
+    bm25_k1: float | None = None
+    bm25_b: float | None = None
+    injection_model: str | None = Field(
+        default=None, description="An injection model folder, or `none` for the rules alone."
+    )
+    injection_threshold: float | None = None
+    trust_priors: dict[str, float] | None = None
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class JobCancelled(RagwallError):
+    """The job was cancelled (``DELETE /v1/jobs/{id}``)."""
+
+
+class ReindexCheckFailed(RagwallError):
+    """The new version does not match the registry; it was not activated."""
+
+
+@dataclass
+class Progress:
+    """What a running job has done; ``as_dict`` adds elapsed seconds and an ETA."""
+
+    documents_done: int = 0
+    documents_total: int = 0
+    chunks: int = 0
+    reused_vectors: int = 0
+    stage: str = "queued"
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        eta = None
+        if 0 < self.documents_done < self.documents_total:
+            eta = round(
+                elapsed / self.documents_done * (self.documents_total - self.documents_done), 1
+            )
+        return {
+            "stage": self.stage,
+            "documents_done": self.documents_done,
+            "documents_total": self.documents_total,
+            "chunks": self.chunks,
+            "reused_vectors": self.reused_vectors,
+            "elapsed_s": round(elapsed, 1),
+            "eta_s": 0.0 if self.stage == "done" else eta,
+        }
+
+
+@dataclass
+class BuildContext:
+    """What a build needs from the service."""
+
+    settings: Settings  # the environment's
+    state: State
+    stores: Stores
+    active: ActiveIndex
+    write_lock: Any  # the service's ingest/replay lock (``exclusive()`` context)
+    locks_dir: Path
+
+
+def job_lock(locks_dir: Path, job_id: str) -> FileLock:
+    """Held while a job runs; a job whose lock is free is dead (its process is gone)."""
+    locks_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(locks_dir / f"job-{job_id}.lock"), thread_local=False)
+
+
+def lower_priority() -> None:
+    """Run the calling thread (and the parser processes it starts) at a lower CPU priority, so
+    requests stay responsive beside a build (Linux: niceness is per thread)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not permitted
+        log.debug("could not lower the build's priority")
+
+
+def recover(ctx: BuildContext) -> list[str]:
+    """Mark jobs whose process died ``failed`` and delete their unfinished versions' data.
+    Returns the ids of the jobs marked failed."""
+    now = datetime.now(UTC).isoformat()
+    dead = []
+    for job in ctx.state.unfinished_jobs():
+        lock = job_lock(ctx.locks_dir, job.id)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # alive in another thread or process
+        try:
+            ctx.state.update_job(
+                job.id,
+                state="failed",
+                finished_at=now,
+                error="interrupted: the process running the job stopped (crash or kill); the "
+                "active version was not changed. Start a new reindex.",
+            )
+            dead.append(job.id)
+        finally:
+            lock.release()
+    live_jobs = {j.id for j in ctx.state.unfinished_jobs()}
+    for record in ctx.state.versions():
+        if record.state == "building" and record.job_id not in live_jobs:
+            ctx.stores.drop(record.location)
+            ctx.state.drop_documents(version=record.id)
+            ctx.state.set_version_state(
+                record.id, "failed", now, "interrupted while building; its data was deleted"
+            )
+    return dead
+
+
+def build_and_switch(
+    ctx: BuildContext,
+    job_id: str,
+    new_settings: Settings,
+    cancel: threading.Event,
+    report: Callable[[Progress], None],
+    sources: list[Source] | None = None,
+) -> dict[str, Any]:
+    """Run the protocol above; returns the job's result. Raises on failure (the version is then
+    ``failed`` and its data deleted) and :class:`JobCancelled` when ``cancel`` is set."""
+    state, stores = ctx.state, ctx.stores
+    progress = Progress(stage="starting")
+    started = time.monotonic()
+    last_report = [0.0]
+
+    def tick(force: bool = False) -> None:
+        if cancel.is_set():
+            raise JobCancelled("cancelled")
+        now = time.monotonic()
+        if force or now - last_report[0] >= PROGRESS_EVERY_S:
+            last_report[0] = now
+            report(progress)
+
+    config = version_config(new_settings, ctx.settings)
+    number = max((v.id for v in state.versions()), default=0) + 1
+    location = version_location(new_settings, number)
+    stores.drop(location)  # leftovers of an attempt whose cleanup failed
+    number = state.add_version(
+        "building",
+        location,
+        config,
+        pipeline_fingerprint(new_settings),
+        datetime.now(UTC).isoformat(),
+        job_id=job_id,
+        version=number,
+    )
+    record = state.get_version(number)
+    assert record is not None
+    encoder = ctx.active.encoder_for(new_settings.embedding_model)
+    store: Store | None = None
+    try:
+        store = stores.open(location, encoder.dim)
+        ingester = Ingester(new_settings, state, store, encoder, number)
+        sources = sources if sources is not None else state.list_sources()
+        with ctx.active.lease() as active:
+            snapshot = state.document_hashes(version=active.version)
+            progress.documents_total = _count_files(sources, snapshot)
+            same_vectors = vectors_key(config) == vectors_key(active.record.config)
+            if same_vectors:
+                progress.stage = "carrying vectors"
+                tick(force=True)
+                _carry(active, ingester, sources, progress, tick)
+        progress.stage = "ingesting"
+        tick(force=True)
+        for source in sources:
+            base = progress.documents_done
+
+            def on_doc(_stage: str, done: int, _total: int, base: int = base) -> None:
+                progress.documents_done = base + done
+                tick()
+
+            rep = ingester.ingest(source, progress=on_doc)
+            progress.documents_done = base + rep.documents + len(rep.failed)
+            progress.chunks += rep.chunks
+        tick(force=True)
+
+        progress.stage = "replaying"
+        tick(force=True)
+        with ctx.write_lock.exclusive():
+            active_record = state.active_version()
+            assert active_record is not None
+            replayed = _replay(ingester, snapshot, active_record.id)
+            progress.stage = "checking"
+            _check(state, store, number, active_record.id)
+            store.flush()
+            previous = active_record.id
+
+            def commit() -> None:
+                state.activate(number)
+                state.set_version_state(number, "active", datetime.now(UTC).isoformat())
+                stores.point_alias(location)
+
+            ctx.active.switch(state.get_version(number), commit, store)  # type: ignore[arg-type]
+        store = None  # the active index owns it now
+        retired = enforce_retention(ctx, new_settings.keep_versions)
+        progress.stage = "done"
+        progress.documents_done = progress.documents_total
+        report(progress)
+        return {
+            "version": version_name(number),
+            "previous": version_name(previous),
+            "documents": sum(d for d, _ in state.version_counts(version=number).values()),
+            "chunks": sum(c for _, c in state.version_counts(version=number).values()),
+            "reused_vectors": progress.reused_vectors,
+            "replayed": replayed,
+            "retired": [version_name(v) for v in retired],
+            "seconds": round(time.monotonic() - started, 2),
+        }
+    except BaseException as exc:
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                log.exception("closing the failed version's store")
+        stores.drop(location)
+        state.drop_documents(version=number)
+        reason = "cancelled" if isinstance(exc, JobCancelled) else f"{type(exc).__name__}: {exc}"
+        state.set_version_state(number, "failed", datetime.now(UTC).isoformat(), reason)
+        raise
+
+
+def _count_files(sources: list[Source], snapshot: dict[tuple[str, str], str]) -> int:
+    from ragwall.ingest.sources import iter_source_files
+
+    total = 0
+    for source in sources:
+        try:
+            total += sum(1 for _ in iter_source_files(source))
+        except RagwallError:
+            total += sum(1 for (sid, _uri) in snapshot if sid == source.id)
+    return total
+
+
+def _carry(
+    active: IndexHandle,
+    ingester: Ingester,
+    sources: list[Source],
+    progress: Progress,
+    tick: Callable[[], None],
+) -> None:
+    """Copy the active version's live points into the new one with their stored vectors;
+    recompute trust, and the detector's scores where the detector changed. Documents with text
+    hidden by their markup are left to the ingest (their hidden segments are not stored)."""
+    new_settings = ingester.settings
+    rescore = detector_fingerprint(new_settings) != detector_fingerprint(active.settings)
+    fingerprint = ingester.fingerprint
+    state, version = ingester.state, ingester.index_version
+    for source in sources:
+        records = state.documents(source.id, version=active.version)
+        if not records:
+            continue
+        by_doc: dict[str, list] = defaultdict(list)
+        offset: str | None = None
+        flt = Filter(must=(Match(Key.SOURCE_ID, source.id), Match(Key.STATE, LIVE)))
+        while True:
+            hits, offset = active.store.scroll(flt, SCROLL_PAGE, offset, with_vectors=True)
+            for hit in hits:
+                by_doc[hit.payload[Key.DOC_URI]].append(hit)
+            if offset is None:
+                break
+        prior = new_settings.trust_priors[source.trust_tier]
+        for uri, hits in by_doc.items():
+            rec = records.get(uri)
+            if rec is None or len(hits) != rec.chunks:
+                continue  # mid-write or unknown: the ingest redoes it
+            if rescore and any(h.payload.get(Key.HIDDEN_TEXT) for h in hits):
+                continue
+            hits.sort(key=lambda h: h.payload[Key.CHUNK_INDEX])
+            signals = (
+                ingester.detector.score_texts([h.payload[Key.TEXT] for h in hits])
+                if rescore
+                else [_stored_signals(h.payload) for h in hits]
+            )
+            points = []
+            for hit, sig in zip(hits, signals, strict=True):
+                payload = dict(hit.payload)
+                payload.update(
+                    {
+                        Key.TRUST_PRIOR: prior,
+                        Key.TRUST: content_trust(prior, sig, new_settings.injection_threshold),
+                        Key.INJECTION_SCORE: sig.injection_score,
+                        Key.INJECTION_REASONS: sig.injection_reasons,
+                        Key.INJECTION_SPAN: list(sig.injection_span)
+                        if sig.injection_span
+                        else None,
+                    }
+                )
+                points.append(PointIn(hit.id, hit.dense, hit.sparse, payload))
+            ingester.store.upsert(points)
+            state.put_document(
+                DocumentRecord(**{**rec.__dict__, "fingerprint": fingerprint}), version=version
+            )
+            progress.documents_done += 1
+            progress.reused_vectors += len(points)
+            progress.chunks += len(points)
+            tick()
+    ingester.store.optimize()
+    ingester.store.flush()
+
+
+def _stored_signals(payload: dict[str, Any]) -> Signals:
+    span = payload.get(Key.INJECTION_SPAN)
+    return Signals(
+        float(payload.get(Key.INJECTION_SCORE) or 0.0),
+        list(payload.get(Key.INJECTION_REASONS) or []),
+        bool(payload.get(Key.HIDDEN_TEXT)),
+        list(payload.get(Key.HIDDEN_REASONS) or []),
+        tuple(span) if span else None,
+    )
+
+
+def _replay(
+    ingester: Ingester, snapshot: dict[tuple[str, str], str], active_version: int
+) -> dict[str, int]:
+    """Bring the new version level with the active one's updates since the build began."""
+    state = ingester.state
+    final = state.document_hashes(version=active_version)
+    built = state.document_hashes(version=ingester.index_version)
+    registered = {s.id: s for s in state.list_sources()}
+    stale: dict[str, list[Path]] = defaultdict(list)
+    for key, sha in final.items():
+        if built.get(key) != sha and key[0] in registered:
+            stale[key[0]].append(Path(key[1]))
+    ingested = 0
+    for source_id, paths in stale.items():
+        rep = ingester.ingest(registered[source_id], paths=[p for p in paths if p.exists()])
+        ingested += rep.documents
+    removed = 0
+    for source_id, uri in set(snapshot) - set(final):
+        ingester.store.delete(
+            Filter(must=(Match(Key.SOURCE_ID, source_id), Match(Key.DOC_URI, uri)))
+        )
+        state.delete_document(source_id, uri, version=ingester.index_version)
+        removed += 1
+    gone_sources = {sid for sid, _ in state.document_hashes(version=ingester.index_version)}
+    for source_id in gone_sources - set(registered):
+        ingester.drop_source_chunks(source_id)
+    if removed:
+        ingester.store.optimize()
+    return {"ingested": ingested, "removed": removed}
+
+
+def _check(state: State, store: Store, version: int, active_version: int) -> None:
+    counts = state.version_counts(version=version)
+    expected = sum(c for _, c in counts.values())
+    live = store.count(Filter(must=(Match(Key.STATE, LIVE),)))
+    if live != expected:
+        raise ReindexCheckFailed(
+            f"the new version holds {live} live chunks but its registry lists {expected}; it was "
+            "not activated. Run the reindex again; if it repeats, report it."
+        )
+    missing = sorted(set(state.version_counts(version=active_version)) - set(counts))
+    if missing:
+        raise ReindexCheckFailed(
+            f"sources {missing} have documents in the active version but none in the new one "
+            "(their files unreadable now?); it was not activated. Check the job's sources, or "
+            "remove the sources first."
+        )
+
+
+def enforce_retention(ctx: BuildContext, keep: int) -> list[int]:
+    """Keep the newest ``keep`` versions that can serve (active included); delete the rest's
+    data and mark them ``retired``. Returns the versions retired."""
+    servable = [v for v in ctx.state.versions() if v.state in ("active", "ready")]
+    active = [v for v in servable if v.state == "active"]
+    ready = sorted((v for v in servable if v.state == "ready"), key=lambda v: v.id, reverse=True)
+    retire = ready[max(keep - len(active), 0) :]
+    now = datetime.now(UTC).isoformat()
+    for record in retire:
+        ctx.stores.drop(record.location)
+        ctx.state.drop_documents(version=record.id)
+        ctx.state.set_version_state(record.id, "retired", now)
+    return [r.id for r in retire]
+
+
+def environment_changes(settings: Settings, active: VersionRecord) -> dict[str, Any]:
+    """Pipeline settings the environment changed since ``active`` was built (it records the
+    environment it was built under)."""
+    env = pipeline_config(settings)
+    built_under = active.config.get(ENVIRONMENT, {})
+    return {k: env[k] for k in PIPELINE_FIELDS if k in built_under and env[k] != built_under[k]}
+
+
+def plan(
+    settings: Settings, active: VersionRecord, changes: ReindexChanges | dict[str, Any] | None
+) -> Settings:
+    """The settings a reindex builds with: the active version's, then what the environment
+    changed since that version was built, then ``changes`` (each validated like the
+    environment: a bad value raises pydantic's ValidationError). So a change made by an earlier
+    reindex's body stays, and an edited environment takes effect."""
+    given = (
+        changes.given()
+        if isinstance(changes, ReindexChanges)
+        else ReindexChanges.model_validate(changes or {}).given()
+    )
+    merged = version_settings(settings, active.config)
+    merged = version_settings(merged, environment_changes(settings, active))
+    return type(settings).model_validate({**merged.model_dump(), **given})
+
+
+def version_config(new_settings: Settings, environment: Settings) -> dict[str, Any]:
+    """What a version records: its pipeline settings, and the environment's at build time."""
+    env = pipeline_config(environment)
+    return {**pipeline_config(new_settings), ENVIRONMENT: {k: env[k] for k in PIPELINE_FIELDS}}
+
+
+def describe(record: VersionRecord, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """A version as ``GET /v1/index`` shows it."""
+    return {
+        "version": version_name(record.id),
+        "state": record.state,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+        "fingerprint": {
+            **{k: v for k, v in record.config.items() if k != ENVIRONMENT},
+            "id": record.fingerprint,
+        },
+        "documents": sum(d for d, _ in counts.values()),
+        "chunks": sum(c for _, c in counts.values()),
+        "job_id": record.job_id,
+        "error": record.error,
+    }
