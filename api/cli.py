@@ -645,5 +645,12 @@ def serve(
         svc.close()
 
 
+# `ragwall reindex` and `ragwall index …` live in their own module (it imports the helpers above).
+from ragwall.api.cli_index import index_app, reindex  # noqa: E402
+
+app.add_typer(index_app, name="index")
+app.command()(reindex)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

@@ -8,6 +8,7 @@ package ships, so no model hub is needed for it.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -187,8 +188,13 @@ class DenseEncoder:
                 f"{self.model_id!r} has no transformer layer {layer} to read states from"
             ) from exc
         captured: dict[str, torch.Tensor] = {}
+        # The model is shared: a query embedded by another thread (a request served beside an
+        # ingest or a reindex) runs through the same hooked layer. Only this pass is captured.
+        me = threading.get_ident()
 
         def keep(_module, _inputs, output) -> None:  # noqa: ANN001
+            if threading.get_ident() != me:
+                return
             captured["h"] = output[0] if isinstance(output, tuple) else output
             if not pool:
                 raise _StopPass

@@ -342,11 +342,11 @@ class Service:
         return source
 
     def list_sources(self) -> list[SourceSummary]:
-        out = []
-        for s in self.state.list_sources():
-            docs = self.state.documents(s.id)
-            out.append(SourceSummary(s, len(docs), sum(d.chunks for d in docs.values())))
-        return out
+        """The sources with what the active version holds of each (a registry read: it needs
+        neither the model nor the index, so it works beside a running server)."""
+        active = self.state.active_version()
+        counts = self.state.version_counts(version=active.id if active else 1)
+        return [SourceSummary(s, *counts.get(s.id, (0, 0))) for s in self.state.list_sources()]
 
     def remove_source(self, actor: str, source_id: str) -> int:
         """Delete a source and every chunk it contributed; returns how many chunks went."""
@@ -649,9 +649,12 @@ class Service:
     def index_info(self) -> dict[str, Any]:
         """The active version and every version the registry knows (newest first), with what
         the environment would change at the next reindex."""
+        from ragwall.service.index import ensure_registry
         from ragwall.service.reindex import describe, environment_changes
 
-        active = self.index.ensure_registry()
+        active = ensure_registry(
+            self.settings, self.state
+        )  # a registry read: works beside a server
         return {
             "active": version_name(active.id),
             "versions": [

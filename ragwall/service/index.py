@@ -17,7 +17,9 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +59,31 @@ def version_settings(base: Settings, config: dict[str, Any]) -> Settings:
     """``base`` with a version's recorded pipeline settings (validated like the environment)."""
     changes = {k: config[k] for k in PIPELINE_FIELDS if k in config}
     return type(base).model_validate({**base.model_dump(), **changes})
+
+
+def ensure_registry(settings: Settings, state: State) -> VersionRecord:
+    """The active version's record; on a data dir without versions, registers version 1 in the
+    pre-versions location (what an older release wrote becomes version 1 in place). A registry
+    write only: it opens no store."""
+    active = state.active_version()
+    if active is not None:
+        return active
+    if state.versions():
+        raise StoreError(
+            "no index version is active (a crash between two registry writes?); activate one "
+            "with `ragwall index activate V` (see `ragwall index list`)"
+        )
+    config = pipeline_config(settings)
+    with contextlib.suppress(sqlite3.IntegrityError):  # another process registered it first
+        state.add_version(
+            "active",
+            version_location(settings, 1),
+            {**config, ENVIRONMENT: {k: config[k] for k in PIPELINE_FIELDS}},
+            pipeline_fingerprint(settings),
+            datetime.now(UTC).isoformat(),
+            version=1,
+        )
+    return state.active_version()  # type: ignore[return-value]
 
 
 @dataclass(eq=False)
@@ -118,27 +145,7 @@ class ActiveIndex:
 
     # -- registry --------------------------------------------------------------------------
     def ensure_registry(self) -> VersionRecord:
-        """The active version's record; on a data dir without versions, registers version 1 in
-        the pre-versions location (what an older release wrote becomes version 1 in place)."""
-        active = self.state.active_version()
-        if active is not None:
-            return active
-        if self.state.versions():
-            raise StoreError(
-                "no index version is active (a crash between two registry writes?); activate one "
-                "with `ragwall index activate V` (see `ragwall index list`)"
-            )
-        s = self.settings
-        config = pipeline_config(s)
-        self.state.add_version(
-            "active",
-            version_location(s, 1),
-            {**config, ENVIRONMENT: {k: config[k] for k in PIPELINE_FIELDS}},
-            pipeline_fingerprint(s),
-            datetime.now(UTC).isoformat(),
-            version=1,
-        )
-        return self.state.active_version()  # type: ignore[return-value]
+        return ensure_registry(self.settings, self.state)
 
     # -- handles ---------------------------------------------------------------------------
     def open_handle(self, record: VersionRecord, store: Store | None = None) -> IndexHandle:

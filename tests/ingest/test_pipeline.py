@@ -131,7 +131,9 @@ def test_reingest_is_idempotent_and_incremental(ingester, tmp_path):
     removed = ingester.ingest(source)
     assert removed.removed == 1 and removed.documents == 0
     assert ingester.store.count(Filter(must=(Match("doc_name", "fake-email.eml"),))) == 0
-    assert "fake-email.eml" not in {r.split("/")[-1] for r in ingester.state.documents("kb")}
+    assert "fake-email.eml" not in {
+        r.split("/")[-1] for r in ingester.state.documents("kb", version=1)
+    }
 
 
 def test_failures_are_isolated_and_leave_nothing(ingester, tmp_path):

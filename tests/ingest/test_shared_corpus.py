@@ -47,6 +47,6 @@ def test_ingest_the_whole_shared_corpus(ingester):
     for f in report.failed:
         assert ingester.store.count(Filter(must=(Match("doc_uri", f.path),))) == 0
     assert ingester.store.count(Filter(must=(Match("state", "live"),))) == report.chunks
-    records = ingester.state.documents("docs")
+    records = ingester.state.documents("docs", version=1)
     assert len(records) == report.documents
     assert sum(r.chunks for r in records.values()) == report.chunks

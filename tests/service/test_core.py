@@ -167,11 +167,13 @@ def test_one_ingest_of_a_source_at_a_time(service):
 
 
 def test_a_locked_index_is_reported_before_the_model_loads(settings, tmp_path):
-    from ragwall.retrieval.edge_store import EdgeStore
+    from filelock import FileLock
 
     corpus = tmp_path / "kb"
     corpus.mkdir()
-    held = EdgeStore.acquire(settings.shard_path)  # as another process's server would
+    settings.data_dir.mkdir(parents=True)
+    held = FileLock(str(settings.data_dir / "index.lock"))  # as another process's server holds it
+    held.acquire(timeout=0)
     try:
         with Service(settings) as svc:
             svc.add_source("k1", "kb", str(corpus))

@@ -1,0 +1,267 @@
+"""``ragwall reindex`` and ``ragwall index …``: index versions from the command line.
+
+A reindex runs in this process on the embedded index, or, with ``--url``, as a job of a running
+server (which is how to reindex an embedded data dir that a server holds open).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ragwall.api.cli import _actor, _fail, _service, err, out
+from ragwall.errors import RagwallError, StoreLocked
+
+index_app = typer.Typer(help="List, activate and roll back index versions.", no_args_is_help=True)
+
+RESULT_FIELDS = ("version", "previous", "documents", "chunks", "reused_vectors", "seconds")
+POLL_S = 1.0
+
+
+def reindex(
+    embedding_model: Annotated[
+        str | None, typer.Option(help="Build the new version with this embedding model.")
+    ] = None,
+    chunk_max_tokens: Annotated[
+        int | None, typer.Option(help="Build the new version with this chunk size (tokens).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of a new version: re-process this source's documents in the active "
+            "version, unchanged files included (after a parser or detector change)."
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Send the job to a running server (e.g. http://127.0.0.1:8000)."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="An admin API key for --url (default: $RAGWALL_API_KEY).", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line: the new version's figures.")
+    ] = False,
+) -> None:
+    """Rebuild the index as a new version while the active one serves, then switch to it."""
+    changes = {
+        k: v
+        for k, v in {
+            "embedding_model": embedding_model,
+            "chunk_max_tokens": chunk_max_tokens,
+        }.items()
+        if v is not None
+    }
+    if source is not None:
+        if changes or url:
+            err.print(
+                "[red]error:[/red] --source re-processes one source; it takes no other option"
+            )
+            raise typer.Exit(2)
+        _reprocess(source, as_json)
+        return
+    if url:
+        result = _remote(url, key or os.environ.get("RAGWALL_API_KEY"), changes)
+    else:
+        result = _local(changes)
+    err.print(
+        f"index {result['version']} is active (was {result['previous']}): "
+        f"{result['documents']} documents, {result['chunks']} chunks, "
+        f"{result['reused_vectors']} vectors reused, {result['seconds']:.1f} s"
+    )
+    if as_json:
+        sys.stdout.write(json.dumps({k: result.get(k) for k in RESULT_FIELDS}) + "\n")
+        sys.stdout.flush()
+
+
+class _Bar:
+    """Job progress: a bar on a terminal, else a line every few seconds (for logs)."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every, self.last = every, 0.0
+        self.bar: Progress | None = None
+        if err.is_terminal:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self.task = self.bar.add_task("reindex", total=None)
+            self.bar.start()
+
+    def __call__(self, p: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.update(
+                self.task,
+                description=f"reindex: {p['stage']}",
+                completed=p["documents_done"],
+                total=p["documents_total"] or None,
+            )
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every or p["stage"] == "done":
+            self.last = now
+            eta = f", eta {p['eta_s']:.0f} s" if p.get("eta_s") else ""
+            print(
+                f"reindex {p['stage']}: {p['documents_done']}/{p['documents_total']} documents, "
+                f"{p['chunks']} chunks, {p['elapsed_s']:.0f} s{eta}",
+                file=err.file,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _local(changes: dict[str, Any]) -> dict[str, Any]:
+    bar = _Bar()
+    try:
+        with _service() as svc:
+            job = svc.reindex(_actor(), changes, progress=bar)
+    except StoreLocked as exc:
+        bar.close()
+        err.print(
+            f"[red]error:[/red] {exc}\nA running server holds this data dir: start the reindex "
+            "there, with `ragwall reindex --url http://HOST:PORT --key ADMIN_KEY` or "
+            "POST /v1/index/reindex."
+        )
+        raise typer.Exit(2) from exc
+    except RagwallError as exc:
+        bar.close()
+        raise _fail(exc) from exc
+    bar.close()
+    if job.state != "succeeded":
+        err.print(f"[red]error:[/red] reindex job {job.id} {job.state}: {job.error or ''}")
+        raise typer.Exit(1)
+    return job.result
+
+
+def _remote(url: str, key: str | None, changes: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    if not key:
+        err.print("[red]error:[/red] --url needs an admin key: --key or RAGWALL_API_KEY")
+        raise typer.Exit(2)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}
+    bar = _Bar()
+    try:
+        with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
+            started = client.post("/v1/index/reindex", json=changes)
+            if started.status_code != 202:
+                bar.close()
+                err.print(f"[red]error:[/red] the server refused: {_message(started)}")
+                raise typer.Exit(2)
+            job_id = started.json()["job_id"]
+            while True:
+                reply = client.get(f"/v1/jobs/{job_id}")
+                reply.raise_for_status()
+                job = reply.json()
+                if job.get("progress"):
+                    bar(job["progress"])
+                if job["state"] not in ("queued", "running"):
+                    break
+                time.sleep(POLL_S)
+    except httpx.HTTPError as exc:
+        bar.close()
+        err.print(f"[red]error:[/red] could not reach {url}: {exc}")
+        raise typer.Exit(2) from exc
+    bar.close()
+    if job["state"] != "succeeded":
+        err.print(
+            f"[red]error:[/red] reindex job {job_id} {job['state']}: {job.get('error') or ''}"
+        )
+        raise typer.Exit(1)
+    return job["result"]
+
+
+def _message(response: Any) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code} {response.text[:300]}"
+
+
+def _reprocess(source_id: str, as_json: bool) -> None:
+    with _service() as svc:
+        try:
+            report = svc.ingest(_actor(), source_id, force=True)
+        except RagwallError as exc:
+            raise _fail(exc) from exc
+    err.print(
+        f"{source_id}: {report.documents} documents re-processed, {report.chunks} chunks, "
+        f"{len(report.failed)} failed in {report.seconds:.1f} s"
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(report.summary()) + "\n")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@index_app.command("list")
+def index_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The index versions, newest first, and which one is active."""
+    with _service() as svc:
+        try:
+            info = svc.index_info()
+        except RagwallError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(info) + "\n")
+        return
+    table = Table("version", "state", "created", "documents", "chunks", "model", "chunk tokens")
+    for v in info["versions"]:
+        fp = v["fingerprint"]
+        table.add_row(
+            v["version"],
+            v["state"],
+            v["created_at"][:19],
+            str(v["documents"]),
+            str(v["chunks"]),
+            str(fp.get("embedding_model", "")),
+            str(fp.get("chunk_max_tokens", "")),
+        )
+    out.print(table)
+    if info["pending_changes"]:
+        err.print(
+            f"the environment changes {', '.join(info['pending_changes'])}: "
+            "`ragwall reindex` applies it"
+        )
+
+
+def _switch(call: str, *args: Any) -> None:
+    with _service() as svc:
+        try:
+            result = getattr(svc, call)(_actor(), *args)
+        except RagwallError as exc:
+            raise _fail(exc) from exc
+    out.print(f"index {result['active']} is active (was {result['previous']})")
+
+
+@index_app.command("activate")
+def index_activate(
+    version: Annotated[str, typer.Argument(help="A ready version: v3 or 3.")],
+) -> None:
+    """Make a ready version the active one (no rebuild)."""
+    _switch("activate", version)
+
+
+@index_app.command("rollback")
+def index_rollback() -> None:
+    """Make the previous ready version active again (no rebuild)."""
+    _switch("rollback")
