@@ -110,6 +110,11 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000, help="approximate corpus size")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--idle-requests", type=int, default=300)
+    parser.add_argument(
+        "--quiet-rebuild",
+        action="store_true",
+        help="also time a full reindex with no requests running (the build alone)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     args = parser.parse_args()
 
@@ -184,6 +189,22 @@ def main() -> None:
         full["non_2xx"] = sum(1 for r in rows if not 200 <= r[2] < 300)
         out["full_reindex"] = full
         print(f"full reindex: {full}", flush=True)
+
+        if args.quiet_rebuild:
+            job = _job(client, {"chunk_max_tokens": 180})
+            result = job["result"] or {}
+            quiet = {
+                "state": job["state"],
+                "chunks": result.get("chunks"),
+                "seconds": result.get("seconds"),
+            }
+            if result:
+                quiet["chunks_per_s"] = round(result["chunks"] / result["seconds"], 2)
+                quiet["ratio_to_first_ingest"] = round(
+                    quiet["chunks_per_s"] / first["chunks_per_s"], 3
+                )
+            out["full_reindex_no_requests"] = quiet
+            print(f"full reindex, no requests: {quiet}", flush=True)
 
         # 4. Trust priors only: vectors reused.
         priors = {"verified": 1.0, "internal": 0.75, "external": 0.5, "untrusted": 0.2}

@@ -134,8 +134,16 @@ class EdgeStore:
         milliseconds, not after the model's seconds of loading.
         """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission, a full disk
+            raise StoreError(
+                f"could not create the embedded index at {path}: {exc}. Check the disk and the "
+                "data dir's permissions."
+            ) from exc
+        # Not thread-local: a shard opened by one thread (a request) may be closed by another
+        # (the switch that retires its index version), and the release must take.
+        lock = FileLock(str(path) + ".lock", thread_local=False)
         try:
             lock.acquire(timeout=0)
         except Timeout as exc:

@@ -281,7 +281,7 @@ def test_a_store_error_fails_the_job_and_leaves_the_active_version(service):
     blocker = Path(svc.stores.settings.shard_path.with_name("ragwall__v2"))
     blocker.write_text("not a shard")  # the new version's shard cannot be created here
     job = svc.reindex("admin", {"chunk_max_tokens": 100})
-    assert job.state == "failed" and "could not open the embedded index" in job.error
+    assert job.state == "failed" and "the embedded index at" in job.error
     assert svc.state.get_version(2).state == "failed"
     assert svc.index_info()["active"] == "v1" and _results(svc) == before
     failed = [r for r in _records(svc) if r["action"] == "index.reindex_failed"]
