@@ -10,8 +10,8 @@ removes stale pending chunks and redoes the document.
 from __future__ import annotations
 
 import hashlib
-import json
 import itertools
+import json
 import multiprocessing
 import time
 import uuid
@@ -191,6 +191,7 @@ class Ingester:
         self.model_path = resolve_model_path(settings.embedding_model)
         self.detector = make_detector(settings, encoder)
         self._optimized_at = 0
+        self.current: IngestReport | None = None
 
     # -- public ----------------------------------------------------------------------------
     def ingest(
@@ -208,6 +209,7 @@ class Ingester:
         """
         started = datetime.now(UTC)
         report = IngestReport(run_id=uuid.uuid4().hex[:16], source_id=source.id)
+        self.current = report  # what the run has done so far (for progress)
         self._optimized_at = 0
         self.state.start_run(report.run_id, source.id, started.isoformat())
         full_scan = paths is None
@@ -359,13 +361,17 @@ class Ingester:
                     report.notes += [Note(uri, note) for note in result.get("notes", ())]
                     buffer.append(_Pending(path, sha, size, result))
                     buffered_chunks += len(result["chunks"])
-                if buffered_chunks >= s.embed_buffer_chunks:
-                    self._flush(source, buffer, report)
-                    buffer, buffered_chunks = [], 0
                 done += 1
                 if progress:
                     progress("ingest", done, len(todo))
+                if buffered_chunks >= s.embed_buffer_chunks:
+                    self._flush(source, buffer, report)
+                    buffer, buffered_chunks = [], 0
+                    if progress:  # chunks written: ``self.current.chunks`` moved
+                        progress("write", done, len(todo))
             self._flush(source, buffer, report)
+            if progress:
+                progress("write", done, len(todo))
 
     def _forget(self, source_id: str, uri: str) -> None:
         """A document that now fails leaves nothing of itself in the index."""

@@ -694,7 +694,7 @@ class Service:
         job = self.state.get_job(job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r}; GET /v1/index lists the versions and their jobs")
-        return job
+        return self.jobs.live(job)
 
     def cancel_job(self, actor: str, job_id: str):  # noqa: ANN201 - a JobRecord
         job = self.jobs.cancel(job_id)
@@ -729,10 +729,11 @@ class Service:
             )
 
         def commit() -> None:
-            self.state.activate(number)
             self.stores.point_alias(record.location)
+            self.state.activate(number)
 
-        self.index.switch(record, commit)
+        with self.writes.exclusive():  # no ingest is writing to the version being retired
+            self.index.switch(record, commit)
         enforce_retention(self.jobs.context(self.index), self.settings.keep_versions)
         self.audit.append(
             "index.switch",

@@ -223,7 +223,10 @@ class ActiveIndex:
                 old.leases,
                 DRAIN_TIMEOUT_S,
             )
-        old.store.close()
+        try:
+            old.store.close()
+        except Exception:  # the switch is done; a failed close must not undo it
+            log.exception("closing version %s after the switch", old.name)
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import uuid
@@ -49,6 +50,7 @@ log = logging.getLogger("ragwall.service.jobs")
 class _Running:
     thread: threading.Thread | None
     cancel: threading.Event
+    progress: Progress | None = None  # live: elapsed and ETA computed when read
 
 
 class JobRunner:
@@ -167,6 +169,9 @@ class JobRunner:
         state.update_job(job_id, state="running", started_at=_now())
 
         def report(p: Progress) -> None:
+            with self._lock:
+                if job_id in self._running:
+                    self._running[job_id].progress = p
             snapshot = p.as_dict()
             state.update_job(job_id, progress=snapshot)
             if progress:
@@ -195,6 +200,16 @@ class JobRunner:
                 reason="reindex",
                 retired=result["retired"],
             )
+
+    def live(self, job: JobRecord) -> JobRecord:
+        """``job`` with its progress as of now, when it runs in this process (the stored one
+        is written at most once a second and not during a long embedding batch)."""
+        with self._lock:
+            run = self._running.get(job.id)
+            current = run.progress if run else None
+        if current is None or job.state not in ("queued", "running"):
+            return job
+        return dataclasses.replace(job, progress=current.as_dict())
 
     def cancel(self, job_id: str) -> JobRecord:
         """Ask a running job to stop (it stops at its next document); a finished job is

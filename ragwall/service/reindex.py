@@ -232,6 +232,7 @@ def build_and_switch(
     assert record is not None
     encoder = ctx.active.encoder_for(new_settings.embedding_model)
     store: Store | None = None
+    switched: list[bool] = []
     try:
         store = stores.open(location, encoder.dim)
         ingester = Ingester(new_settings, state, store, encoder, number)
@@ -247,15 +248,19 @@ def build_and_switch(
         progress.stage = "ingesting"
         tick(force=True)
         for source in sources:
-            base = progress.documents_done
+            base, chunks_base = progress.documents_done, progress.chunks
 
-            def on_doc(_stage: str, done: int, _total: int, base: int = base) -> None:
+            def on_doc(
+                _stage: str, done: int, _total: int, base: int = base, chunks: int = chunks_base
+            ) -> None:
+                written = ingester.current.chunks if ingester.current else 0
                 progress.documents_done = base + done
+                progress.chunks = chunks + written
                 tick()
 
             rep = ingester.ingest(source, progress=on_doc)
             progress.documents_done = base + rep.documents + len(rep.failed)
-            progress.chunks += rep.chunks
+            progress.chunks = chunks_base + rep.chunks
         tick(force=True)
 
         progress.stage = "replaying"
@@ -270,9 +275,10 @@ def build_and_switch(
             previous = active_record.id
 
             def commit() -> None:
+                stores.point_alias(location)
                 state.activate(number)
                 state.set_version_state(number, "active", datetime.now(UTC).isoformat())
-                stores.point_alias(location)
+                switched.append(True)
 
             ctx.active.switch(state.get_version(number), commit, store)  # type: ignore[arg-type]
         store = None  # the active index owns it now
@@ -291,6 +297,8 @@ def build_and_switch(
             "seconds": round(time.monotonic() - started, 2),
         }
     except BaseException as exc:
+        if switched:  # the new version is active: never delete it
+            raise
         if store is not None:
             try:
                 store.close()

@@ -232,6 +232,8 @@ def test_cli_beside_a_running_server(served):
     local = _cli(env, "reindex")
     assert local.returncode == 2
     assert "--url" in local.stderr and "open in another process" in local.stderr
+    listed = _cli(env, "index", "list", "--json")  # a registry read: works beside the server
+    assert listed.returncode == 0 and json.loads(listed.stdout)["active"] == "v1"
     key = admin["Authorization"].removeprefix("Bearer ")
     remote = _cli(
         env, "reindex", "--url", server.url, "--key", key, "--chunk-max-tokens", "90", "--json"

@@ -288,3 +288,13 @@ def test_a_store_error_fails_the_job_and_leaves_the_active_version(service):
     assert len(failed) == 1 and failed[0]["job_id"] == job.id
     blocker.unlink()
     assert svc.reindex("admin", {"chunk_max_tokens": 100}).result["version"] == "v3"
+
+
+def test_force_reprocesses_unchanged_documents_in_the_active_version(service):
+    svc, _ = service
+    assert svc.ingest("admin", "kb").unchanged == 3
+    forced = svc.ingest("admin", "kb", force=True)
+    assert (forced.documents, forced.unchanged) == (3, 0) and forced.chunks > 0
+    last = _records(svc)[-1]
+    assert (last["action"], last["force"], last["index_version"]) == ("source.ingest", True, "v1")
+    assert len(svc.state.versions()) == 1  # no new version: the active one, document by document
