@@ -123,6 +123,10 @@ class JobRunner:
             raise InvalidRequest(f"embedding_model: {exc}") from exc
         job_id = uuid.uuid4().hex[:16]
         with self._lock:
+            if idempotency_key:  # a retry that raced the first call: that call's job
+                earlier = svc.state.job_by_key(idempotency_key)
+                if earlier is not None and earlier.params == params:
+                    return earlier
             busy = self.running()
             if busy:
                 raise Conflict(
