@@ -272,9 +272,7 @@ class Ingester:
 
     def remove_source(self, source_id: str) -> int:
         """Delete every chunk and record of a source; returns how many chunks went."""
-        flt = Filter(must=(Match(Key.SOURCE_ID, source_id),))
-        n = self.store.count(flt)
-        self.store.delete(flt)
+        n = self.drop_source_chunks(source_id)
         self.state.remove_source(source_id)
         return n
 

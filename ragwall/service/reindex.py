@@ -198,7 +198,6 @@ def build_and_switch(
     new_settings: Settings,
     cancel: threading.Event,
     report: Callable[[Progress], None],
-    sources: list[Source] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol above; returns the job's result. Raises on failure (the version is then
     ``failed`` and its data deleted) and :class:`JobCancelled` when ``cancel`` is set."""
@@ -228,15 +227,13 @@ def build_and_switch(
         job_id=job_id,
         version=number,
     )
-    record = state.get_version(number)
-    assert record is not None
     encoder = ctx.active.encoder_for(new_settings.embedding_model)
     store: Store | None = None
     switched: list[bool] = []
     try:
         store = stores.open(location, encoder.dim)
         ingester = Ingester(new_settings, state, store, encoder, number)
-        sources = sources if sources is not None else state.list_sources()
+        sources = state.list_sources()
         with ctx.active.lease() as active:
             snapshot = state.document_hashes(version=active.version)
             progress.documents_total = _count_files(sources, snapshot)
