@@ -651,6 +651,9 @@ from ragwall.api.cli_index import index_app, reindex  # noqa: E402
 app.add_typer(index_app, name="index")
 app.command()(reindex)
 
+# `ragwall eval snapshot` and `ragwall eval drift` register themselves on eval_app.
+from ragwall.api import cli_drift  # noqa: E402, F401
+
 
 def main() -> None:  # pragma: no cover - console entry
     app()

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -53,9 +54,29 @@ def reindex(
     as_json: Annotated[
         bool, typer.Option("--json", help="End with one JSON line: the new version's figures.")
     ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(help="Re-embed every document, even where stored vectors could be reused."),
+    ] = False,
+    gate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Gate the switch on a drift comparison over these queries (one per line, or "
+            "BEIR queries.jsonl); a failing gate leaves the new version ready, not active."
+        ),
+    ] = None,
+    qrels: Annotated[Path | None, typer.Option(help="Qrels for the gate's queries.")] = None,
+    top_k: Annotated[int, typer.Option(help="The gate's depth.")] = 10,
+    max_ndcg_drop: Annotated[float | None, typer.Option(help="Gate: see `eval drift`.")] = None,
+    min_mean_rbo: Annotated[float | None, typer.Option(help="Gate: see `eval drift`.")] = None,
+    max_new_source_share: Annotated[
+        float | None, typer.Option(help="Gate: see `eval drift`.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Gate: significance level.")] = 0.05,
+    force: Annotated[bool, typer.Option(help="Switch even if the gate fails (audited).")] = False,
 ) -> None:
     """Rebuild the index as a new version while the active one serves, then switch to it."""
-    changes = {
+    changes: dict[str, Any] = {
         k: v
         for k, v in {
             "embedding_model": embedding_model,
@@ -63,6 +84,19 @@ def reindex(
         }.items()
         if v is not None
     }
+    if rebuild:
+        changes["rebuild"] = True
+    if force:
+        changes["force"] = True
+    if gate is not None:
+        changes["gate"] = _gate_body(
+            gate, qrels, top_k, max_ndcg_drop, min_mean_rbo, max_new_source_share, alpha
+        )
+    elif qrels is not None or any(
+        g is not None for g in (max_ndcg_drop, min_mean_rbo, max_new_source_share)
+    ):
+        err.print("[red]error:[/red] --qrels and the gate thresholds need --gate FILE")
+        raise typer.Exit(2)
     if source is not None:
         if changes or url:
             err.print(
@@ -75,6 +109,8 @@ def reindex(
         result = _remote(url, key or os.environ.get("RAGWALL_API_KEY"), changes)
     else:
         result = _local(changes)
+    if "gate" in result:
+        _print_gate(result)
     err.print(
         f"index {result['version']} is active (was {result['previous']}): "
         f"{result['documents']} documents, {result['chunks']} chunks, "
@@ -83,6 +119,44 @@ def reindex(
     if as_json:
         sys.stdout.write(json.dumps({k: result.get(k) for k in RESULT_FIELDS}) + "\n")
         sys.stdout.flush()
+
+
+def _gate_body(
+    queries: Path,
+    qrels: Path | None,
+    top_k: int,
+    max_ndcg_drop: float | None,
+    min_mean_rbo: float | None,
+    max_new_source_share: float | None,
+    alpha: float,
+) -> dict[str, Any]:
+    """The gate as a request body: the query file read here (the server never reads paths)."""
+    from ragwall.eval.queries import load_query_set
+
+    try:
+        found = load_query_set(queries=queries, qrels=qrels)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    return {
+        "queries": found.queries,
+        "qrels": found.qrels,
+        "top_k": top_k,
+        "max_ndcg_drop": max_ndcg_drop,
+        "min_mean_rbo": min_mean_rbo,
+        "max_new_source_share": max_new_source_share,
+        "alpha": alpha,
+    }
+
+
+def _print_gate(result: dict[str, Any]) -> None:
+    gate = result["gate"]
+    for name, g in gate["gates"].items():
+        mark = "pass" if g["passed"] else "[red]FAIL[/red]"
+        err.print(f"gate {name}: {g.get('value')} (threshold {g['threshold']}) {mark}")
+    if gate.get("report"):
+        err.print(f"drift report: {gate['report']}")
+    if result.get("forced"):
+        err.print("[yellow]the gate failed; --force switched anyway (audited)[/yellow]")
 
 
 class _Bar:
@@ -146,6 +220,8 @@ def _local(changes: dict[str, Any]) -> dict[str, Any]:
         raise _fail(exc) from exc
     bar.close()
     if job.state != "succeeded":
+        if job.result and "gate" in job.result:
+            _print_gate(job.result)
         err.print(f"[red]error:[/red] reindex job {job.id} {job.state}: {job.error or ''}")
         raise typer.Exit(1)
     return job.result
@@ -182,6 +258,8 @@ def _remote(url: str, key: str | None, changes: dict[str, Any]) -> dict[str, Any
         raise typer.Exit(2) from exc
     bar.close()
     if job["state"] != "succeeded":
+        if job.get("result") and "gate" in job["result"]:
+            _print_gate(job["result"])
         err.print(
             f"[red]error:[/red] reindex job {job_id} {job['state']}: {job.get('error') or ''}"
         )

@@ -251,12 +251,16 @@ class IngestSummary(BaseModel):
 
 class JobProgress(BaseModel):
     stage: str
-    documents_done: int
-    documents_total: int
-    chunks: int
-    reused_vectors: int = Field(description="Chunks carried over with their stored vectors.")
-    elapsed_s: float
-    eta_s: float | None = Field(description="Seconds left, estimated from the pace so far.")
+    documents_done: int = 0
+    documents_total: int = 0
+    chunks: int = 0
+    reused_vectors: int = Field(
+        default=0, description="Chunks carried over with their stored vectors."
+    )
+    elapsed_s: float = 0.0
+    eta_s: float | None = Field(
+        default=None, description="Seconds left, estimated from the pace so far."
+    )
 
 
 class JobOut(BaseModel):
@@ -266,10 +270,16 @@ class JobOut(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
-    params: dict = Field(description="The settings the job changes.")
+    params: dict = Field(description="What the job was asked to do (a reindex's settings).")
+    report: str | None = Field(
+        default=None,
+        description="Where the job's drift report is (a drift job, a gated reindex).",
+    )
     progress: JobProgress | None
-    version: str | None = Field(description="The version it built and activated, on success.")
-    previous: str | None = Field(description="The version active before, on success.")
+    version: str | None = Field(
+        description="The version a reindex built (active on success; ready when its gate failed)."
+    )
+    previous: str | None = Field(description="The version active before it.")
     result: dict | None
     error: str | None
 

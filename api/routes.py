@@ -7,10 +7,10 @@ Handlers are plain module-level functions, importable and callable on their own 
 No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
 
 from ragwall.api.guard import ApiError, authenticate
 from ragwall.api.models import (
@@ -39,6 +39,7 @@ from ragwall.service import (
     RetrieveParams,
     Service,
 )
+from ragwall.service.drift import DriftRequest
 from ragwall.service.reindex import ReindexChanges
 
 
@@ -246,6 +247,7 @@ def _job_out(job) -> JobOut:  # noqa: ANN001 - a JobRecord
         previous=result.get("previous"),
         result=job.result,
         error=job.error,
+        report=f"/v1/jobs/{job.id}/report" if job.kind == "drift" or "gate" in result else None,
     )
 
 
@@ -285,6 +287,51 @@ def get_job(job_id: str, svc: SvcDep, who: Admin) -> JobOut:
         return _job_out(svc.job(job_id))
     except NotFound as exc:
         raise ApiError(404, "job_not_found", str(exc)) from exc
+
+
+@router.get(
+    "/v1/jobs/{job_id}/report",
+    tags=["eval"],
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+)
+def job_report(
+    job_id: str,
+    svc: SvcDep,
+    who: Admin,
+    format: Annotated[Literal["html", "json"], Query()] = "html",
+) -> FileResponse:
+    """A drift job's (or a gated reindex's) report: ``report.html`` with its plots, or
+    ``drift.json`` with ``?format=json``."""
+    name = "report.html" if format == "html" else "drift.json"
+    try:
+        path = svc.job_report(job_id, name)
+    except NotFound as exc:
+        raise ApiError(404, "report_not_found", str(exc)) from exc
+    media = "text/html; charset=utf-8" if format == "html" else "application/json"
+    headers = {"Cache-Control": "no-store"}
+    if format == "html":  # a report runs no script and loads nothing: say so to the browser
+        headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return FileResponse(path, media_type=media, headers=headers)
+
+
+@router.post("/v1/eval/drift", response_model=JobOut, status_code=202, tags=["eval"])
+def eval_drift(body: DriftRequest, svc: SvcDep, who: Admin) -> JSONResponse:
+    """Compare two index states (versions, or snapshots given in the body) on the body's queries,
+    as a background job: poll ``GET /v1/jobs/{id}``; the result is the comparison, and the report
+    is at ``GET /v1/jobs/{id}/report``. 404 for an unknown version; 409 while a job runs."""
+    try:
+        job = svc.start_drift(who.key_id, body)
+    except InvalidRequest as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from exc
+    except NotFound as exc:
+        raise ApiError(404, "version_not_found", str(exc)) from exc
+    except Conflict as exc:
+        raise ApiError(409, "job_running", str(exc), job_id=exc.job_id) from exc
+    return JSONResponse(
+        _job_out(job).model_dump(),
+        status_code=202,
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobOut, status_code=202, tags=["index"])

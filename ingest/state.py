@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,6 +83,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     source_id TEXT NOT NULL,
@@ -147,6 +152,17 @@ class State:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def index_id(self) -> str:
+        """This registry's identity (a random id made on first use): what tells one index's
+        snapshots from another's, whatever its collection is called."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'index_id'").fetchone()
+            if row is not None:
+                return str(row[0])
+            value = uuid.uuid4().hex
+            db.execute("INSERT INTO meta VALUES ('index_id', ?)", (value,))
+            return value
 
     # -- sources ---------------------------------------------------------------------------
     def add_source(self, source: Source) -> None:

@@ -40,9 +40,19 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     if not path.exists():
         raise DatasetError(f"{path} is missing")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            for n, row in enumerate(csv.DictReader(fh, delimiter="\t"), start=2):
+                try:
+                    qid, doc, score = row["query-id"], row["corpus-id"], int(row["score"])
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise DatasetError(
+                        f"{path}:{n}: not a qrels line (a header 'query-id corpus-id score', "
+                        f"then tab-separated rows with an integer score): {exc!r}"
+                    ) from exc
+                qrels.setdefault(str(qid), {})[str(doc)] = score
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
     return qrels
 
 

@@ -64,6 +64,8 @@ class Key:
     TRUST = "trust"
     TRUST_PRIOR = "trust_prior"
     CHUNK_INDEX = "chunk_index"
+    CHAR_START = "char_start"
+    CHAR_END = "char_end"
     INJECTION_SCORE = "injection_score"
     INJECTION_REASONS = "injection_reasons"
     INJECTION_SPAN = "injection_span"

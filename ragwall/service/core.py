@@ -690,6 +690,76 @@ class Service:
         """Run a reindex in this thread and return its finished job (the CLI's way)."""
         return self.jobs.start_reindex(actor, changes, background=False, progress=progress)
 
+    # -- drift evals ------------------------------------------------------------------------------
+    def snapshot(
+        self,
+        actor: str,
+        queries: Any,
+        top_k: int = 10,
+        version: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """A retrieval snapshot (``ragwall.eval.snapshot.Snapshot``) of ``version`` (the active
+        one when None) on a ``QuerySet``, through the real search path; audited once."""
+        from ragwall.service.drift import take_snapshot
+
+        snap = take_snapshot(self, queries, top_k, version, progress)
+        self.audit.append(
+            "eval.snapshot",
+            actor,
+            version=snap.index_version,
+            queries=len(snap.queries),
+            top_k=top_k,
+        )
+        return snap
+
+    def drift(
+        self,
+        actor: str,
+        queries: Any,
+        baseline: Any,
+        candidate: Any = None,
+        top_k: int = 10,
+        gates: Any = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Compare two sides (``ragwall.service.drift.Side``: a snapshot or a version; the
+        active version when ``candidate`` is None); returns the drift result; audited once."""
+        from ragwall.service.drift import Side, run_drift
+
+        result = run_drift(
+            self, queries, baseline, candidate or Side(), top_k, gates, progress=progress
+        )
+        self.audit.append(
+            "eval.drift",
+            actor,
+            baseline=result["baseline"]["index_version"],
+            candidate=result["candidate"]["index_version"],
+            queries=result["queries"],
+            verdict=result["verdict"],
+            gates={k: g["passed"] for k, g in result["gates"].items()},
+        )
+        return result
+
+    def start_drift(self, actor: str, request: Any):  # noqa: ANN201 - a JobRecord
+        """Start a drift comparison (a ``DriftRequest``) as a background job."""
+        return self.jobs.start_drift(actor, request)
+
+    def job_report(self, job_id: str, name: str = "report.html") -> Path:
+        """The file of a job's report (``report.html`` or ``drift.json``)."""
+        from ragwall.eval.drift_report import DRIFT_JSON, REPORT
+
+        self.job(job_id)  # NotFound for an unknown job
+        if name not in (REPORT, DRIFT_JSON):
+            raise InvalidRequest(f"a job's report is {REPORT} or {DRIFT_JSON}, not {name!r}")
+        path = self.jobs.reports_dir(job_id) / name
+        if not path.is_file():
+            raise NotFound(
+                f"job {job_id} has no report (yet): drift jobs and gated reindex jobs write one "
+                "when their comparison ends"
+            )
+        return path
+
     def job(self, job_id: str):  # noqa: ANN201 - a JobRecord
         job = self.state.get_job(job_id)
         if job is None:
@@ -745,9 +815,14 @@ class Service:
         return {"active": version_name(number), "previous": version_name(active.id)}
 
     def rollback(self, actor: str) -> dict:
-        """Activate the newest ready version older than the active one (instant, no rebuild)."""
+        """Activate the newest ready version older than the active one (instant, no rebuild),
+        passing over versions a drift gate rejected when another is there."""
         active = self.index.ensure_registry()
+        from ragwall.service.reindex import gate_rejected
+
         older = [v for v in self.state.versions() if v.state == "ready" and v.id < active.id]
+        # The previous good version, not one that a drift gate kept from being activated.
+        older = [v for v in older if not gate_rejected(v)] or older
         if not older:
             raise Conflict(
                 f"no ready version older than {version_name(active.id)} to roll back to "

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -29,6 +30,7 @@ from ragwall.errors import ModelError, RagwallError
 from ragwall.ingest.state import JobRecord
 from ragwall.service.reindex import (
     BuildContext,
+    GateFailed,
     JobCancelled,
     Progress,
     ReindexChanges,
@@ -79,6 +81,10 @@ class JobRunner:
             return job.id
         return None
 
+    def reports_dir(self, job_id: str) -> Path:
+        """Where a job's report (``report.html``, ``drift.json``) is kept."""
+        return self.service.settings.data_dir / "reports" / job_id
+
     def start_reindex(
         self,
         actor: str,
@@ -105,7 +111,11 @@ class JobRunner:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "body"
             raise InvalidRequest(f"{where}: {first.get('msg')}") from exc
-        params = parsed.given()
+        params = parsed.params()
+        try:  # bad gate input is refused before any work starts
+            gate_queries = parsed.gate.query_set() if parsed.gate else None
+        except RagwallError as exc:
+            raise InvalidRequest(f"gate: {exc}") from exc
         if idempotency_key:
             earlier = svc.state.job_by_key(idempotency_key)
             if earlier is not None:
@@ -147,7 +157,22 @@ class JobRunner:
             try:
                 if background:
                     lower_priority()
-                self._run(job_id, actor, index, new_settings, run.cancel, progress)
+                gate = (
+                    self._gate_check(job_id, parsed, gate_queries)
+                    if parsed.gate is not None and gate_queries is not None
+                    else None
+                )
+                self._run(
+                    job_id,
+                    actor,
+                    index,
+                    new_settings,
+                    run.cancel,
+                    progress,
+                    rebuild=parsed.rebuild,
+                    gate=gate,
+                    force=parsed.force,
+                )
             finally:
                 lock.release()
                 with self._lock:
@@ -168,6 +193,10 @@ class JobRunner:
         new_settings: Any,
         cancel: threading.Event,
         progress: Callable[[dict[str, Any]], None] | None,
+        *,
+        rebuild: bool = False,
+        gate: Any = None,
+        force: bool = False,
     ) -> None:
         state, audit = self.service.state, self.service.audit
         state.update_job(job_id, state="running", started_at=_now())
@@ -182,7 +211,27 @@ class JobRunner:
                 progress(snapshot)
 
         try:
-            result = build_and_switch(self.context(index), job_id, new_settings, cancel, report)
+            result = build_and_switch(
+                self.context(index),
+                job_id,
+                new_settings,
+                cancel,
+                report,
+                rebuild=rebuild,
+                gate=gate,
+                force=force,
+            )
+        except GateFailed as exc:
+            state.update_job(
+                job_id, state="failed", finished_at=_now(), error=str(exc), result=exc.result
+            )
+            audit.append(
+                "index.gate_failed",
+                actor,
+                job_id=job_id,
+                version=exc.result["version"],
+                gates=exc.result["gate"]["gates"],
+            )
         except JobCancelled:
             state.update_job(job_id, state="cancelled", finished_at=_now())
             audit.append("index.reindex_cancelled", actor, job_id=job_id)
@@ -195,6 +244,14 @@ class JobRunner:
                 raise
         else:
             state.update_job(job_id, state="succeeded", finished_at=_now(), result=result)
+            if result.get("forced"):
+                audit.append(
+                    "index.gate_override",
+                    actor,
+                    job_id=job_id,
+                    version=result["version"],
+                    gates=result["gate"]["gates"],
+                )
             audit.append(
                 "index.switch",
                 actor,
@@ -204,6 +261,122 @@ class JobRunner:
                 reason="reindex",
                 retired=result["retired"],
             )
+
+    def _gate_check(self, job_id: str, request: Any, queries: Any) -> Any:
+        """The reindex gate: the active version and the new one snapshotted on the gate's
+        queries and compared; the report is written with the job."""
+        from ragwall.eval.drift import compare
+        from ragwall.eval.drift_report import write_report
+        from ragwall.eval.embedding_drift import embedding_drift
+        from ragwall.service.drift import snapshot_with
+
+        svc, spec = self.service, request.gate
+
+        def check(store: Any, encoder: Any, record: Any) -> dict[str, Any]:
+            with svc.index.lease() as active:
+                base = snapshot_with(svc, active.searcher, active.record, queries, spec.top_k)
+                emb = embedding_drift(
+                    active.store, store, active.encoder.model_id, encoder.model_id
+                )
+            cand = snapshot_with(
+                svc, svc._make_searcher(store, encoder), record, queries, spec.top_k
+            )
+            result = compare(
+                base, cand, list(queries.queries), queries.qrels, spec.top_k, spec.gates(), emb
+            )
+            paths = write_report(result, self.reports_dir(job_id))
+            result["report"] = str(paths["html"])
+            return result
+
+        return check
+
+    def start_drift(self, actor: str, request: Any) -> JobRecord:
+        """Run a drift comparison (a ``DriftRequest``) as a background job; its result is the
+        comparison and its report is kept with it. Raises InvalidRequest for bad input and
+        NotFound for an unknown version before any work starts; Conflict while a job runs."""
+        from ragwall.datasets import DatasetError
+        from ragwall.eval.drift_report import write_report
+        from ragwall.eval.snapshot import select
+        from ragwall.service.core import Conflict, InvalidRequest, NotFound
+        from ragwall.service.drift import run_drift
+
+        svc = self.service
+        try:
+            queries = request.query_set()
+            baseline, candidate = request.sides()
+        except RagwallError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        for name, side in (("baseline", baseline), ("candidate", candidate)):
+            if side.version is not None and svc.state.get_version(side.version) is None:
+                raise NotFound(f"no index version v{side.version}; see GET /v1/index")
+            if side.snapshot is not None:
+                try:
+                    if side.snapshot.index_id != svc.state.index_id():
+                        raise InvalidRequest(
+                            f"the {name} snapshot was taken on another index (index "
+                            f"{side.snapshot.index_id[:8]}); compare snapshots of this one"
+                        )
+                    select(side.snapshot, list(queries.queries), name)
+                except DatasetError as exc:
+                    raise InvalidRequest(str(exc)) from exc
+        job_id = uuid.uuid4().hex[:16]
+        params = request.model_dump(exclude={"queries", "qrels", "baseline", "candidate"})
+        params |= {
+            "queries": len(queries.queries),
+            "baseline": baseline.describe(),
+            "candidate": candidate.describe(),
+        }
+        with self._lock:
+            busy = self.running()
+            if busy:
+                raise Conflict(
+                    f"job {busy} is running; start the comparison after it ends", job_id=busy
+                )
+            svc.state.add_job(job_id, "drift", actor, params, _now())
+            run = _Running(None, threading.Event())
+            self._running[job_id] = run
+        svc.audit.append("eval.drift_start", actor, job_id=job_id, params=params)
+        lock = job_lock(svc.settings.data_dir / "locks", job_id)
+        lock.acquire()
+
+        def body() -> None:
+            state = svc.state
+            try:
+                lower_priority()
+                state.update_job(job_id, state="running", started_at=_now())
+                result = run_drift(
+                    svc,
+                    queries,
+                    baseline,
+                    candidate,
+                    request.top_k,
+                    request.gates(),
+                    progress=lambda m: state.update_job(job_id, progress={"stage": m}),
+                )
+                write_report(result, self.reports_dir(job_id))
+                state.update_job(job_id, state="succeeded", finished_at=_now(), result=result)
+                svc.audit.append(
+                    "eval.drift",
+                    actor,
+                    job_id=job_id,
+                    verdict=result["verdict"],
+                    gates={k: g["passed"] for k, g in result["gates"].items()},
+                )
+            except Exception as exc:
+                message = (
+                    str(exc) if isinstance(exc, RagwallError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.exception("drift job %s failed", job_id)
+                state.update_job(job_id, state="failed", finished_at=_now(), error=message)
+                svc.audit.append("eval.drift_failed", actor, job_id=job_id, error=message[:500])
+            finally:
+                lock.release()
+                with self._lock:
+                    self._running.pop(job_id, None)
+
+        run.thread = threading.Thread(target=body, name=f"drift-{job_id}", daemon=True)
+        run.thread.start()
+        return svc.state.get_job(job_id)  # type: ignore[return-value]
 
     def live(self, job: JobRecord) -> JobRecord:
         """``job`` with its progress as of now, when it runs in this process (the stored one

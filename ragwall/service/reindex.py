@@ -54,6 +54,7 @@ from ragwall.ingest.sources import Source
 from ragwall.ingest.state import DocumentRecord, State, VersionRecord
 from ragwall.payload import LIVE, Key
 from ragwall.retrieval.store import Filter, Match, PointIn, Store, Stores, version_location
+from ragwall.service.drift import DriftGate
 from ragwall.service.index import (
     ENVIRONMENT,
     ActiveIndex,
@@ -66,6 +67,7 @@ from ragwall.settings import Settings
 log = logging.getLogger("ragwall.service.reindex")
 
 SCROLL_PAGE = 512
+GATE_REJECTED = "drift gate failed"  # how a gate-rejected version's note begins
 PROGRESS_EVERY_S = 1.0
 
 
@@ -90,9 +92,31 @@ class ReindexChanges(BaseModel):
     )
     injection_threshold: float | None = None
     trust_priors: dict[str, float] | None = None
+    rebuild: bool = Field(
+        default=False,
+        description="Re-parse and re-embed every document, even where the stored vectors could "
+        "be carried over (to check that a rebuild reproduces the index).",
+    )
+    gate: DriftGate | None = Field(
+        default=None,
+        description="Compare the new version with the active one on these queries before the "
+        "switch; a failing gate leaves the new version `ready`, not active.",
+    )
+    force: bool = Field(
+        default=False, description="Switch even when the gate fails (the override is audited)."
+    )
 
     def given(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+        """The pipeline settings this reindex changes."""
+        return self.model_dump(exclude_none=True, exclude=set(OPTIONS))
+
+    def params(self) -> dict[str, Any]:
+        """Everything asked for (settings and options): what a job records and an
+        ``Idempotency-Key`` is checked against."""
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
+
+
+OPTIONS = ("rebuild", "gate", "force")
 
 
 class JobCancelled(RagwallError):
@@ -101,6 +125,19 @@ class JobCancelled(RagwallError):
 
 class ReindexCheckFailed(RagwallError):
     """The new version does not match the registry; it was not activated."""
+
+
+class GateFailed(RagwallError):
+    """The drift gate failed: the new version is ``ready`` but not active; ``result`` holds the
+    job's result (the version, the gate's figures, the report)."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+#: A reindex gate: (the new version's store, its encoder, its record) -> the drift result.
+GateCheck = Callable[[Store, Any, VersionRecord], dict[str, Any]]
 
 
 @dataclass
@@ -198,9 +235,17 @@ def build_and_switch(
     new_settings: Settings,
     cancel: threading.Event,
     report: Callable[[Progress], None],
+    *,
+    rebuild: bool = False,
+    gate: GateCheck | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run the protocol above; returns the job's result. Raises on failure (the version is then
-    ``failed`` and its data deleted) and :class:`JobCancelled` when ``cancel`` is set."""
+    ``failed`` and its data deleted) and :class:`JobCancelled` when ``cancel`` is set.
+
+    ``rebuild`` re-embeds everything (no vectors carried). ``gate`` runs after the fill, before
+    the replay; when its verdict is ``fail`` (and not ``force``), the version is replayed,
+    checked and left ``ready``, and :class:`GateFailed` is raised."""
     state, stores = ctx.state, ctx.stores
     progress = Progress(stage="starting")
     started = time.monotonic()
@@ -230,6 +275,7 @@ def build_and_switch(
     encoder = ctx.active.encoder_for(new_settings.embedding_model)
     store: Store | None = None
     switched: list[bool] = []
+    kept: list[bool] = []  # left ready by a failing gate: never delete it
     try:
         store = stores.open(location, encoder.dim)
         ingester = Ingester(new_settings, state, store, encoder, number)
@@ -237,7 +283,7 @@ def build_and_switch(
         with ctx.active.lease() as active:
             snapshot = state.document_hashes(version=active.version)
             progress.documents_total = _count_files(sources, snapshot)
-            same_vectors = vectors_key(config) == vectors_key(active.record.config)
+            same_vectors = not rebuild and vectors_key(config) == vectors_key(active.record.config)
             if same_vectors:
                 progress.stage = "carrying vectors"
                 tick(force=True)
@@ -260,6 +306,15 @@ def build_and_switch(
             progress.chunks = chunks_base + rep.chunks
         tick(force=True)
 
+        drift = None
+        if gate is not None:
+            progress.stage = "gate"
+            tick(force=True)
+            store.flush()
+            drift = gate(store, encoder, state.get_version(number))  # type: ignore[arg-type]
+            tick(force=True)
+        gate_failed = drift is not None and drift["verdict"] == "fail"
+
         progress.stage = "replaying"
         tick(force=True)
         with ctx.write_lock.exclusive():
@@ -270,6 +325,29 @@ def build_and_switch(
             _check(state, store, number, active_record.id)
             store.flush()
             previous = active_record.id
+            if gate_failed and not force:
+                kept.append(True)
+                store.close()
+                store = None
+                failed = [n for n, g in drift["gates"].items() if not g["passed"]]  # type: ignore[index]
+                state.set_version_state(
+                    number,
+                    "ready",
+                    datetime.now(UTC).isoformat(),
+                    f"{GATE_REJECTED}: {', '.join(failed)} (job {job_id})",
+                )
+                raise GateFailed(
+                    f"the drift gate failed ({', '.join(failed)}); version "
+                    f"{version_name(number)} is ready but not active: read the job's report, "
+                    f"then activate it (`ragwall index activate {version_name(number)}`) or "
+                    "reindex with force",
+                    {
+                        "version": version_name(number),
+                        "previous": version_name(previous),
+                        "switched": False,
+                        "gate": _gate_summary(drift),  # type: ignore[arg-type]
+                    },
+                )
 
             def commit() -> None:
                 stores.point_alias(location)
@@ -292,9 +370,11 @@ def build_and_switch(
             "replayed": replayed,
             "retired": [version_name(v) for v in retired],
             "seconds": round(time.monotonic() - started, 2),
+            "switched": True,
+            **({"gate": _gate_summary(drift), "forced": gate_failed} if drift else {}),
         }
     except BaseException as exc:
-        if switched:  # the new version is active: never delete it
+        if switched or kept:  # the new version is active, or kept ready: never delete it
             raise
         if store is not None:
             try:
@@ -306,6 +386,12 @@ def build_and_switch(
         reason = "cancelled" if isinstance(exc, JobCancelled) else f"{type(exc).__name__}: {exc}"
         state.set_version_state(number, "failed", datetime.now(UTC).isoformat(), reason)
         raise
+
+
+def _gate_summary(drift: dict[str, Any]) -> dict[str, Any]:
+    """What a job's result keeps of its gate's comparison (the full one is in its report)."""
+    keep = ("queries", "rbo", "jaccard@k", "top1_changed", "ndcg@10", "gates", "verdict", "report")
+    return {k: drift[k] for k in keep if k in drift} | {"sources": drift["sources"][:5]}
 
 
 def _count_files(sources: list[Source], snapshot: dict[tuple[str, str], str]) -> int:
@@ -447,12 +533,23 @@ def _check(state: State, store: Store, version: int, active_version: int) -> Non
         )
 
 
+def gate_rejected(record: VersionRecord) -> bool:
+    """Whether a reindex's drift gate kept this version from being activated."""
+    return bool(record.error and record.error.startswith(GATE_REJECTED))
+
+
 def enforce_retention(ctx: BuildContext, keep: int) -> list[int]:
-    """Keep the newest ``keep`` versions that can serve (active included); delete the rest's
-    data and mark them ``retired``. Returns the versions retired."""
+    """Keep the newest ``keep`` versions that can serve (active included; a version its gate
+    rejected is retired before any other); delete the rest's data and mark them ``retired``.
+    Returns the versions retired."""
     servable = [v for v in ctx.state.versions() if v.state in ("active", "ready")]
     active = [v for v in servable if v.state == "active"]
-    ready = sorted((v for v in servable if v.state == "ready"), key=lambda v: v.id, reverse=True)
+    # A version whose gate rejected it goes first; among the rest, the oldest.
+    ready = sorted(
+        (v for v in servable if v.state == "ready"),
+        key=lambda v: (not gate_rejected(v), v.id),
+        reverse=True,
+    )
     retire = ready[max(keep - len(active), 0) :]
     now = datetime.now(UTC).isoformat()
     for record in retire:

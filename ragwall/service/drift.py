@@ -1,0 +1,294 @@
+"""Snapshots and drift comparisons of a live index, through the real search path.
+
+A snapshot runs each query as an unrestricted caller would (every access group; quarantined
+sources and documents excluded, as for every caller), with the server's ranking defaults: fused
+dense + BM25 in Qdrant, the reranker when it is on by default, the query-time defenses when they
+are on by default. It appends no per-query ``retrieve`` audit record; the snapshot or comparison
+is audited once by its caller.
+
+Invariants:
+
+- **A version is read only while it can serve** (``active`` or ``ready``): a retired or failed
+  version's data is gone, and opening its location would create an empty store.
+- **The active version is read under a lease**, so a switch during a snapshot waits for it; any
+  other version is opened for the comparison and closed after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragwall.datasets import DatasetError
+from ragwall.eval.drift import Gates, compare
+from ragwall.eval.embedding_drift import embedding_drift
+from ragwall.eval.queries import QuerySet, plain_query_id
+from ragwall.eval.snapshot import (
+    Snapshot,
+    SnapshotQuery,
+    hit_from,
+    load_snapshot,
+    parse_snapshot,
+)
+from ragwall.retrieval.search import HybridSearcher, SearchFilter, access_filter
+from ragwall.service.index import IndexHandle, parse_version, version_name
+
+if TYPE_CHECKING:
+    from ragwall.service.core import Service
+
+SERVING = ("active", "ready")
+CANDIDATES = 30  # per branch, as a retrieve's default (``RetrieveParams.candidates``)
+
+
+class DriftQueries(BaseModel):
+    """Queries, their judgements and the gates of a comparison, as a request body gives them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[str] | dict[str, str] = Field(
+        min_length=1,
+        description="Query texts, or {id: text}; a text's id is `q` + 12 hex digits of its "
+        "sha256 when only texts are given.",
+    )
+    qrels: dict[str, dict[str, int]] | None = Field(
+        default=None, description="{query id: {document id: grade}} (BEIR qrels), for nDCG."
+    )
+    top_k: int = Field(default=10, ge=1, le=100)
+    max_ndcg_drop: float | None = Field(default=None, ge=0)
+    min_mean_rbo: float | None = Field(default=None, ge=0, le=1)
+    max_new_source_share: float | None = Field(default=None, ge=0, le=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+
+    def query_set(self) -> QuerySet:
+        if isinstance(self.queries, dict):
+            queries = {str(k): v.strip() for k, v in self.queries.items()}
+        else:
+            queries = {plain_query_id(t.strip()): t.strip() for t in self.queries}
+        if any(not t for t in queries.values()):
+            raise DatasetError("queries: a query text is empty")
+        return QuerySet(queries, None, "the request's queries").with_qrels(self.qrels)
+
+    def gates(self) -> Gates:
+        return Gates(self.max_ndcg_drop, self.min_mean_rbo, self.max_new_source_share, self.alpha)
+
+
+class DriftGate(DriftQueries):
+    """A reindex's gate: the new version is compared with the active one on these queries."""
+
+
+class DriftRequest(DriftQueries):
+    """A drift comparison over HTTP (``POST /v1/eval/drift``)."""
+
+    baseline: str | dict[str, Any] = Field(
+        description="An index version (`v3`, `3`, `version 3`) or a snapshot object (the "
+        "JSON `ragwall eval snapshot` writes)."
+    )
+    candidate: str | dict[str, Any] | None = Field(
+        default=None, description="Likewise; the active version when omitted."
+    )
+
+    def sides(self) -> tuple[Side, Side]:
+        return _request_side(self.baseline, "baseline"), _request_side(self.candidate, "candidate")
+
+
+def _request_side(value: str | dict[str, Any] | None, name: str) -> Side:
+    """A request names a version or carries a snapshot, never a server path."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "active"):
+        return Side()
+    if isinstance(value, dict):
+        return Side(snapshot=parse_snapshot(value, f"{name} snapshot"))
+    text = value.strip()
+    if text.lower().startswith("version "):
+        text = text[8:]
+    try:
+        return Side(version=parse_version(text))
+    except ValueError as exc:
+        raise DatasetError(f"{name}: {exc}, or give a snapshot object") from exc
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a saved snapshot, an index version, or (neither) the active
+    version now."""
+
+    snapshot: Snapshot | None = None
+    version: int | None = None
+
+    def describe(self) -> str:
+        if self.snapshot is not None:
+            return f"snapshot of {self.snapshot.index_version}"
+        return version_name(self.version) if self.version else "the active version"
+
+
+def parse_side(text: str | None) -> Side:
+    """``SNAP.json`` (a file), ``version V`` / ``vN`` / ``N``, or ``active``/None."""
+    if text is None or text.strip().lower() in ("", "active"):
+        return Side()
+    value = text.strip()
+    words = value.split()
+    if len(words) == 2 and words[0].lower() == "version":
+        value = words[1]
+    try:
+        return Side(version=parse_version(value))
+    except ValueError:
+        pass
+    path = Path(text)
+    if not path.exists():
+        raise DatasetError(
+            f"{text!r} is neither a snapshot file nor an index version (write `version 3`, `v3`, "
+            "or the path of a file made by `ragwall eval snapshot`)"
+        )
+    return Side(snapshot=load_snapshot(path))
+
+
+@contextmanager
+def version_handle(svc: Service, version: int | None) -> Iterator[IndexHandle]:
+    """The handle of ``version`` (the active one when None) for the duration of the block."""
+    from ragwall.service.core import Conflict, NotFound
+
+    with svc.index.lease() as active:
+        if version is None or version == active.version:
+            yield active
+            return
+    record = svc.state.get_version(version)
+    if record is None:
+        raise NotFound(f"no index version {version_name(version)}; see `ragwall index list`")
+    if record.state not in SERVING:
+        raise Conflict(
+            f"version {version_name(version)} is {record.state}: its data is gone or incomplete; "
+            "only an active or ready version can be snapshotted"
+        )
+    handle = svc.index.open_handle(record)
+    try:
+        yield handle
+    finally:
+        handle.store.close()
+
+
+def ranking_settings(svc: Service) -> dict[str, Any]:
+    s = svc.settings
+    return {
+        "fusion": "rrf",
+        "rrf_k": s.rrf_k,
+        "candidates": CANDIDATES,
+        "rerank": bool(s.rerank_by_default and s.reranker_model),
+        "reranker_model": s.reranker_model if s.rerank_by_default else None,
+        "defenses": s.defenses_by_default,
+        "policy": s.default_policy if s.defenses_by_default else None,
+    }
+
+
+def snapshot_with(
+    svc: Service,
+    searcher: HybridSearcher,
+    record: Any,
+    queries: QuerySet,
+    top_k: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+) -> Snapshot:
+    """Run every query on ``searcher`` (a version's) and record what it returned.
+
+    Each query keeps ``3 * top_k`` chunks, so that documents (ranked at their best chunk) fill
+    the top k even when a document has several chunks in the list."""
+    if top_k < 1 or top_k > 100:
+        raise DatasetError("top_k must be between 1 and 100")
+    ranking = ranking_settings(svc)
+    depth = 3 * top_k
+    ranking["candidates"] = max(ranking["candidates"], depth)
+    ranking["depth"] = depth
+    blocked_sources, blocked_docs = svc.state.quarantined()
+    flt = access_filter(None, SearchFilter(), blocked_sources, blocked_docs)
+    defenses = svc.defense_config(ranking["policy"]) if ranking["defenses"] else None
+    out: list[SnapshotQuery] = []
+    total = len(queries.queries)
+    for n, (qid, text) in enumerate(queries.queries.items(), start=1):
+        res = searcher.search(
+            text,
+            flt,
+            top_k=depth,
+            candidates=ranking["candidates"],
+            rrf_k=ranking["rrf_k"],
+            rerank=ranking["rerank"],
+            defenses=defenses,
+        )
+        out.append(
+            SnapshotQuery(
+                id=qid,
+                text=text,
+                hits=[hit_from(rank, h) for rank, h in enumerate(res.hits, start=1)],
+            )
+        )
+        if progress:
+            progress(n, total)
+    return Snapshot(
+        index_id=svc.state.index_id(),
+        collection=svc.settings.collection,
+        index_version=version_name(record.id),
+        fingerprint=record.fingerprint,
+        embedding_model=str(record.config.get("embedding_model", "")),
+        ranking=ranking,
+        top_k=top_k,
+        queries=out,
+    )
+
+
+def take_snapshot(
+    svc: Service,
+    queries: QuerySet,
+    top_k: int = 10,
+    version: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Snapshot:
+    """A snapshot of ``version`` (the active one when None)."""
+    with version_handle(svc, version) as handle:
+        return snapshot_with(svc, handle.searcher, handle.record, queries, top_k, progress)
+
+
+def run_drift(
+    svc: Service,
+    queries: QuerySet | None,
+    baseline: Side,
+    candidate: Side = Side(),
+    top_k: int = 10,
+    gates: Gates | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Compare two sides over ``queries`` (default: the baseline snapshot's). Version sides are
+    snapshotted now; two versions also get an embedding-drift measure."""
+    say = progress or (lambda _m: None)
+    if queries is None:
+        if baseline.snapshot is None:
+            raise DatasetError(
+                "give the queries (--queries FILE or --dataset DIR) to compare versions"
+            )
+        queries = QuerySet({q.id: q.text for q in baseline.snapshot.queries}, None, "the baseline")
+    snaps: list[Snapshot] = []
+    for name, side in (("baseline", baseline), ("candidate", candidate)):
+        if side.snapshot is not None:
+            snaps.append(side.snapshot)
+            continue
+        say(f"{name}: {len(queries.queries)} queries on {side.describe()}")
+        snaps.append(take_snapshot(svc, queries, top_k, side.version))
+    embedding = None
+    if baseline.snapshot is None and candidate.snapshot is None:
+        say("embedding drift: sampling stored vectors")
+        active = svc.index.ensure_registry().id
+        b_version, c_version = baseline.version or active, candidate.version or active
+        with version_handle(svc, b_version) as b_handle:
+            if c_version == b_version:
+                embedding = _embedding(b_handle, b_handle)
+            else:
+                with version_handle(svc, c_version) as c_handle:
+                    embedding = _embedding(b_handle, c_handle)
+    return compare(
+        snaps[0], snaps[1], list(queries.queries), queries.qrels, top_k, gates, embedding
+    )
+
+
+def _embedding(a: IndexHandle, b: IndexHandle) -> dict[str, Any]:
+    return embedding_drift(a.store, b.store, a.encoder.model_id, b.encoder.model_id)
