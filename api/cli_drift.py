@@ -141,6 +141,9 @@ def eval_drift(
 
         held = {q.id: q.text for q in base_side.snapshot.queries}
         found = _queries_with(QuerySet(held, None, "the baseline snapshot"), qrels)
+    if max_ndcg_drop is not None and (found is None or found.qrels is None):
+        err.print("[red]error:[/red] --max-ndcg-drop needs qrels: --qrels FILE, or --dataset DIR")
+        raise typer.Exit(2)
     gates = Gates(max_ndcg_drop, min_mean_rbo, max_new_source_share, alpha)
     with _service() as svc:
         try:

@@ -266,10 +266,13 @@ def reindex(
 ) -> JSONResponse:
     """Build a new version from the registered sources while the active one serves, then switch.
 
-    The body names settings to change (the rest come from the environment). A retried call with
-    the same ``Idempotency-Key`` returns the same job. 409 while another reindex runs."""
+    The body names settings to change (the rest come from the environment), and may ask for a
+    full ``rebuild`` and a drift ``gate``: the new version is compared with the active one on the
+    gate's queries before the switch; a failing gate leaves it ``ready`` (the job fails, its
+    report at ``GET /v1/jobs/{id}/report``) unless ``force`` is set. A retried call with the same
+    ``Idempotency-Key`` returns the same job. 409 while another job runs."""
     try:
-        job = svc.start_reindex(who.key_id, body.given() if body else None, idempotency_key)
+        job = svc.start_reindex(who.key_id, body, idempotency_key)
     except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
     except Conflict as exc:

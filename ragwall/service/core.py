@@ -668,15 +668,16 @@ class Service:
     def start_reindex(
         self,
         actor: str,
-        changes: dict[str, Any] | None = None,
+        changes: Any = None,
         idempotency_key: str | None = None,
     ):  # noqa: ANN201 - a JobRecord
         """Start a reindex in the background (see ``ragwall.service.reindex``); returns its job.
 
         Parameters:
             actor: who asks, for the audit trail.
-            changes: settings to change for the new version (``ReindexChanges``'s fields);
-                the rest come from the environment.
+            changes: a ``ReindexChanges`` (or its fields as a dict): settings to change for the
+                new version (the rest come from the environment), and the options ``rebuild``,
+                ``gate`` (a drift gate checked before the switch) and ``force``.
             idempotency_key: a retried start with the same key returns the same job.
         """
         return self.jobs.start_reindex(actor, changes, idempotency_key, background=True)

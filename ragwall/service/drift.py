@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragwall.datasets import DatasetError
 from ragwall.eval.drift import Gates, compare
@@ -63,6 +63,12 @@ class DriftQueries(BaseModel):
     min_mean_rbo: float | None = Field(default=None, ge=0, le=1)
     max_new_source_share: float | None = Field(default=None, ge=0, le=1)
     alpha: float = Field(default=0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ndcg_gate_needs_qrels(self) -> DriftQueries:
+        if self.max_ndcg_drop is not None and not self.qrels:
+            raise ValueError("max_ndcg_drop needs qrels (nDCG is measured against judgements)")
+        return self
 
     def query_set(self) -> QuerySet:
         if isinstance(self.queries, dict):
