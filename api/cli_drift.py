@@ -29,7 +29,7 @@ TopKOpt = Annotated[int, typer.Option(min=1, max=100, help="Hits compared per qu
 
 
 def _queries(queries: Path | None, qrels: Path | None, dataset: Path | None, split: str) -> Any:
-    from ragwall.eval.queries import load_query_set
+    from ragwall.eval.drift.queries import load_query_set
 
     try:
         return load_query_set(queries, qrels, dataset, split)
@@ -58,7 +58,7 @@ def eval_snapshot(
 ) -> None:
     """Record what the index returns for each query (hits, scores, trust, flags) and how it
     ranks, to compare later with `ragwall eval drift --baseline SNAP.json`."""
-    from ragwall.eval.snapshot import save_snapshot
+    from ragwall.eval.drift.snapshot import save_snapshot
     from ragwall.service.index import parse_version
 
     found = _queries(queries, None, dataset, split)
@@ -121,8 +121,8 @@ def eval_drift(
     """Compare two states of the index (snapshots or versions): result-set change, quality
     change with significance, source-share, score and embedding drift. Exit 1 when a gate
     fails."""
-    from ragwall.eval.drift import Gates
-    from ragwall.eval.drift_report import write_report
+    from ragwall.eval.drift.compare import Gates
+    from ragwall.eval.drift.report import write_report
     from ragwall.service.drift import parse_side
 
     try:
@@ -137,7 +137,7 @@ def eval_drift(
     if found is None and qrels is not None:
         if base_side.snapshot is None:
             raise _fail(RagwallError("--qrels needs --queries (or --dataset)"))
-        from ragwall.eval.queries import QuerySet
+        from ragwall.eval.drift.queries import QuerySet
 
         held = {q.id: q.text for q in base_side.snapshot.queries}
         found = _queries_with(QuerySet(held, None, "the baseline snapshot"), qrels)

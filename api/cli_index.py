@@ -131,7 +131,7 @@ def _gate_body(
     alpha: float,
 ) -> dict[str, Any]:
     """The gate as a request body: the query file read here (the server never reads paths)."""
-    from ragwall.eval.queries import load_query_set
+    from ragwall.eval.drift.queries import load_query_set
 
     try:
         found = load_query_set(queries=queries, qrels=qrels)

@@ -35,10 +35,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragwall.datasets import load_corpus, write_documents  # noqa: E402
-from ragwall.eval.drift import Gates  # noqa: E402
-from ragwall.eval.drift_report import write_report  # noqa: E402
-from ragwall.eval.queries import QuerySet, load_dataset_queries  # noqa: E402
-from ragwall.eval.snapshot import save_snapshot  # noqa: E402
+from ragwall.eval.drift.compare import Gates  # noqa: E402
+from ragwall.eval.drift.queries import QuerySet, load_dataset_queries  # noqa: E402
+from ragwall.eval.drift.report import write_report  # noqa: E402
+from ragwall.eval.drift.snapshot import save_snapshot  # noqa: E402
 from ragwall.service import Service  # noqa: E402
 from ragwall.service.drift import Side  # noqa: E402
 from ragwall.settings import Settings  # noqa: E402

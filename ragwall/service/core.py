@@ -700,7 +700,7 @@ class Service:
         version: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Any:
-        """A retrieval snapshot (``ragwall.eval.snapshot.Snapshot``) of ``version`` (the active
+        """A retrieval snapshot (``ragwall.eval.drift.snapshot.Snapshot``) of ``version`` (the active
         one when None) on a ``QuerySet``, through the real search path; audited once."""
         from ragwall.service.drift import take_snapshot
 
@@ -748,7 +748,7 @@ class Service:
 
     def job_report(self, job_id: str, name: str = "report.html") -> Path:
         """The file of a job's report (``report.html`` or ``drift.json``)."""
-        from ragwall.eval.drift_report import DRIFT_JSON, REPORT
+        from ragwall.eval.drift.report import DRIFT_JSON, REPORT
 
         self.job(job_id)  # NotFound for an unknown job
         if name not in (REPORT, DRIFT_JSON):

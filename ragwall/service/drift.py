@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragwall.datasets import DatasetError
-from ragwall.eval.drift import Gates, compare
-from ragwall.eval.embedding_drift import embedding_drift
-from ragwall.eval.queries import QuerySet, plain_query_id
-from ragwall.eval.snapshot import (
+from ragwall.eval.drift.compare import Gates, compare
+from ragwall.eval.drift.embedding import embedding_drift
+from ragwall.eval.drift.queries import QuerySet, plain_query_id
+from ragwall.eval.drift.snapshot import (
     Snapshot,
     SnapshotQuery,
     hit_from,

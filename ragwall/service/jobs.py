@@ -265,9 +265,9 @@ class JobRunner:
     def _gate_check(self, job_id: str, request: Any, queries: Any) -> Any:
         """The reindex gate: the active version and the new one snapshotted on the gate's
         queries and compared; the report is written with the job."""
-        from ragwall.eval.drift import compare
-        from ragwall.eval.drift_report import write_report
-        from ragwall.eval.embedding_drift import embedding_drift
+        from ragwall.eval.drift.compare import compare
+        from ragwall.eval.drift.embedding import embedding_drift
+        from ragwall.eval.drift.report import write_report
         from ragwall.service.drift import snapshot_with
 
         svc, spec = self.service, request.gate
@@ -295,8 +295,8 @@ class JobRunner:
         comparison and its report is kept with it. Raises InvalidRequest for bad input and
         NotFound for an unknown version before any work starts; Conflict while a job runs."""
         from ragwall.datasets import DatasetError
-        from ragwall.eval.drift_report import write_report
-        from ragwall.eval.snapshot import select
+        from ragwall.eval.drift.report import write_report
+        from ragwall.eval.drift.snapshot import select
         from ragwall.service.core import Conflict, InvalidRequest, NotFound
         from ragwall.service.drift import run_drift
 

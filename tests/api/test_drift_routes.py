@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ragwall.api.app import create_app
-from ragwall.eval.queries import QuerySet
+from ragwall.eval.drift.queries import QuerySet
 from ragwall.service import Service
 
 QUERIES = ["who approves refunds", "how are laptops ordered", "train travel policy"]

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from ragwall.datasets import DatasetError
-from ragwall.eval.drift import Gates, compare
-from ragwall.eval.drift_report import render_html, write_report
-from ragwall.eval.snapshot import (
+from ragwall.eval.drift.compare import Gates, compare
+from ragwall.eval.drift.report import render_html, write_report
+from ragwall.eval.drift.snapshot import (
     Snapshot,
     SnapshotHit,
     SnapshotQuery,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragwall.eval.drift_stats import (
+from ragwall.eval.drift.stats import (
     jaccard,
     ks,
     paired_bootstrap_ci,

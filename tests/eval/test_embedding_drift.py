@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragwall.eval.embedding_drift import domain_auc, linear_cka, neighbour_overlap
+from ragwall.eval.drift.embedding import domain_auc, linear_cka, neighbour_overlap
 
 
 def test_cka_and_neighbours_see_a_rotation_as_the_same_geometry():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ragwall.datasets import DatasetError
-from ragwall.eval.queries import load_dataset_queries, load_queries, load_query_set
+from ragwall.eval.drift.queries import load_dataset_queries, load_queries, load_query_set
 from tests.conftest import shared
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from ragwall.datasets import DatasetError, load_corpus, write_documents
-from ragwall.eval.drift import Gates
-from ragwall.eval.queries import QuerySet, load_dataset_queries
+from ragwall.eval.drift.compare import Gates
+from ragwall.eval.drift.queries import QuerySet, load_dataset_queries
 from ragwall.service import Conflict, NotFound, Service
 from ragwall.service.drift import Side, parse_side
 from tests.conftest import shared

@@ -1,6 +1,6 @@
 """Compare two retrieval snapshots of one index: what changed, whether it matters, and why.
 
-:func:`compare` is pure: it reads two :class:`~ragwall.eval.snapshot.Snapshot` objects (and qrels,
+:func:`compare` is pure: it reads two :class:`~ragwall.eval.drift.snapshot.Snapshot` objects (and qrels,
 gates and an embedding-drift result when given) and returns the drift result as one JSON-ready
 dict, the object that ``ragwall eval drift --json`` prints and ``drift.json`` holds.
 
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragwall.datasets import DatasetError
-from ragwall.eval.drift_stats import (
+from ragwall.eval.drift.snapshot import Snapshot, SnapshotHit, check_comparable, select
+from ragwall.eval.drift.stats import (
     jaccard,
     ks,
     paired_bootstrap_ci,
@@ -39,7 +40,6 @@ from ragwall.eval.drift_stats import (
     summary,
 )
 from ragwall.eval.metrics import ndcg_at_k, recall_at_k
-from ragwall.eval.snapshot import Snapshot, SnapshotHit, check_comparable, select
 
 RBO_P = 0.9
 MOST_CHANGED = 10
