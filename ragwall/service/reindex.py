@@ -8,6 +8,12 @@ Protocol (each step leaves the active version untouched until the last one):
    points over with their stored vectors and recompute only what changed (trust priors, the
    detector's scores); then ingest every registered source into it, which parses and embeds
    whatever was not carried (every document, when the vectors change) and drops what is gone.
+   ``rebuild`` skips the carrying: every document is parsed and embedded again.
+   *Gate* (when the job has one): the active version and the new one are snapshotted on the
+   gate's queries and compared (``ragwall.eval.drift``); the report is kept with the job. A
+   failing gate (without ``force``) still replays and checks (3-4), then leaves the new version
+   ``ready``, not active, notes why on it, and fails the job; a rollback and retention pass over
+   such a version first.
 3. Replay, holding the service's write lock so that no ingest commits meanwhile: every document
    the active version holds at that moment with other bytes than the new one (added or changed
    during the build) is ingested into the new version, and every document removed from the
