@@ -133,8 +133,18 @@ def render_html(result: dict[str, Any]) -> str:
                 [f"{name} scores, KS statistic (p)", f"{k['statistic']:.4f} ({k['p_value']:.3g})"]
             )
     emb = result["embedding"]
-    emb_text = emb.get("why") or ", ".join(
-        f"{k} = {v}" for k, v in emb.items() if k not in ("why",)
+    emb_rows = [
+        [
+            k,
+            ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
+            if isinstance(v, dict)
+            else _fmt(v),
+        ]
+        for k, v in emb.items()
+        if k != "why"
+    ]
+    emb_html = (
+        f"<p>{_e(emb['why'])}</p>" if emb.get("why") else _table(["measure", "value"], emb_rows)
     )
     gate_rows = [
         [
@@ -198,7 +208,7 @@ figure.plot{{display:inline-block;margin:0 1rem 1rem 0}} figure.plot svg{{max-wi
 <h2>Source share</h2>
 {_table(["source", "before", "after", "change", "new"], source_rows)}
 <h2>Embedding drift</h2>
-<p>{_e(emb_text)}</p>
+{emb_html}
 </body></html>
 """
 

@@ -50,6 +50,7 @@ from ragwall.errors import (
     SourceOutsideRoots,
     StoreLocked,
 )
+from ragwall.eval.drift import Gates, QuerySet, Snapshot
 from ragwall.ingest.pipeline import Ingester, IngestReport
 from ragwall.ingest.sources import Source, iter_source_files, make_source, source_base
 from ragwall.ingest.state import State
@@ -57,6 +58,7 @@ from ragwall.payload import Key
 from ragwall.retrieval.search import HybridSearcher, SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Filter, Match, Store, Stores
 from ragwall.service.audit import AuditLog
+from ragwall.service.drift import DriftRequest, Side
 from ragwall.service.index import ActiveIndex, IndexHandle, parse_version, version_name
 from ragwall.service.jobs import JobRunner
 from ragwall.service.keys import KeyRecord, KeyStore, Principal
@@ -695,11 +697,11 @@ class Service:
     def snapshot(
         self,
         actor: str,
-        queries: Any,
+        queries: QuerySet,
         top_k: int = 10,
         version: int | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> Any:
+    ) -> Snapshot:
         """A retrieval snapshot (``ragwall.eval.drift.snapshot.Snapshot``) of ``version`` (the active
         one when None) on a ``QuerySet``, through the real search path; audited once."""
         from ragwall.service.drift import take_snapshot
@@ -717,16 +719,16 @@ class Service:
     def drift(
         self,
         actor: str,
-        queries: Any,
-        baseline: Any,
-        candidate: Any = None,
+        queries: QuerySet | None,
+        baseline: Side,
+        candidate: Side | None = None,
         top_k: int = 10,
-        gates: Any = None,
+        gates: Gates | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Compare two sides (``ragwall.service.drift.Side``: a snapshot or a version; the
         active version when ``candidate`` is None); returns the drift result; audited once."""
-        from ragwall.service.drift import Side, run_drift
+        from ragwall.service.drift import run_drift
 
         result = run_drift(
             self, queries, baseline, candidate or Side(), top_k, gates, progress=progress
@@ -742,7 +744,7 @@ class Service:
         )
         return result
 
-    def start_drift(self, actor: str, request: Any):  # noqa: ANN201 - a JobRecord
+    def start_drift(self, actor: str, request: DriftRequest):  # noqa: ANN201 - a JobRecord
         """Start a drift comparison (a ``DriftRequest``) as a background job."""
         return self.jobs.start_drift(actor, request)
 
