@@ -790,7 +790,8 @@ class Service:
         busy = self.jobs.running()
         if busy:
             raise Conflict(
-                f"reindex job {busy} is running; switch versions after it ends", job_id=busy
+                f"job {busy} (a reindex or a drift eval) is running; switch versions after it ends",
+                job_id=busy,
             )
         active = self.index.ensure_registry()
         if record.id == active.id:

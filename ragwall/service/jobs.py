@@ -140,7 +140,7 @@ class JobRunner:
             busy = self.running()
             if busy:
                 raise Conflict(
-                    f"reindex job {busy} is running; wait for it (GET /v1/jobs/{busy}) or "
+                    f"job {busy} is running (one job at a time); wait for it (GET /v1/jobs/{busy}) or "
                     "cancel it (DELETE /v1/jobs/{id})",
                     job_id=busy,
                 )
