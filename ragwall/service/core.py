@@ -725,9 +725,11 @@ class Service:
         top_k: int = 10,
         gates: Gates | None = None,
         progress: Callable[[str], None] | None = None,
+        job_id: str | None = None,
     ) -> dict[str, Any]:
         """Compare two sides (``ragwall.service.drift.Side``: a snapshot or a version; the
-        active version when ``candidate`` is None); returns the drift result; audited once."""
+        active version when ``candidate`` is None); returns the drift result; audited once
+        (with ``job_id`` when a drift job runs it)."""
         from ragwall.service.drift import run_drift
 
         result = run_drift(
@@ -736,6 +738,7 @@ class Service:
         self.audit.append(
             "eval.drift",
             actor,
+            **({"job_id": job_id} if job_id else {}),
             baseline=result["baseline"]["index_version"],
             candidate=result["candidate"]["index_version"],
             queries=result["queries"],
@@ -821,9 +824,9 @@ class Service:
     def rollback(self, actor: str) -> dict:
         """Activate the newest ready version older than the active one (instant, no rebuild),
         passing over versions a drift gate rejected when another is there."""
-        active = self.index.ensure_registry()
         from ragwall.service.reindex import gate_rejected
 
+        active = self.index.ensure_registry()
         older = [v for v in self.state.versions() if v.state == "ready" and v.id < active.id]
         # The previous good version, not one that a drift gate kept from being activated.
         older = [v for v in older if not gate_rejected(v)] or older

@@ -104,17 +104,23 @@ class DriftRequest(DriftQueries):
 
 def _request_side(value: str | dict[str, Any] | None, name: str) -> Side:
     """A request names a version or carries a snapshot, never a server path."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "active"):
-        return Side()
     if isinstance(value, dict):
         return Side(snapshot=parse_snapshot(value, f"{name} snapshot"))
-    text = value.strip()
-    if text.lower().startswith("version "):
-        text = text[8:]
     try:
-        return Side(version=parse_version(text))
+        return Side(version=_version(value))
     except ValueError as exc:
         raise DatasetError(f"{name}: {exc}, or give a snapshot object") from exc
+
+
+def _version(text: str | None) -> int | None:
+    """``version V``, ``vN`` or ``N`` → N; ``active``, empty or None → None (the active one).
+    Anything else raises ValueError."""
+    if text is None or text.strip().lower() in ("", "active"):
+        return None
+    words = text.split()
+    if len(words) == 2 and words[0].lower() == "version":
+        return parse_version(words[1])
+    return parse_version(text)
 
 
 @dataclass(frozen=True)
@@ -133,17 +139,11 @@ class Side:
 
 def parse_side(text: str | None) -> Side:
     """``SNAP.json`` (a file), ``version V`` / ``vN`` / ``N``, or ``active``/None."""
-    if text is None or text.strip().lower() in ("", "active"):
-        return Side()
-    value = text.strip()
-    words = value.split()
-    if len(words) == 2 and words[0].lower() == "version":
-        value = words[1]
     try:
-        return Side(version=parse_version(value))
+        return Side(version=_version(text))
     except ValueError:
         pass
-    path = Path(text)
+    path = Path(str(text))
     if not path.exists():
         raise DatasetError(
             f"{text!r} is neither a snapshot file nor an index version (write `version 3`, `v3`, "
@@ -255,6 +255,32 @@ def take_snapshot(
         return snapshot_with(svc, handle.searcher, handle.record, queries, top_k, progress)
 
 
+def compare_versions(
+    svc: Service,
+    baseline: IndexHandle,
+    candidate: IndexHandle,
+    queries: QuerySet,
+    top_k: int = 10,
+    gates: Gates | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Snapshot two open versions on ``queries`` and compare them, embedding drift included
+    (what ``run_drift`` does for two versions, and a reindex's gate for the active version and
+    the one being built)."""
+    say = progress or (lambda _m: None)
+    snaps = []
+    for name, handle in (("baseline", baseline), ("candidate", candidate)):
+        say(f"{name}: {len(queries.queries)} queries on {handle.name}")
+        snaps.append(snapshot_with(svc, handle.searcher, handle.record, queries, top_k))
+    say("embedding drift: sampling stored vectors")
+    embedding = embedding_drift(
+        baseline.store, candidate.store, baseline.encoder.model_id, candidate.encoder.model_id
+    )
+    return compare(
+        snaps[0], snaps[1], list(queries.queries), queries.qrels, top_k, gates, embedding
+    )
+
+
 def run_drift(
     svc: Service,
     queries: QuerySet | None,
@@ -273,6 +299,14 @@ def run_drift(
                 "give the queries (--queries FILE or --dataset DIR) to compare versions"
             )
         queries = QuerySet({q.id: q.text for q in baseline.snapshot.queries}, None, "the baseline")
+    if baseline.snapshot is None and candidate.snapshot is None:
+        active = svc.index.ensure_registry().id
+        b_version, c_version = baseline.version or active, candidate.version or active
+        with version_handle(svc, b_version) as b_handle:
+            if c_version == b_version:
+                return compare_versions(svc, b_handle, b_handle, queries, top_k, gates, say)
+            with version_handle(svc, c_version) as c_handle:
+                return compare_versions(svc, b_handle, c_handle, queries, top_k, gates, say)
     snaps: list[Snapshot] = []
     for name, side in (("baseline", baseline), ("candidate", candidate)):
         if side.snapshot is not None:
@@ -280,21 +314,4 @@ def run_drift(
             continue
         say(f"{name}: {len(queries.queries)} queries on {side.describe()}")
         snaps.append(take_snapshot(svc, queries, top_k, side.version))
-    embedding = None
-    if baseline.snapshot is None and candidate.snapshot is None:
-        say("embedding drift: sampling stored vectors")
-        active = svc.index.ensure_registry().id
-        b_version, c_version = baseline.version or active, candidate.version or active
-        with version_handle(svc, b_version) as b_handle:
-            if c_version == b_version:
-                embedding = _embedding(b_handle, b_handle)
-            else:
-                with version_handle(svc, c_version) as c_handle:
-                    embedding = _embedding(b_handle, c_handle)
-    return compare(
-        snaps[0], snaps[1], list(queries.queries), queries.qrels, top_k, gates, embedding
-    )
-
-
-def _embedding(a: IndexHandle, b: IndexHandle) -> dict[str, Any]:
-    return embedding_drift(a.store, b.store, a.encoder.model_id, b.encoder.model_id)
+    return compare(snaps[0], snaps[1], list(queries.queries), queries.qrels, top_k, gates)

@@ -27,9 +27,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ragwall.errors import ModelError, RagwallError
-from ragwall.ingest.state import JobRecord
+from ragwall.eval.drift.queries import QuerySet
+from ragwall.ingest.state import JobRecord, VersionRecord
+from ragwall.retrieval.store import Store
 from ragwall.service.reindex import (
     BuildContext,
+    GateCheck,
     GateFailed,
     JobCancelled,
     Progress,
@@ -131,25 +134,71 @@ class JobRunner:
             svc.encoder_for(new_settings.embedding_model)
         except ModelError as exc:
             raise InvalidRequest(f"embedding_model: {exc}") from exc
+        claimed = self._claim("reindex", actor, params, idempotency_key)
+        if isinstance(claimed, JobRecord):  # a retry that raced the first call: that call's job
+            return claimed
+        job_id, run = claimed
+        svc.audit.append("index.reindex_start", actor, job_id=job_id, changes=params)
+        gate = (
+            self._gate_check(job_id, parsed.gate, gate_queries)
+            if parsed.gate is not None and gate_queries is not None
+            else None
+        )
+
+        def work() -> None:
+            self._run(
+                job_id,
+                actor,
+                index,
+                new_settings,
+                run.cancel,
+                progress,
+                rebuild=parsed.rebuild,
+                gate=gate,
+                force=parsed.force,
+            )
+
+        return self._launch("reindex", job_id, run, work, background)
+
+    def _claim(
+        self,
+        kind: str,
+        actor: str,
+        params: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> tuple[str, _Running] | JobRecord:
+        """Register a new ``queued`` job, under the runner's lock; returns its id and run.
+
+        Returns the earlier job instead when a retry with the same ``Idempotency-Key`` and
+        parameters raced the first call; raises Conflict while another job is queued or
+        running (one job at a time)."""
+        from ragwall.service.core import Conflict
+
+        state = self.service.state
         job_id = uuid.uuid4().hex[:16]
         with self._lock:
-            if idempotency_key:  # a retry that raced the first call: that call's job
-                earlier = svc.state.job_by_key(idempotency_key)
+            if idempotency_key:
+                earlier = state.job_by_key(idempotency_key)
                 if earlier is not None and earlier.params == params:
                     return earlier
             busy = self.running()
             if busy:
                 raise Conflict(
-                    f"job {busy} is running (one job at a time); wait for it (GET /v1/jobs/{busy}) or "
-                    "cancel it (DELETE /v1/jobs/{id})",
+                    f"job {busy} is running (one job at a time); wait for it "
+                    f"(GET /v1/jobs/{busy}) or cancel it (DELETE /v1/jobs/{{id}})",
                     job_id=busy,
                 )
-            svc.state.add_job(
-                job_id, "reindex", actor, params, _now(), idempotency_key=idempotency_key
-            )
+            state.add_job(job_id, kind, actor, params, _now(), idempotency_key=idempotency_key)
             run = _Running(None, threading.Event())
             self._running[job_id] = run
-        svc.audit.append("index.reindex_start", actor, job_id=job_id, changes=params)
+        return job_id, run
+
+    def _launch(
+        self, kind: str, job_id: str, run: _Running, work: Callable[[], None], background: bool
+    ) -> JobRecord:
+        """Run a claimed job's ``work`` holding its file lock (a thread at a lower priority in
+        the background, else in the caller's thread); returns the job as it stands."""
+        svc = self.service
         lock = job_lock(svc.settings.data_dir / "locks", job_id)
         lock.acquire()
 
@@ -157,29 +206,14 @@ class JobRunner:
             try:
                 if background:
                     lower_priority()
-                gate = (
-                    self._gate_check(job_id, parsed, gate_queries)
-                    if parsed.gate is not None and gate_queries is not None
-                    else None
-                )
-                self._run(
-                    job_id,
-                    actor,
-                    index,
-                    new_settings,
-                    run.cancel,
-                    progress,
-                    rebuild=parsed.rebuild,
-                    gate=gate,
-                    force=parsed.force,
-                )
+                work()
             finally:
                 lock.release()
                 with self._lock:
                     self._running.pop(job_id, None)
 
         if background:
-            run.thread = threading.Thread(target=body, name=f"reindex-{job_id}", daemon=True)
+            run.thread = threading.Thread(target=body, name=f"{kind}-{job_id}", daemon=True)
             run.thread.start()
         else:
             body()
@@ -236,7 +270,7 @@ class JobRunner:
             state.update_job(job_id, state="cancelled", finished_at=_now())
             audit.append("index.reindex_cancelled", actor, job_id=job_id)
         except BaseException as exc:
-            message = str(exc) if isinstance(exc, RagwallError) else f"{type(exc).__name__}: {exc}"
+            message = _error_message(exc)
             log.exception("reindex job %s failed", job_id)
             state.update_job(job_id, state="failed", finished_at=_now(), error=message)
             audit.append("index.reindex_failed", actor, job_id=job_id, error=message[:500])
@@ -262,28 +296,18 @@ class JobRunner:
                 retired=result["retired"],
             )
 
-    def _gate_check(self, job_id: str, request: Any, queries: Any) -> Any:
-        """The reindex gate: the active version and the new one snapshotted on the gate's
-        queries and compared; the report is written with the job."""
-        from ragwall.eval.drift.compare import compare
-        from ragwall.eval.drift.embedding import embedding_drift
+    def _gate_check(self, job_id: str, spec: Any, queries: QuerySet) -> GateCheck:
+        """The reindex gate (a ``DriftGate``): the active version and the one being built are
+        compared on the gate's queries; the report is written with the job."""
         from ragwall.eval.drift.report import write_report
-        from ragwall.service.drift import snapshot_with
+        from ragwall.service.drift import compare_versions
 
-        svc, spec = self.service, request.gate
+        svc = self.service
 
-        def check(store: Any, encoder: Any, record: Any) -> dict[str, Any]:
+        def check(store: Store, record: VersionRecord) -> dict[str, Any]:
             with svc.index.lease() as active:
-                base = snapshot_with(svc, active.searcher, active.record, queries, spec.top_k)
-                emb = embedding_drift(
-                    active.store, store, active.encoder.model_id, encoder.model_id
-                )
-            cand = snapshot_with(
-                svc, svc._make_searcher(store, encoder), record, queries, spec.top_k
-            )
-            result = compare(
-                base, cand, list(queries.queries), queries.qrels, spec.top_k, spec.gates(), emb
-            )
+                building = svc.index.open_handle(record, store)  # the build's own store
+                result = compare_versions(svc, active, building, queries, spec.top_k, spec.gates())
             paths = write_report(result, self.reports_dir(job_id))
             result["report"] = str(paths["html"])
             return result
@@ -297,8 +321,7 @@ class JobRunner:
         from ragwall.datasets import DatasetError
         from ragwall.eval.drift.report import write_report
         from ragwall.eval.drift.snapshot import select
-        from ragwall.service.core import Conflict, InvalidRequest, NotFound
-        from ragwall.service.drift import run_drift
+        from ragwall.service.core import InvalidRequest, NotFound
 
         svc = self.service
         try:
@@ -319,64 +342,40 @@ class JobRunner:
                     select(side.snapshot, list(queries.queries), name)
                 except DatasetError as exc:
                     raise InvalidRequest(str(exc)) from exc
-        job_id = uuid.uuid4().hex[:16]
         params = request.model_dump(exclude={"queries", "qrels", "baseline", "candidate"})
         params |= {
             "queries": len(queries.queries),
             "baseline": baseline.describe(),
             "candidate": candidate.describe(),
         }
-        with self._lock:
-            busy = self.running()
-            if busy:
-                raise Conflict(
-                    f"job {busy} is running; start the comparison after it ends", job_id=busy
-                )
-            svc.state.add_job(job_id, "drift", actor, params, _now())
-            run = _Running(None, threading.Event())
-            self._running[job_id] = run
+        claimed = self._claim("drift", actor, params)
+        assert not isinstance(claimed, JobRecord)  # no idempotency key: always a new job
+        job_id, run = claimed
         svc.audit.append("eval.drift_start", actor, job_id=job_id, params=params)
-        lock = job_lock(svc.settings.data_dir / "locks", job_id)
-        lock.acquire()
 
-        def body() -> None:
+        def work() -> None:
             state = svc.state
+            state.update_job(job_id, state="running", started_at=_now())
             try:
-                lower_priority()
-                state.update_job(job_id, state="running", started_at=_now())
-                result = run_drift(
-                    svc,
+                result = svc.drift(
+                    actor,
                     queries,
                     baseline,
                     candidate,
                     request.top_k,
                     request.gates(),
                     progress=lambda m: state.update_job(job_id, progress={"stage": m}),
+                    job_id=job_id,
                 )
                 write_report(result, self.reports_dir(job_id))
                 state.update_job(job_id, state="succeeded", finished_at=_now(), result=result)
-                svc.audit.append(
-                    "eval.drift",
-                    actor,
-                    job_id=job_id,
-                    verdict=result["verdict"],
-                    gates={k: g["passed"] for k, g in result["gates"].items()},
-                )
             except Exception as exc:
-                message = (
-                    str(exc) if isinstance(exc, RagwallError) else f"{type(exc).__name__}: {exc}"
-                )
+                message = _error_message(exc)
                 log.exception("drift job %s failed", job_id)
                 state.update_job(job_id, state="failed", finished_at=_now(), error=message)
                 svc.audit.append("eval.drift_failed", actor, job_id=job_id, error=message[:500])
-            finally:
-                lock.release()
-                with self._lock:
-                    self._running.pop(job_id, None)
 
-        run.thread = threading.Thread(target=body, name=f"drift-{job_id}", daemon=True)
-        run.thread.start()
-        return svc.state.get_job(job_id)  # type: ignore[return-value]
+        return self._launch("drift", job_id, run, work, background=True)
 
     def live(self, job: JobRecord) -> JobRecord:
         """``job`` with its progress as of now, when it runs in this process (the stored one
@@ -417,6 +416,11 @@ class JobRunner:
         for run in runs:
             if run.thread is not None:
                 run.thread.join(120)
+
+
+def _error_message(exc: BaseException) -> str:
+    """A failed job's error: our own errors say what to do; others name their type."""
+    return str(exc) if isinstance(exc, RagwallError) else f"{type(exc).__name__}: {exc}"
 
 
 def _now() -> str:

@@ -142,8 +142,8 @@ class GateFailed(RagwallError):
         self.result = result
 
 
-#: A reindex gate: (the new version's store, its encoder, its record) -> the drift result.
-GateCheck = Callable[[Store, Any, VersionRecord], dict[str, Any]]
+#: A reindex gate: (the new version's store, its record) -> the drift result.
+GateCheck = Callable[[Store, VersionRecord], dict[str, Any]]
 
 
 @dataclass
@@ -317,7 +317,7 @@ def build_and_switch(
             progress.stage = "gate"
             tick(force=True)
             store.flush()
-            drift = gate(store, encoder, state.get_version(number))  # type: ignore[arg-type]
+            drift = gate(store, state.get_version(number))  # type: ignore[arg-type]
             tick(force=True)
         gate_failed = drift is not None and drift["verdict"] == "fail"
 
