@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,12 +38,21 @@ def _queries(queries: Path | None, qrels: Path | None, dataset: Path | None, spl
         raise _fail(exc) from exc
 
 
-def _locked(exc: StoreLocked) -> typer.Exit:
-    err.print(
-        f"[red]error:[/red] {exc}\nA running server holds this data dir: run the comparison "
-        "there with POST /v1/eval/drift (an admin key), which keeps the report with the job."
-    )
-    return typer.Exit(2)
+def _call(operation: Callable[[Any], Any]) -> Any:
+    """Run one service operation; a locked data dir or any Ragwall error exits 2 with its
+    message (a running server holds the index: the comparison runs there, over HTTP)."""
+    with _service() as svc:
+        try:
+            return operation(svc)
+        except StoreLocked as exc:
+            err.print(
+                f"[red]error:[/red] {exc}\nA running server holds this data dir: run the "
+                "comparison there with POST /v1/eval/drift (an admin key), which keeps the "
+                "report with the job."
+            )
+            raise typer.Exit(2) from exc
+        except RagwallError as exc:
+            raise _fail(exc) from exc
 
 
 @eval_app.command("snapshot")
@@ -67,13 +77,9 @@ def eval_snapshot(
     except ValueError as exc:
         err.print(f"[red]error:[/red] --version: {exc}")
         raise typer.Exit(2) from exc
-    with _service() as svc:
-        try:
-            snap = svc.snapshot(_actor(), found, top_k, number, progress=_every(len(found.queries)))
-        except StoreLocked as exc:
-            raise _locked(exc) from exc
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+    snap = _call(
+        lambda svc: svc.snapshot(_actor(), found, top_k, number, _every(len(found.queries)))
+    )
     save_snapshot(snap, out_path)
     err.print(
         f"snapshot of {snap.index_version}: {len(snap.queries)} queries, top {top_k} -> {out_path}"
@@ -145,21 +151,11 @@ def eval_drift(
         err.print("[red]error:[/red] --max-ndcg-drop needs qrels: --qrels FILE, or --dataset DIR")
         raise typer.Exit(2)
     gates = Gates(max_ndcg_drop, min_mean_rbo, max_new_source_share, alpha)
-    with _service() as svc:
-        try:
-            result = svc.drift(
-                _actor(),
-                found,
-                base_side,
-                cand_side,
-                top_k,
-                gates,
-                progress=lambda m: err.print(m),
-            )
-        except StoreLocked as exc:
-            raise _locked(exc) from exc
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+    result = _call(
+        lambda svc: svc.drift(
+            _actor(), found, base_side, cand_side, top_k, gates, progress=lambda m: err.print(m)
+        )
+    )
     if report is not None:
         paths = write_report(result, report)
         err.print(f"report: {paths['html']}")

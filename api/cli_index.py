@@ -109,8 +109,7 @@ def reindex(
         result = _remote(url, key or os.environ.get("RAGWALL_API_KEY"), changes)
     else:
         result = _local(changes)
-    if "gate" in result:
-        _print_gate(result)
+    _print_gate(result)
     err.print(
         f"index {result['version']} is active (was {result['previous']}): "
         f"{result['documents']} documents, {result['chunks']} chunks, "
@@ -148,7 +147,10 @@ def _gate_body(
     }
 
 
-def _print_gate(result: dict[str, Any]) -> None:
+def _print_gate(result: dict[str, Any] | None) -> None:
+    """A job result's gate (when the reindex had one): each gate, the report, an override."""
+    if not result or "gate" not in result:
+        return
     gate = result["gate"]
     for name, g in gate["gates"].items():
         mark = "pass" if g["passed"] else "[red]FAIL[/red]"
@@ -220,8 +222,7 @@ def _local(changes: dict[str, Any]) -> dict[str, Any]:
         raise _fail(exc) from exc
     bar.close()
     if job.state != "succeeded":
-        if job.result and "gate" in job.result:
-            _print_gate(job.result)
+        _print_gate(job.result)
         err.print(f"[red]error:[/red] reindex job {job.id} {job.state}: {job.error or ''}")
         raise typer.Exit(1)
     return job.result
@@ -258,8 +259,7 @@ def _remote(url: str, key: str | None, changes: dict[str, Any]) -> dict[str, Any
         raise typer.Exit(2) from exc
     bar.close()
     if job["state"] != "succeeded":
-        if job.get("result") and "gate" in job["result"]:
-            _print_gate(job["result"])
+        _print_gate(job.get("result"))
         err.print(
             f"[red]error:[/red] reindex job {job_id} {job['state']}: {job.get('error') or ''}"
         )

@@ -251,6 +251,13 @@ def _job_out(job) -> JobOut:  # noqa: ANN001 - a JobRecord
     )
 
 
+def _accepted(job) -> JSONResponse:  # noqa: ANN001 - a JobRecord
+    """202 with the job, and where to poll it."""
+    return JSONResponse(
+        _job_out(job).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"}
+    )
+
+
 @router.get("/v1/index", response_model=IndexOut, tags=["index"])
 def index_versions(svc: SvcDep, who: Admin) -> IndexOut:
     """The active version and every version the registry knows, newest first."""
@@ -277,11 +284,7 @@ def reindex(
         raise ApiError(422, "invalid_request", str(exc)) from exc
     except Conflict as exc:
         raise ApiError(409, "reindex_running", str(exc), job_id=exc.job_id) from exc
-    return JSONResponse(
-        _job_out(job).model_dump(),
-        status_code=202,
-        headers={"Location": f"/v1/jobs/{job.id}"},
-    )
+    return _accepted(job)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["index"])
@@ -330,11 +333,7 @@ def eval_drift(body: DriftRequest, svc: SvcDep, who: Admin) -> JSONResponse:
         raise ApiError(404, "version_not_found", str(exc)) from exc
     except Conflict as exc:
         raise ApiError(409, "job_running", str(exc), job_id=exc.job_id) from exc
-    return JSONResponse(
-        _job_out(job).model_dump(),
-        status_code=202,
-        headers={"Location": f"/v1/jobs/{job.id}"},
-    )
+    return _accepted(job)
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobOut, status_code=202, tags=["index"])

@@ -39,13 +39,19 @@ def run(tmp_path):
     return _run
 
 
-@pytest.mark.slow
-def test_snapshot_then_drift_gates_and_report(run, tmp_path):
+@pytest.fixture
+def queries(run, tmp_path) -> Path:
+    """A source `kb` ingested into the data dir `run` uses; returns a query file for it."""
     _kb(tmp_path / "kb")
-    queries = tmp_path / "q.txt"
-    queries.write_text(QUERIES, encoding="utf-8")
+    path = tmp_path / "q.txt"
+    path.write_text(QUERIES, encoding="utf-8")
     assert run("sources", "add", "kb", str(tmp_path / "kb")).returncode == 0
     assert run("ingest", "kb").returncode == 0
+    return path
+
+
+@pytest.mark.slow
+def test_snapshot_then_drift_gates_and_report(run, tmp_path, queries):
     snap = tmp_path / "snap.json"
     made = run("eval", "snapshot", "--queries", str(queries), "--top-k", "3", "--out", str(snap))
     assert made.returncode == 0, made.stderr
@@ -79,12 +85,7 @@ def test_snapshot_then_drift_gates_and_report(run, tmp_path):
 
 
 @pytest.mark.slow
-def test_bad_input_exits_2_with_a_message(run, tmp_path):
-    _kb(tmp_path / "kb")
-    queries = tmp_path / "q.txt"
-    queries.write_text(QUERIES, encoding="utf-8")
-    assert run("sources", "add", "kb", str(tmp_path / "kb")).returncode == 0
-    assert run("ingest", "kb").returncode == 0
+def test_bad_input_exits_2_with_a_message(run, tmp_path, queries):
     snap = tmp_path / "snap.json"
     assert run("eval", "snapshot", "--queries", str(queries), "--out", str(snap)).returncode == 0
 
