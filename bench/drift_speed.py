@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from ragwall.eval.drift.queries import QuerySet, load_dataset_queries  # noqa: E402
-from ragwall.ingest.pipeline import pipeline_config, pipeline_fingerprint  # noqa: E402
+from ragwall.ingest.pipeline import pipeline_fingerprint  # noqa: E402
 from ragwall.ingest.state import State  # noqa: E402
 from ragwall.payload import LIVE, Key  # noqa: E402
 from ragwall.retrieval.store import Filter, Match, PointIn, Stores, version_location  # noqa: E402
 from ragwall.service import Service  # noqa: E402
 from ragwall.service.drift import Side  # noqa: E402
-from ragwall.service.index import ENVIRONMENT, PIPELINE_FIELDS  # noqa: E402
+from ragwall.service.reindex import version_config  # noqa: E402
 from ragwall.settings import Settings  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -89,13 +89,12 @@ def main() -> None:
     settings = Settings(data_dir=args.workdir / "data", qdrant_url=None)
     state = State(settings.state_path)
     stores = Stores(settings)
-    config = pipeline_config(settings)
-    config[ENVIRONMENT] = {k: config[k] for k in PIPELINE_FIELDS}
+    config = version_config(settings, settings)
     rng = np.random.default_rng(0)
     t = time.perf_counter()
     for version, noise in ((1, 0.0), (2, 0.02)):
         location = version_location(settings, version)
-        store = stores.open(location, 384)
+        store = stores.open(location, len(base[0].dense))
         batch: list[PointIn] = []
         for c in range(copies):
             for hit in base:

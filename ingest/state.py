@@ -156,9 +156,13 @@ class State:
     def index_id(self) -> str:
         """This registry's identity (a random id made on first use): what tells one index's
         snapshots from another's, whatever its collection is called."""
+        query = "SELECT value FROM meta WHERE key = 'index_id'"
+        row = self._db.execute(query).fetchone()
+        if row is not None:  # the usual case: a read, no write transaction
+            return str(row[0])
         with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'index_id'").fetchone()
-            if row is not None:
+            row = db.execute(query).fetchone()
+            if row is not None:  # another process made it first
                 return str(row[0])
             value = uuid.uuid4().hex
             db.execute("INSERT INTO meta VALUES ('index_id', ?)", (value,))

@@ -63,12 +63,6 @@ class Gates:
     max_new_source_share: float | None = None
     alpha: float = 0.05
 
-    def any(self) -> bool:
-        return any(
-            g is not None
-            for g in (self.max_ndcg_drop, self.min_mean_rbo, self.max_new_source_share)
-        )
-
 
 def documents(hits: Sequence[SnapshotHit]) -> list[SnapshotHit]:
     """The first hit of each document, in rank order."""
@@ -84,8 +78,8 @@ def documents(hits: Sequence[SnapshotHit]) -> list[SnapshotHit]:
 def _per_query(
     base: list[SnapshotHit], cand: list[SnapshotHit], k: int, judged: dict[str, int] | None
 ) -> dict[str, Any]:
-    docs_b, docs_c = documents(base)[:k], documents(cand)[:k]
-    ids_b, ids_c = [h.doc_sha256 for h in docs_b], [h.doc_sha256 for h in docs_c]
+    all_b, all_c = documents(base), documents(cand)
+    ids_b, ids_c = [h.doc_sha256 for h in all_b[:k]], [h.doc_sha256 for h in all_c[:k]]
     row: dict[str, Any] = {
         "jaccard": jaccard(ids_b, ids_c),
         "jaccard_chunks": jaccard([h.chunk for h in base[:k]], [h.chunk for h in cand[:k]]),
@@ -94,8 +88,7 @@ def _per_query(
     }
     if judged is not None:
         # Judged by document id (the file stem); a document ranks at its best chunk.
-        rank_b = [h.doc for h in documents(base)]
-        rank_c = [h.doc for h in documents(cand)]
+        rank_b, rank_c = [h.doc for h in all_b], [h.doc for h in all_c]
         row["ndcg_baseline"] = ndcg_at_k(rank_b, judged, 10)
         row["ndcg_candidate"] = ndcg_at_k(rank_c, judged, 10)
         row["recall_baseline"] = recall_at_k(rank_b, judged, k)

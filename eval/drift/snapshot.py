@@ -59,9 +59,6 @@ class Snapshot(BaseModel):
     def by_id(self) -> dict[str, SnapshotQuery]:
         return {q.id: q for q in self.queries}
 
-    def label(self) -> str:
-        return f"{self.index_version} ({self.taken_at[:19]}Z)"
-
 
 def hit_from(rank: int, hit: Any) -> SnapshotHit:
     """A snapshot hit from a search hit (``ragwall.retrieval.search.ScoredChunk``)."""
