@@ -409,6 +409,26 @@ def eval_retrieval(
             f"{m['ms_per_query']:.1f}",
         )
     err.print(table)
+    vs = result["versus_peer"]
+    paired = Table(
+        "system",
+        "mean Δ nDCG@10",
+        "95% CI",
+        "p",
+        "wins/losses/ties",
+        title=f"paired, query by query, against {vs['peer']}",
+    )
+    for name, d in vs.items():
+        if name != "peer":
+            lo, hi = d["ci95"]
+            paired.add_row(
+                f"ragwall {name}",
+                f"{d['mean_diff']:+.4f}",
+                f"[{lo:+.4f}, {hi:+.4f}]" + ("" if lo > 0 or hi < 0 else " (noise)"),
+                f"{d['p']:.3f}",
+                f"{d['wins']}/{d['losses']}/{d['ties']}",
+            )
+    err.print(paired)
     if as_json:
         print(json.dumps(result))
 

@@ -2,10 +2,12 @@
 
 The corpus goes through the real ingest pipeline (one file per document) into a scratch embedded
 index; each judged query is then answered by the dense branch alone, the BM25 branch alone, their
-fusion inside Qdrant, and the fusion reranked by the cross-encoder (when one is configured).
-bm25s and rank-bm25 run on the same documents in the same process, as peers, with the same
-embedding model over whole documents and the RRF (k=60) of bm25s and that dense ranking: the
-reference a fused system has to match, measured here rather than quoted.
+fusion as the server runs it (its settings: chunks fused inside Qdrant by default), the other
+fusion level (documents fused by their best chunks, or chunks), and the fusion reranked by the cross-encoder (when one is
+configured). bm25s and rank-bm25 run on the same documents in the same process, as peers, with the
+same embedding model over whole documents and the RRF (k=60) of bm25s and that dense ranking: the
+reference a fused system has to match, measured here rather than quoted. Every stage is compared
+with that reference query by query (:func:`versus`), so a gain within the noise says so.
 """
 
 from __future__ import annotations
@@ -28,13 +30,44 @@ CHUNK_DEPTH = 3 * DEPTH
 RERANK_DEPTH = 30  # the API's default candidate count: what a caller's reranking sees
 
 
+PEER = "rrf(bm25s, dense) k=60"  # the reference every stage is compared with, query by query
+
+
 def _score(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]], ms: list[float]) -> dict:
+    per_query = {q: ndcg_at_k(ranked[q], qrels[q], 10) for q in qrels}
     return {
-        "ndcg@10": round(mean([ndcg_at_k(ranked[q], qrels[q], 10) for q in qrels]), 4),
+        "ndcg@10": round(mean(list(per_query.values())), 4),
         "recall@100": round(mean([recall_at_k(ranked[q], qrels[q], 100) for q in qrels]), 4),
         "mrr@10": round(mean([mrr_at_k(ranked[q], qrels[q], 10) for q in qrels]), 4),
         "ms_per_query": round(mean(ms), 2),
         "queries": len(qrels),
+        "per_query_ndcg@10": {q: round(v, 6) for q, v in per_query.items()},
+    }
+
+
+def other_level(level: str) -> str:
+    """The stage name of the fusion level the server does not use."""
+    return "fused (chunk-level)" if level == "document" else "fused (document-level)"
+
+
+def versus(peer: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage against a peer, query by query: the mean paired difference of nDCG@10 with its 95 %
+    bootstrap interval (resampling queries) and a paired randomization p-value, plus how many
+    queries each side wins. An interval that contains 0 means the gap is within the noise."""
+    from ragwall.eval.drift.stats import paired_bootstrap_ci, randomization_p
+
+    base, cand = peer["per_query_ndcg@10"], stage["per_query_ndcg@10"]
+    qs = sorted(base)
+    a, b = [base[q] for q in qs], [cand[q] for q in qs]
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    lo, hi = paired_bootstrap_ci(a, b)
+    return {
+        "mean_diff": round(mean(diffs), 4),
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "p": round(randomization_p(a, b), 4),
+        "wins": sum(d > 1e-9 for d in diffs),
+        "losses": sum(d < -1e-9 for d in diffs),
+        "ties": sum(abs(d) <= 1e-9 for d in diffs),
     }
 
 
@@ -92,9 +125,7 @@ def _peers(data: BeirDataset, encoder: Any) -> dict[str, dict]:
         ms.append((time.perf_counter() - t) * 1000)
     out["dense (same model, whole documents)"] = _score(ranked, data.qrels, ms)
     fused = {q: _rrf([bm25_ranked[q], ranked[q]])[:DEPTH] for q in data.qrels}
-    out["rrf(bm25s, dense) k=60"] = _score(
-        fused, data.qrels, [a + b for a, b in zip(bm25_ms, ms, strict=True)]
-    )
+    out[PEER] = _score(fused, data.qrels, [a + b for a, b in zip(bm25_ms, ms, strict=True)])
 
     split_tokens = [[stemmer.stemWord(w) for w in t.lower().split()] for t in texts]
     okapi = BM25Okapi(split_tokens)
@@ -147,6 +178,11 @@ def evaluate_retrieval(
                 "dense": {"stages": ("dense",)},
                 "bm25": {"stages": ("bm25",)},
                 "fused": {"stages": ("dense", "bm25")},
+                # The other fusion level (issue 15's lever), beside the server's.
+                other_level(settings.fuse_level): {
+                    "stages": ("dense", "bm25"),
+                    "fuse": "chunk" if settings.fuse_level == "document" else "document",
+                },
             }
             if reranker is not None:  # the top RERANK_DEPTH fused hits reranked, the rest kept
                 stages["fused+rerank"] = {
@@ -170,7 +206,8 @@ def evaluate_retrieval(
                         # the fused order); a single branch simply returns more.
                         candidates=DEPTH if len(kwargs["stages"]) > 1 else CHUNK_DEPTH,
                         rrf_k=settings.rrf_k,
-                        **kwargs,
+                        bm25_weight=settings.bm25_weight,
+                        **{"fuse": settings.fuse_level, **kwargs},
                     )
                     ms.append((time.perf_counter() - t) * 1000)
                     ranked[q] = _dedupe_docs([h.provenance["doc_name"] for h in res.hits])[:DEPTH]
@@ -183,5 +220,6 @@ def evaluate_retrieval(
         "ingest_s": round(ingest_s, 1),
         "stages": results,
         "peers": peers,
+        "versus_peer": {"peer": PEER, **{n: versus(peers[PEER], m) for n, m in results.items()}},
         "reranker": reranker_model,
     }

@@ -202,7 +202,18 @@ class Settings(BaseSettings):
             "'torch' uses sentence-transformers. Passages are always embedded with PyTorch."
         ),
     )
-    rrf_k: int = Field(default=60, ge=1, le=1000)
+    rrf_k: int = Field(default=60, ge=1, le=1000, description="The RRF constant k.")
+    fuse_level: Literal["document", "chunk"] = Field(
+        default="chunk",
+        description=(
+            "'chunk' fuses chunks inside Qdrant; 'document' fuses each branch's documents (a "
+            "document ranked by its best chunk) and returns one hit per document, its best chunk "
+            "(measured level with 'chunk' on the judged collections: docs/benchmarks.md)."
+        ),
+    )
+    bm25_weight: float = Field(
+        default=1.0, gt=0.0, le=10.0, description="The BM25 branch's RRF weight (dense: 1)."
+    )
     keep_versions: int = Field(
         default=2,
         ge=1,

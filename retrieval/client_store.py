@@ -75,6 +75,10 @@ def _dense(vector) -> list[float] | None:  # noqa: ANN001 - the client's vector 
     return list(vector) if vector is not None else None
 
 
+def _payload(selector: bool | tuple[str, ...]) -> bool | list[str]:
+    return selector if isinstance(selector, bool) else list(selector)
+
+
 def _request(q: Query) -> qm.QueryRequest:
     if not q.branches:
         raise ValueError("a query needs at least one branch")
@@ -86,11 +90,13 @@ def _request(q: Query) -> qm.QueryRequest:
             using=b.using,
             limit=q.limit,
             filter=native,
-            with_payload=q.with_payload,
+            with_payload=_payload(q.with_payload),
             with_vector=[DENSE] if q.with_dense else False,
         )
     if q.fusion == "rrf":
-        fused = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k))
+        weights = [float(b.weight) for b in q.branches]
+        plain = all(w == 1.0 for w in weights)
+        fused = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k, weights=None if plain else weights))
     elif q.fusion == "dbsf":
         fused = qm.FusionQuery(fusion=qm.Fusion.DBSF)
     else:
@@ -103,7 +109,7 @@ def _request(q: Query) -> qm.QueryRequest:
         query=fused,
         limit=q.limit,
         filter=native,
-        with_payload=q.with_payload,
+        with_payload=_payload(q.with_payload),
         with_vector=[DENSE] if q.with_dense else False,
     )
 

@@ -59,9 +59,9 @@ def _vector(branch: Branch):  # noqa: ANN202
     return qe.Query.Nearest([float(x) for x in branch.vector], using=DENSE)
 
 
-def _fusion(fusion: Fusion, rrf_k: int):  # noqa: ANN202
+def _fusion(fusion: Fusion, rrf_k: int, weights: list[float] | None):  # noqa: ANN202
     if fusion == "rrf":
-        return qe.Fusion.Rrf(k=rrf_k)
+        return qe.Fusion.Rrf(k=rrf_k, weights=weights)
     if fusion == "dbsf":
         return qe.Fusion.Dbsf()
     raise ValueError(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
@@ -78,6 +78,10 @@ def _engine_errors(action: str) -> Iterator[None]:
         raise StoreError(f"the embedded Qdrant shard failed to {action}: {exc}") from exc
 
 
+def _payload(selector: bool | tuple[str, ...]) -> bool | list[str]:
+    return selector if isinstance(selector, bool) else list(selector)
+
+
 def _request(q: Query) -> qe.QueryRequest:
     if not q.branches:
         raise ValueError("a query needs at least one branch")
@@ -87,7 +91,7 @@ def _request(q: Query) -> qe.QueryRequest:
             limit=q.limit,
             query=_vector(q.branches[0]),
             filter=native,
-            with_payload=q.with_payload,
+            with_payload=_payload(q.with_payload),
             with_vector=[DENSE] if q.with_dense else False,
         )
     return qe.QueryRequest(
@@ -95,11 +99,17 @@ def _request(q: Query) -> qe.QueryRequest:
         prefetches=[
             qe.Prefetch(limit=b.limit, query=_vector(b), filter=native) for b in q.branches
         ],
-        query=_fusion(q.fusion, q.rrf_k),
+        query=_fusion(q.fusion, q.rrf_k, _weights(q)),
         filter=native,
-        with_payload=q.with_payload,
+        with_payload=_payload(q.with_payload),
         with_vector=[DENSE] if q.with_dense else False,
     )
+
+
+def _weights(q: Query) -> list[float] | None:
+    """Per-branch RRF weights, or ``None`` when all are 1 (the engine's plain RRF)."""
+    weights = [float(b.weight) for b in q.branches]
+    return None if all(w == 1.0 for w in weights) else weights
 
 
 def _dense(vector) -> list[float] | None:  # noqa: ANN001 - the engine's vector union

@@ -1,7 +1,12 @@
-"""Hybrid retrieval: dense and BM25 branches fused inside Qdrant, optionally reranked.
+"""Hybrid retrieval: dense and BM25 branches searched in Qdrant, fused, optionally reranked.
 
 The access filter (the caller's groups), the request's filters and ``state = live`` form one
 Qdrant filter that applies to every branch of the query; nothing is filtered after the engine.
+
+By default the engine fuses chunks (its weighted RRF or DBSF over the branches' prefetches).
+``fuse="document"`` fuses documents instead (:mod:`ragwall.retrieval.fusion`): each branch's
+chunks, searched by the engine under that filter, become a document ranking; the documents are
+fused by weighted RRF and each is returned as its best chunk. DBSF is always chunk-level.
 """
 
 from __future__ import annotations
@@ -10,17 +15,19 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ragwall.defend.query import DefenseConfig
 from ragwall.embed import DenseEncoder
 from ragwall.payload import INTERNAL_FIELDS, LIVE, Key
+from ragwall.retrieval.fusion import Ranked, rrf_documents
 from ragwall.retrieval.sparse import bm25_query_vector, tokenize
 from ragwall.retrieval.store import (
     Branch,
     Filter,
     Fusion,
     HasId,
+    Hit,
     Match,
     MatchAny,
     Query,
@@ -28,6 +35,12 @@ from ragwall.retrieval.store import (
     SparseVec,
     Store,
 )
+
+FuseLevel = Literal["document", "chunk"]
+#: What names a document in a ranking: a source's document at one address.
+DOC_FIELDS: tuple[str, ...] = (Key.SOURCE_ID, Key.DOC_URI)
+#: Chunks a branch fetches per document it should yield (a long document has several).
+CHUNKS_PER_DOC = 3
 
 
 class QueryEncoder(Protocol):
@@ -146,6 +159,67 @@ class HybridSearcher:
             for b, hits in zip(branches, per_branch, strict=True)
         }
 
+    def _fuse_documents(
+        self, branches: list[Branch], limit: int, flt: Filter, rrf_k: int, with_dense: bool
+    ) -> tuple[list[Hit], dict[str, dict[str, float]]]:
+        """Document-level RRF (:mod:`ragwall.retrieval.fusion`) in two engine round trips.
+
+        1. Each branch alone, under ``flt``: ``CHUNKS_PER_DOC`` chunks per document it should
+           yield, with only the fields that name a document.
+        2. The chosen chunks (one per document, the top ``limit``): one query per branch
+           restricted to their ids (and still to ``flt``) gives each branch's own score, and the
+           dense branch, which scores every point, brings the payloads (and vectors).
+        """
+        first = self.store.query_batch(
+            [
+                Query(
+                    [Branch(b.using, b.vector, b.limit * CHUNKS_PER_DOC)],
+                    b.limit * CHUNKS_PER_DOC,
+                    flt,
+                    with_payload=DOC_FIELDS,
+                )
+                for b in branches
+            ]
+        )
+        docs = rrf_documents(
+            [
+                [Ranked(h.id, tuple(h.payload.get(f) for f in DOC_FIELDS)) for h in hits]
+                for hits in first
+            ],
+            k=rrf_k,
+            weights=[b.weight for b in branches],
+            depth=max(b.limit for b in branches),
+        )[:limit]
+        if not docs:
+            return [], {}
+        ids = tuple(d.chunk_id for d in docs)
+        only = flt & Filter(must=(HasId(ids),))
+        # The dense branch first: it scores every point, so it carries payloads and vectors.
+        ordered = sorted(branches, key=lambda b: b.using != "dense")
+        second = self.store.query_batch(
+            [
+                Query(
+                    [Branch(b.using, b.vector, len(ids))],
+                    len(ids),
+                    only,
+                    with_payload=i == 0,
+                    with_dense=with_dense and i == 0,
+                )
+                for i, b in enumerate(ordered)
+            ]
+        )
+        carrier = {h.id: h for h in second[0]}
+        hits = [
+            Hit(d.chunk_id, d.score, carrier[d.chunk_id].payload, carrier[d.chunk_id].dense)
+            for d in docs
+            if d.chunk_id in carrier
+        ]
+        by_branch = {
+            b.using: {h.id: h.score for h in found}
+            for b, found in zip(ordered, second, strict=True)
+        }
+        return hits, by_branch
+
     def search(
         self,
         query: str,
@@ -158,6 +232,8 @@ class HybridSearcher:
         stages: Sequence[str] = ("dense", "bm25"),
         defenses: DefenseConfig | None = None,
         rerank_depth: int | None = None,
+        fuse: FuseLevel = "chunk",
+        bm25_weight: float = 1.0,
     ) -> SearchResult:
         """Search within ``flt``; with ``defenses`` every candidate is checked and the policy applied.
 
@@ -174,6 +250,9 @@ class HybridSearcher:
             stages: the branches to run: ``dense``, ``bm25`` or both.
             defenses: the query-time defenses' thresholds and policy; ``None`` runs none.
             rerank_depth: rerank only the top this many candidates; the rest keep fused order.
+            fuse: ``document`` (RRF over each branch's documents, one hit per document: its best
+                chunk) or ``chunk`` (the engine fuses chunks). Only RRF fuses documents.
+            bm25_weight: the BM25 branch's RRF weight (the dense branch's is 1).
         """
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -184,7 +263,9 @@ class HybridSearcher:
             sparse = bm25_query_vector(tokenize(query))
             if sparse.indices:  # a query of stopwords alone has no BM25 branch
                 branches.append(
-                    Branch("bm25", SparseVec(sparse.indices, sparse.values), candidates)
+                    Branch(
+                        "bm25", SparseVec(sparse.indices, sparse.values), candidates, bm25_weight
+                    )
                 )
         timings["embed"] = _ms(t)
         if not branches:
@@ -193,10 +274,15 @@ class HybridSearcher:
         t = time.perf_counter()
         want_rerank = rerank and self.reranker is not None
         limit = max(candidates, top_k) if (want_rerank or defenses) else top_k
-        (fused,) = self.store.query_batch(
-            [Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None)]
-        )
-        by_branch = self._branch_scores(branches, fused, flt)
+        if len(branches) > 1 and fusion == "rrf" and fuse == "document":
+            fused, by_branch = self._fuse_documents(
+                branches, limit, flt, rrf_k, with_dense=defenses is not None
+            )
+        else:
+            (fused,) = self.store.query_batch(
+                [Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None)]
+            )
+            by_branch = self._branch_scores(branches, fused, flt)
         timings["search"] = _ms(t)
         fused_score_name = "fused" if len(branches) > 1 else branches[0].using
 

@@ -95,6 +95,7 @@ class Branch:
     using: Literal["dense", "bm25"]
     vector: Sequence[float] | SparseVec
     limit: int
+    weight: float = 1.0  # the branch's weight in RRF (1.0 each: plain RRF); DBSF ignores it
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Query:
     flt: Filter | None = None
     fusion: Fusion = "rrf"
     rrf_k: int = 60
-    with_payload: bool = True
+    with_payload: bool | tuple[str, ...] = True  # a tuple: only those payload fields
     with_dense: bool = False  # return each hit's dense vector (for near-duplicate checks)
 
 

@@ -545,6 +545,8 @@ class Service:
             candidates=params.candidates,
             fusion=params.fusion,  # type: ignore[arg-type]
             rrf_k=s.rrf_k,
+            fuse=s.fuse_level,
+            bm25_weight=s.bm25_weight,
             rerank=want_rerank,
             defenses=self.defense_config(policy) if want_defenses else None,
         )

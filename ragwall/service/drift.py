@@ -181,6 +181,8 @@ def ranking_settings(svc: Service) -> dict[str, Any]:
     return {
         "fusion": "rrf",
         "rrf_k": s.rrf_k,
+        "fuse": s.fuse_level,
+        "bm25_weight": s.bm25_weight,
         "candidates": CANDIDATES,
         "rerank": bool(s.rerank_by_default and s.reranker_model),
         "reranker_model": s.reranker_model if s.rerank_by_default else None,
@@ -219,6 +221,8 @@ def snapshot_with(
             top_k=depth,
             candidates=ranking["candidates"],
             rrf_k=ranking["rrf_k"],
+            fuse=ranking["fuse"],
+            bm25_weight=ranking["bm25_weight"],
             rerank=ranking["rerank"],
             defenses=defenses,
         )

@@ -46,7 +46,7 @@ def test_eval_retrieval_json_and_table(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(result["stages"]) == {"dense", "bm25", "fused"}
+    assert set(result["stages"]) == {"dense", "bm25", "fused", "fused (document-level)"}
     for name, metrics in {**result["stages"], **result["peers"]}.items():
         assert set(metrics) >= {"ndcg@10", "recall@100", "mrr@10", "ms_per_query"}, name
         assert 0.0 < metrics["ndcg@10"] <= 1.0 and metrics["queries"] == 25
@@ -54,6 +54,18 @@ def test_eval_retrieval_json_and_table(tmp_path):
     # On judged data the system must be in the league of plain BM25, not broken.
     assert result["stages"]["fused"]["ndcg@10"] >= 0.8 * result["peers"]["bm25s"]["ndcg@10"]
     assert "nDCG@10" in run.stderr  # the human-readable table
+    # Each stage against the RRF peer, query by query, with its interval.
+    vs = result["versus_peer"]
+    assert vs["peer"] == "rrf(bm25s, dense) k=60"
+    assert set(vs) == {"peer", "dense", "bm25", "fused", "fused (document-level)"}
+    peer = result["peers"][vs["peer"]]
+    for name in ("dense", "bm25", "fused"):
+        d = vs[name]
+        assert d["wins"] + d["losses"] + d["ties"] == 25
+        assert d["ci95"][0] <= d["mean_diff"] <= d["ci95"][1] and 0.0 < d["p"] <= 1.0
+        gap = result["stages"][name]["ndcg@10"] - peer["ndcg@10"]
+        assert abs(d["mean_diff"] - gap) < 1e-3
+    assert "against rrf(bm25s, dense) k=60" in run.stderr
 
 
 def test_rrf_reference_sums_reciprocal_ranks():
@@ -72,3 +84,21 @@ def test_dataset_errors_are_clear(tmp_path):
     (tmp_path / "queries.jsonl").write_text("not json\n")
     with pytest.raises(DatasetError, match="not JSON"):
         load_beir(tmp_path, "dev")
+
+
+def test_versus_peer_pairs_queries():
+    from ragwall.eval.retrieval import versus
+
+    peer = {"per_query_ndcg@10": {"a": 0.5, "b": 0.2, "c": 0.9, "d": 0.4}}
+    same = versus(peer, peer)
+    assert same["mean_diff"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    assert (same["wins"], same["losses"], same["ties"]) == (0, 0, 4) and same["p"] == 1.0
+    # Better on every query by 0.1: a positive interval that excludes 0.
+    up = versus(
+        peer, {"per_query_ndcg@10": {q: v + 0.1 for q, v in peer["per_query_ndcg@10"].items()}}
+    )
+    assert up["mean_diff"] == 0.1 and up["ci95"][0] > 0 and up["wins"] == 4
+    # One big win and three small losses: the mean says +, the interval says noise.
+    mixed = versus(peer, {"per_query_ndcg@10": {"a": 0.9, "b": 0.19, "c": 0.89, "d": 0.39}})
+    assert mixed["mean_diff"] > 0 and mixed["ci95"][0] < 0 < mixed["ci95"][1]
+    assert (mixed["wins"], mixed["losses"]) == (1, 3)

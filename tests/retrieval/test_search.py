@@ -1,8 +1,19 @@
-"""ragwall.retrieval.search: collapsing the same passage from several sources into one hit."""
+"""ragwall.retrieval.search: mirrored passages, fusion levels and branch weights."""
 
 from __future__ import annotations
 
-from ragwall.retrieval.search import ScoredChunk, collapse_mirrors
+import shutil
+
+import pytest
+
+from ragwall.retrieval.search import (
+    HybridSearcher,
+    ScoredChunk,
+    SearchFilter,
+    access_filter,
+    collapse_mirrors,
+)
+from tests.conftest import shared
 
 
 def _hit(i: str, text: str, source: str, trust: float) -> ScoredChunk:
@@ -26,3 +37,79 @@ def test_the_same_passage_from_several_sources_is_one_hit_carried_by_the_most_tr
 def test_distinct_passages_are_untouched():
     hits = [_hit(str(i), f"passage {i}", "s", 0.8) for i in range(5)]
     assert collapse_mirrors(hits) == hits
+
+
+# --- fusion levels and branch weights, on the real model and the real embedded engine ---------
+
+QUERY = "United States Trustee supervises standing trustees in bankruptcy cases"
+
+
+@pytest.fixture
+def two_sources(ingester, tmp_path):
+    """Two sources of real documents: ``kb`` (group eng) and ``hr`` (group hr)."""
+    from ragwall.ingest import make_source
+
+    for source_id, group, names in (
+        ("kb", "eng", ["README.md", "handbook-1p.docx", "fake-email.eml", "simple.docx"]),
+        ("hr", "hr", ["fake-email.txt", "handbook-1p.docx"]),
+    ):
+        folder = tmp_path / source_id
+        folder.mkdir()
+        for name in names:
+            shutil.copy(shared("docs", name), folder / name)
+        source = make_source(source_id, str(folder), "internal", [group])
+        ingester.state.add_source(source)
+        ingester.ingest(source)
+    return ingester
+
+
+def _doc(hit) -> tuple[str, str]:
+    return hit.provenance["source_id"], hit.provenance["doc_uri"]
+
+
+def test_document_fusion_returns_each_document_once_at_its_best_chunk(two_sources):
+    searcher = HybridSearcher(two_sources.store, two_sources.encoder)
+    flt = access_filter(["eng"], SearchFilter())
+    by_chunk = searcher.search(QUERY, flt, top_k=12, candidates=30, fuse="chunk").hits
+    by_doc = searcher.search(QUERY, flt, top_k=12, candidates=30, fuse="document").hits
+    # Chunk fusion lets a long document fill several places; document fusion names it once.
+    assert len({_doc(h) for h in by_chunk}) < len(by_chunk)
+    assert len({_doc(h) for h in by_doc}) == len(by_doc) >= 3
+    # The engine applied the caller's groups to every branch: nothing from hr.
+    assert {h.provenance["source_id"] for h in by_doc} == {"kb"}
+    assert by_doc[0].provenance["doc_name"] == "handbook-1p.docx"
+    for h in by_doc:
+        assert h.scores["dense"] is not None and h.text and h.provenance["chunk_index"] >= 0
+    fused = [h.scores["fused"] for h in by_doc]
+    assert fused == sorted(fused, reverse=True)
+    # The score is the RRF of the document's rank in each branch (dense alone, then bm25 alone).
+    dense = searcher.search(QUERY, flt, top_k=90, candidates=90, stages=("dense",)).hits
+    bm25 = searcher.search(QUERY, flt, top_k=90, candidates=90, stages=("bm25",)).hits
+    ranks = [list(dict.fromkeys(_doc(h) for h in hits)) for hits in (dense, bm25)]
+    top = _doc(by_doc[0])
+    expected = sum(1 / (60 + r.index(top)) for r in ranks if top in r)  # Qdrant's RRF form
+    assert by_doc[0].scores["fused"] == pytest.approx(expected, rel=1e-6)
+    # The same passage held by two sources: the hr copy stays invisible to eng even as a mirror.
+    assert all(a["source_id"] == "kb" for h in by_doc for a in h.also_in)
+
+
+@pytest.mark.parametrize("fuse", ["chunk", "document"])
+def test_branch_weight_moves_the_fused_order_towards_that_branch(two_sources, fuse):
+    searcher = HybridSearcher(two_sources.store, two_sources.encoder)
+    flt = access_filter(["eng"], SearchFilter())  # one source: no mirrors to collapse
+    query = "email meeting schedule"
+    key = _doc if fuse == "document" else (lambda h: h.id)
+
+    def order(**kw) -> list:
+        # k = 2: a weight divides the rank, so it only tells against a small k (as in Qdrant).
+        hits = searcher.search(query, flt, top_k=10, candidates=30, fuse=fuse, rrf_k=2, **kw).hits
+        return [key(h) for h in hits]
+
+    dense_first = key(searcher.search(query, flt, top_k=1, stages=("dense",)).hits[0])
+    bm25_first = key(searcher.search(query, flt, top_k=1, stages=("bm25",)).hits[0])
+    assert dense_first != bm25_first  # the branches disagree on this query
+    towards_bm25, towards_dense = order(bm25_weight=50.0), order(bm25_weight=0.02)
+    assert towards_bm25 != towards_dense
+    gain_bm25 = towards_dense.index(bm25_first) - towards_bm25.index(bm25_first)
+    gain_dense = towards_bm25.index(dense_first) - towards_dense.index(dense_first)
+    assert gain_bm25 >= 0 and gain_dense >= 0 and gain_bm25 + gain_dense > 0

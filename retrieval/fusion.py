@@ -1,0 +1,98 @@
+"""Document-level reciprocal rank fusion: small pure functions over per-branch chunk rankings.
+
+Peers rank whole documents; Ragwall indexes chunks. Fusing chunk lists lets one long document's
+chunks crowd a branch's candidates and splits a document's evidence over several entries, so the
+default fusion works on documents:
+
+1. each branch's chunk ranking becomes a document ranking, a document taking the rank of its best
+   chunk in that branch (the first ``depth`` distinct documents are kept);
+2. a document's fused score is ``sum(1 / (k - 1 + rank_b / weight_b))`` over the branches that
+   found it, ranks from 1: reciprocal rank fusion (Cormack et al. 2009) exactly as Qdrant computes
+   it for chunks (its rank counts from 0, and a weight divides the rank), so ``rrf_k`` and the
+   branch weights mean the same at both levels. Ties are broken by the best rank in any branch,
+   then by first appearance;
+3. a document is represented by its best chunk: the one with the highest chunk-level RRF score
+   over the same lists (same formula, ``k`` and weights), so every hit still carries one passage and its
+   provenance. One hit per document.
+
+Invariant: fusion only reorders what the engine returned; it never adds a chunk that no branch
+found, so the access filter applied by the engine to every branch still bounds the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One chunk of a branch's ranking and the document it belongs to."""
+
+    chunk_id: str
+    doc: Hashable
+
+
+@dataclass(frozen=True)
+class FusedDoc:
+    """A fused document: its score and the chunk that represents it."""
+
+    doc: Hashable
+    chunk_id: str
+    score: float
+
+
+def rrf_term(rank: int, k: int, weight: float = 1.0) -> float:
+    """One branch's RRF contribution at ``rank`` (from 1), as Qdrant weighs it."""
+    return 1.0 / (k - 1 + rank / weight)
+
+
+def document_ranking(chunks: Sequence[Ranked], depth: int | None = None) -> list[Hashable]:
+    """Distinct documents in order of their best chunk; the first ``depth`` of them."""
+    seen: dict[Hashable, None] = {}
+    for c in chunks:
+        if c.doc not in seen:
+            seen[c.doc] = None
+            if depth is not None and len(seen) >= depth:
+                break
+    return list(seen)
+
+
+def rrf_documents(
+    branches: Sequence[Sequence[Ranked]],
+    k: int = 60,
+    weights: Sequence[float] | None = None,
+    depth: int | None = None,
+) -> list[FusedDoc]:
+    """Fuse per-branch chunk rankings into documents, best first (see the module docstring).
+
+    Parameters:
+        branches: each branch's chunks, best first.
+        k: the RRF constant.
+        weights: one weight per branch (default 1 each).
+        depth: documents taken from each branch (default: all it returned).
+    """
+    weights = [1.0] * len(branches) if weights is None else list(weights)
+    if any(w <= 0 for w in weights):
+        raise ValueError(f"branch weights must be positive, got {weights}")
+    if len(weights) != len(branches):
+        raise ValueError(f"{len(weights)} weights for {len(branches)} branches")
+    doc_score: dict[Hashable, float] = {}
+    best_rank: dict[Hashable, int] = {}
+    chunk_score: dict[str, float] = {}
+    chunk_doc: dict[str, Hashable] = {}
+    for chunks, w in zip(branches, weights, strict=True):
+        kept = set(document_ranking(chunks, depth))
+        for rank, doc in enumerate(document_ranking(chunks, depth), start=1):
+            doc_score[doc] = doc_score.get(doc, 0.0) + rrf_term(rank, k, w)
+            best_rank[doc] = min(best_rank.get(doc, rank), rank)
+        for rank, c in enumerate(chunks, start=1):
+            if c.doc in kept:
+                chunk_score[c.chunk_id] = chunk_score.get(c.chunk_id, 0.0) + rrf_term(rank, k, w)
+                chunk_doc[c.chunk_id] = c.doc
+    best_chunk: dict[Hashable, str] = {}
+    for chunk_id, doc in chunk_doc.items():  # first-seen order breaks ties between chunks
+        if doc not in best_chunk or chunk_score[chunk_id] > chunk_score[best_chunk[doc]]:
+            best_chunk[doc] = chunk_id
+    order = sorted(doc_score, key=lambda d: (-doc_score[d], best_rank[d]))
+    return [FusedDoc(d, best_chunk[d], doc_score[d]) for d in order]
