@@ -90,10 +90,18 @@ def _rrf(rankings: list[list[str]], k: int = 60) -> list[str]:
     return sorted(scores, key=lambda d: -scores[d])
 
 
-def _peers(data: BeirDataset, encoder: Any) -> dict[str, dict]:
+def peer_rankings(
+    data: BeirDataset, encoder: Any
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The peers' rankings (top DEPTH documents per judged query): bm25s (stemmed, English
+    stopwords) and the embedding model over whole documents (the model truncates long ones)."""
+    ranked = _peer_runs(data, encoder)
+    return ranked["bm25s"][0], ranked["dense"][0]
+
+
+def _peer_runs(data: BeirDataset, encoder: Any) -> dict[str, tuple[dict[str, list[str]], list]]:
     import bm25s
     import Stemmer
-    from rank_bm25 import BM25Okapi
 
     ids = list(data.corpus)
     texts = [document_text(data.corpus[i]) for i in ids]
@@ -103,7 +111,6 @@ def _peers(data: BeirDataset, encoder: Any) -> dict[str, dict]:
         bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False),
         show_progress=False,
     )
-    out: dict[str, dict] = {}
     ranked, ms = {}, []
     for q in data.qrels:
         t = time.perf_counter()
@@ -113,9 +120,7 @@ def _peers(data: BeirDataset, encoder: Any) -> dict[str, dict]:
         docs, _ = retriever.retrieve(tokens, k=min(DEPTH, len(ids)), show_progress=False)
         ms.append((time.perf_counter() - t) * 1000)
         ranked[q] = [ids[i] for i in docs[0]]
-    out["bm25s"] = _score(ranked, data.qrels, ms)
-    bm25_ranked, bm25_ms = ranked, ms
-
+    out = {"bm25s": (ranked, ms)}
     doc_vectors = encoder.encode(texts)  # whole documents (the model truncates long ones)
     ranked, ms = {}, []
     for q in data.qrels:
@@ -123,10 +128,25 @@ def _peers(data: BeirDataset, encoder: Any) -> dict[str, dict]:
         sims = doc_vectors @ encoder.encode_query(data.queries[q])
         ranked[q] = [ids[i] for i in np.argsort(-sims)[:DEPTH]]
         ms.append((time.perf_counter() - t) * 1000)
-    out["dense (same model, whole documents)"] = _score(ranked, data.qrels, ms)
-    fused = {q: _rrf([bm25_ranked[q], ranked[q]])[:DEPTH] for q in data.qrels}
-    out[PEER] = _score(fused, data.qrels, [a + b for a, b in zip(bm25_ms, ms, strict=True)])
+    out["dense"] = (ranked, ms)
+    return out
 
+
+def _peers(data: BeirDataset, encoder: Any) -> dict[str, dict]:
+    import Stemmer
+    from rank_bm25 import BM25Okapi
+
+    runs = _peer_runs(data, encoder)
+    (bm25_ranked, bm25_ms), (dense_ranked, dense_ms) = runs["bm25s"], runs["dense"]
+    out: dict[str, dict] = {
+        "bm25s": _score(bm25_ranked, data.qrels, bm25_ms),
+        "dense (same model, whole documents)": _score(dense_ranked, data.qrels, dense_ms),
+    }
+    fused = {q: _rrf([bm25_ranked[q], dense_ranked[q]])[:DEPTH] for q in data.qrels}
+    out[PEER] = _score(fused, data.qrels, [a + b for a, b in zip(bm25_ms, dense_ms, strict=True)])
+    ids = list(data.corpus)
+    texts = [document_text(data.corpus[i]) for i in ids]
+    stemmer = Stemmer.Stemmer("english")
     split_tokens = [[stemmer.stemWord(w) for w in t.lower().split()] for t in texts]
     okapi = BM25Okapi(split_tokens)
     ranked, ms = {}, []
