@@ -3,11 +3,12 @@
 The corpus goes through the real ingest pipeline (one file per document) into a scratch embedded
 index; each judged query is then answered by the dense branch alone, the BM25 branch alone, their
 fusion as the server runs it (its settings: chunks fused inside Qdrant by default), the other
-fusion level (documents fused by their best chunks, or chunks), and the fusion reranked by the cross-encoder (when one is
-configured). bm25s and rank-bm25 run on the same documents in the same process, as peers, with the
-same embedding model over whole documents and the RRF (k=60) of bm25s and that dense ranking: the
-reference a fused system has to match, measured here rather than quoted. Every stage is compared
-with that reference query by query (:func:`versus`), so a gain within the noise says so.
+fusion level (documents fused by their best chunks, or chunks), and the fusion reranked by the
+cross-encoder (when one is configured). bm25s and rank-bm25 run on the same documents in the same
+process, as peers, with the same embedding model over whole documents and the RRF (k=60) of bm25s
+and that dense ranking: the reference a fused system has to match, measured here rather than
+quoted. Every stage is compared with that reference query by query (:func:`versus`), so a gain
+within the noise says so.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from ragwall.retrieval.store import (
     Query,
     Range,
     SparseVec,
+    payload_selector,
 )
 
 
@@ -75,10 +76,6 @@ def _dense(vector) -> list[float] | None:  # noqa: ANN001 - the client's vector 
     return list(vector) if vector is not None else None
 
 
-def _payload(selector: bool | tuple[str, ...]) -> bool | list[str]:
-    return selector if isinstance(selector, bool) else list(selector)
-
-
 def _request(q: Query) -> qm.QueryRequest:
     if not q.branches:
         raise ValueError("a query needs at least one branch")
@@ -90,13 +87,11 @@ def _request(q: Query) -> qm.QueryRequest:
             using=b.using,
             limit=q.limit,
             filter=native,
-            with_payload=_payload(q.with_payload),
+            with_payload=payload_selector(q.with_payload),
             with_vector=[DENSE] if q.with_dense else False,
         )
     if q.fusion == "rrf":
-        weights = [float(b.weight) for b in q.branches]
-        plain = all(w == 1.0 for w in weights)
-        fused = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k, weights=None if plain else weights))
+        fused = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k, weights=q.rrf_weights()))
     elif q.fusion == "dbsf":
         fused = qm.FusionQuery(fusion=qm.Fusion.DBSF)
     else:
@@ -109,7 +104,7 @@ def _request(q: Query) -> qm.QueryRequest:
         query=fused,
         limit=q.limit,
         filter=native,
-        with_payload=_payload(q.with_payload),
+        with_payload=payload_selector(q.with_payload),
         with_vector=[DENSE] if q.with_dense else False,
     )
 
@@ -272,14 +267,13 @@ class ClientStore:
         with_payload: bool | Sequence[str] = True,
         with_vectors: bool = False,
     ) -> tuple[list[Hit], str | None]:
-        payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
         with _server_errors("scroll"):
             records, next_offset = self.client.scroll(
                 self.collection,
                 scroll_filter=to_client_filter(flt),
                 limit=limit,
                 offset=offset,
-                with_payload=payload_sel,
+                with_payload=payload_selector(with_payload),
                 with_vectors=with_vectors,
             )
         hits = [

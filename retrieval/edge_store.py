@@ -27,6 +27,7 @@ from ragwall.retrieval.store import (
     Query,
     Range,
     SparseVec,
+    payload_selector,
 )
 
 
@@ -78,10 +79,6 @@ def _engine_errors(action: str) -> Iterator[None]:
         raise StoreError(f"the embedded Qdrant shard failed to {action}: {exc}") from exc
 
 
-def _payload(selector: bool | tuple[str, ...]) -> bool | list[str]:
-    return selector if isinstance(selector, bool) else list(selector)
-
-
 def _request(q: Query) -> qe.QueryRequest:
     if not q.branches:
         raise ValueError("a query needs at least one branch")
@@ -91,7 +88,7 @@ def _request(q: Query) -> qe.QueryRequest:
             limit=q.limit,
             query=_vector(q.branches[0]),
             filter=native,
-            with_payload=_payload(q.with_payload),
+            with_payload=payload_selector(q.with_payload),
             with_vector=[DENSE] if q.with_dense else False,
         )
     return qe.QueryRequest(
@@ -99,17 +96,11 @@ def _request(q: Query) -> qe.QueryRequest:
         prefetches=[
             qe.Prefetch(limit=b.limit, query=_vector(b), filter=native) for b in q.branches
         ],
-        query=_fusion(q.fusion, q.rrf_k, _weights(q)),
+        query=_fusion(q.fusion, q.rrf_k, q.rrf_weights()),
         filter=native,
-        with_payload=_payload(q.with_payload),
+        with_payload=payload_selector(q.with_payload),
         with_vector=[DENSE] if q.with_dense else False,
     )
-
-
-def _weights(q: Query) -> list[float] | None:
-    """Per-branch RRF weights, or ``None`` when all are 1 (the engine's plain RRF)."""
-    weights = [float(b.weight) for b in q.branches]
-    return None if all(w == 1.0 for w in weights) else weights
 
 
 def _dense(vector) -> list[float] | None:  # noqa: ANN001 - the engine's vector union
@@ -270,14 +261,13 @@ class EdgeStore:
         with_payload: bool | Sequence[str] = True,
         with_vectors: bool = False,
     ) -> tuple[list[Hit], str | None]:
-        payload_sel = list(with_payload) if not isinstance(with_payload, bool) else with_payload
         with _engine_errors("scroll"):
             records, next_offset = self._shard.scroll(
                 qe.ScrollRequest(
                     offset=uuid.UUID(offset) if offset else None,
                     limit=limit,
                     filter=to_edge_filter(flt),
-                    with_payload=payload_sel,
+                    with_payload=payload_selector(with_payload),
                     with_vector=with_vectors,
                 )
             )

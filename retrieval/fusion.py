@@ -1,8 +1,9 @@
 """Document-level reciprocal rank fusion: small pure functions over per-branch chunk rankings.
 
 Peers rank whole documents; Ragwall indexes chunks. Fusing chunk lists lets one long document's
-chunks crowd a branch's candidates and splits a document's evidence over several entries, so the
-default fusion works on documents:
+chunks crowd a branch's candidates and splits a document's evidence over several entries, so
+document-level fusion (``RAGWALL_FUSE_LEVEL=document``; chunks are the default) works on
+documents:
 
 1. each branch's chunk ranking becomes a document ranking, a document taking the rank of its best
    chunk in that branch (the first ``depth`` distinct documents are kept);
@@ -12,8 +13,8 @@ default fusion works on documents:
    branch weights mean the same at both levels. Ties are broken by the best rank in any branch,
    then by first appearance;
 3. a document is represented by its best chunk: the one with the highest chunk-level RRF score
-   over the same lists (same formula, ``k`` and weights), so every hit still carries one passage and its
-   provenance. One hit per document.
+   over the same lists (same formula, ``k`` and weights), so every hit still carries one
+   passage and its provenance. One hit per document.
 
 Invariant: fusion only reorders what the engine returned; it never adds a chunk that no branch
 found, so the access filter applied by the engine to every branch still bounds the result.
@@ -82,8 +83,9 @@ def rrf_documents(
     chunk_score: dict[str, float] = {}
     chunk_doc: dict[str, Hashable] = {}
     for chunks, w in zip(branches, weights, strict=True):
-        kept = set(document_ranking(chunks, depth))
-        for rank, doc in enumerate(document_ranking(chunks, depth), start=1):
+        ranking = document_ranking(chunks, depth)
+        kept = set(ranking)
+        for rank, doc in enumerate(ranking, start=1):
             doc_score[doc] = doc_score.get(doc, 0.0) + rrf_term(rank, k, w)
             best_rank[doc] = min(best_rank.get(doc, rank), rank)
         for rank, c in enumerate(chunks, start=1):

@@ -110,6 +110,16 @@ class Query:
     with_payload: bool | tuple[str, ...] = True  # a tuple: only those payload fields
     with_dense: bool = False  # return each hit's dense vector (for near-duplicate checks)
 
+    def rrf_weights(self) -> list[float] | None:
+        """Per-branch RRF weights, or ``None`` when all are 1 (the engine's plain RRF)."""
+        weights = [float(b.weight) for b in self.branches]
+        return None if all(w == 1.0 for w in weights) else weights
+
+
+def payload_selector(selector: bool | Sequence[str]) -> bool | list[str]:
+    """A payload selection as both engines take it: all or none, or a list of fields."""
+    return selector if isinstance(selector, bool) else list(selector)
+
 
 @runtime_checkable
 class Store(Protocol):
