@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint bench clean
+.PHONY: install browser run test lint bench clean
 
 install: $(STAMP)
 
@@ -35,8 +35,17 @@ run: install
 	@echo
 	$(BIN)/ragwall serve --port $(PORT)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# A real browser for the console and report tests: Debian's chromium, installed with apt where
+# this user can; elsewhere those tests skip, and pytest's header says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "make: installing chromium for the browser tests (apt-get)" && \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	echo "make: chromium is not installed and apt-get cannot install it here: the browser tests will skip"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragwall.api.console import add_console
 from ragwall.api.docs import add_docs
 from ragwall.api.guard import ApiError, RequestGuard
 from ragwall.api.models import ErrorResponse
@@ -21,6 +22,8 @@ from ragwall.api.routes import router
 from ragwall.errors import StoreError
 from ragwall.service import Service
 from ragwall.settings import Settings
+from ragwall.telemetry import tracing
+from ragwall.telemetry.asgi import Observe
 
 log = logging.getLogger("ragwall.api")
 
@@ -51,6 +54,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.state.service = service or Service(settings or Settings())
         if owned:
             _ = app.state.service.searcher  # load the model and open the store before serving
+        if app.state.service.settings.telemetry and not tracing.enabled():
+            tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
         if app.state.service.settings.dev_mode:
             log.warning("RAGWALL_DEV_MODE is on: the API accepts calls without a key")
         try:
@@ -74,12 +79,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     )
 
     app.add_middleware(RequestGuard, on_refusal=_record_guard_refusal)
+    if (service.settings if service is not None else settings or Settings()).telemetry:
+        app.add_middleware(Observe)  # outermost: it sees the guard's refusals too
     app.add_exception_handler(RequestValidationError, _on_invalid)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(StoreError, _on_store)
     app.include_router(router)
     add_docs(app)
+    add_console(app)  # the admin console at /admin
     return app
 
 

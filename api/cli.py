@@ -648,10 +648,12 @@ def serve(
 
     from ragwall.api.app import create_app
     from ragwall.service import Service
+    from ragwall.telemetry import configure_logging
 
     settings = _settings()
     if dev:
         settings = settings.model_copy(update={"dev_mode": True})
+    configure_logging(settings.log_format, settings.log_level)
     try:
         svc = Service(settings)
         _ = svc.searcher  # fail here, clearly, if the index is locked or the model is missing
@@ -659,7 +661,12 @@ def serve(
         raise _fail(exc) from exc
     try:
         uvicorn.run(
-            create_app(settings, svc), host=host, port=port, log_level="info", access_log=False
+            create_app(settings, svc),
+            host=host,
+            port=port,
+            log_config=None,  # configure_logging's handler, in its format
+            log_level=settings.log_level.lower(),
+            access_log=False,  # ragwall.request logs one line per request instead
         )
     finally:
         svc.close()

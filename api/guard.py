@@ -15,6 +15,7 @@ Each refusal is reported to ``on_refusal`` (the app records it in the audit trai
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -74,6 +75,29 @@ def authenticate(service: Service, headers: dict[str, str]) -> Principal:
             401, "unauthorized", "the API key is invalid or revoked", {"WWW-Authenticate": "Bearer"}
         )
     return found
+
+
+def authorize_metrics(service: Service, headers: dict[str, str]) -> str:
+    """Who may read ``/metrics``: the ``RAGWALL_METRICS_TOKEN`` bearer (a Prometheus server),
+    or an admin key. Returns ``"metrics-token"`` or the key's id; raises :class:`ApiError`
+    (401 without a valid credential, 403 for a key without the admin scope)."""
+    token = service.settings.metrics_token
+    offered = request_key(headers)
+    if (
+        token is not None
+        and offered
+        and hmac.compare_digest(offered.encode(), token.get_secret_value().encode())
+    ):
+        return "metrics-token"
+    who = authenticate(service, headers)
+    if not who.allows("admin"):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this key has scope {who.scope!r}; metrics need an admin key "
+            "or the RAGWALL_METRICS_TOKEN",
+        )
+    return who.key_id
 
 
 class RequestGuard:

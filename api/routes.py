@@ -10,9 +10,9 @@ No `from __future__ import annotations` here: FastAPI reads these annotations at
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
-from ragwall.api.guard import ApiError, authenticate
+from ragwall.api.guard import ApiError, authenticate, authorize_metrics
 from ragwall.api.models import (
     ActivateIn,
     ContextOut,
@@ -41,6 +41,7 @@ from ragwall.service import (
 )
 from ragwall.service.drift import DriftRequest
 from ragwall.service.reindex import ReindexChanges
+from ragwall.telemetry import CONTENT_TYPE
 
 
 def service_of(request: Request) -> Service:
@@ -97,6 +98,21 @@ def readyz(svc: SvcDep):  # noqa: ANN201 - a Health or a 503 response
             status_code=503, content={"status": "unavailable", "detail": {"error": str(exc)}}
         )
     return Health(status="ready", detail={k: str(v) for k, v in ready.items()})
+
+
+@router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def metrics(request: Request, svc: SvcDep) -> Response:
+    """Prometheus metrics (text format). Scraped with the ``RAGWALL_METRICS_TOKEN`` as a bearer
+    token, or with an admin key; 401 without either."""
+    if not svc.settings.telemetry:
+        raise ApiError(404, "metrics_off", "metrics are off on this server (RAGWALL_TELEMETRY=0)")
+    authorize_metrics(svc, {k.lower(): v for k, v in request.headers.items()})
+    return Response(svc.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 @router.post("/v1/retrieve", response_model=RetrieveResponse, tags=["retrieve"])

@@ -6,6 +6,9 @@ Starts ``ragwall serve`` on the given data directory (an index built by bench/in
 100k chunks), creates a retrieve key, and sends real queries from a second process at
 concurrency 1, 4 and 16, with the query-time defenses off and on, without and (when a
 reranker is given) with reranking of 20 candidates. Prints p50/p99 latency and requests per second, and the reranker's pairs/s alone.
+
+With ``--compare-telemetry`` it measures what metrics and request logs cost instead: the
+default path at concurrency 1 and 16, served with ``RAGWALL_TELEMETRY`` on and off in turn.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,6 +99,79 @@ async def _load(
     }
 
 
+@contextmanager
+def _served(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``ragwall serve`` on a free port until the block ends; yields its URL once ready. Its
+    log lines go to ``log_path`` (a pipe nobody reads would stall a server that logs)."""
+    port = _free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [*command, "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None:
+                    raise SystemExit(f"server exited: {log_path.read_text()[-2000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=60)
+
+
+def _print_run(label: str, run: dict) -> None:
+    print(
+        f"{label} c={run['concurrency']:<2}  p50 {run['p50_ms']:7.1f} ms  "
+        f"p99 {run['p99_ms']:7.1f} ms  {run['req_per_s']:6.1f} req/s  errors {run['errors']}"
+    )
+
+
+def _compare_telemetry(command: list[str], env: dict, key: str, requests: int, logs: Path) -> dict:
+    """The default serving path (defenses on, no rerank) at concurrency 1 and 16 with telemetry
+    (metrics, request logs) on and off, in alternating server runs (off, on, off, on)."""
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for round_ in range(2):
+        for mode in ("off", "on"):
+            run_env = {**env, "RAGWALL_TELEMETRY": "1" if mode == "on" else "0"}
+            run_env["RAGWALL_LOG_FORMAT"] = "json"
+            with _served(command, run_env, logs / f"serve-{mode}-{round_}.log") as url:
+                asyncio.run(_load(url, key, _queries(30), 2, False))  # warm-up
+                for concurrency in (1, 16):
+                    run = asyncio.run(_load(url, key, _queries(requests), concurrency, False))
+                    run["telemetry"] = mode
+                    runs[mode].append(run)
+                    _print_run(f"telemetry={mode:3} round={round_}", run)
+    summary = {}
+    for concurrency in (1, 16):
+        row = {}
+        for mode in ("off", "on"):
+            mine = [r for r in runs[mode] if r["concurrency"] == concurrency]
+            row[mode] = {
+                q: round(statistics.mean(r[q] for r in mine), 2) for q in ("p50_ms", "p99_ms")
+            }
+        for q in ("p50_ms", "p99_ms"):
+            diff = row["on"][q] - row["off"][q]
+            row[f"{q}_diff"] = round(diff, 2)
+            row[f"{q}_diff_pct"] = round(100 * diff / row["off"][q], 1)
+        summary[str(concurrency)] = row
+        print(
+            f"c={concurrency:<2} telemetry on - off:  p50 {row['p50_ms_diff']:+.2f} ms "
+            f"({row['p50_ms_diff_pct']:+.1f} %)  p99 {row['p99_ms_diff']:+.2f} ms "
+            f"({row['p99_ms_diff_pct']:+.1f} %)"
+        )
+    return {"runs": runs["off"] + runs["on"], "summary": summary}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -102,6 +181,11 @@ def main() -> None:
         "--ragwall",
         default=RAGWALL,
         help="the ragwall command to serve with (e.g. another checkout's, to compare two versions)",
+    )
+    parser.add_argument(
+        "--compare-telemetry",
+        action="store_true",
+        help="only compare telemetry (metrics and request logs) on against off",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -119,31 +203,15 @@ def main() -> None:
             text=True,
         ).stdout
     )["key"]
-    port = _free_port()
-    server = subprocess.Popen(
-        [*command, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None:
-                raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
-            time.sleep(0.5)
-        points = httpx.get(f"{url}/readyz").json()["detail"]["points"]
-        results: dict = {
-            "date": datetime.now(UTC).date().isoformat(),
-            "points": int(points),
-            "runs": [],
-        }
+    logs = Path(tempfile.mkdtemp(prefix="ragwall-bench-"))
+    results: dict = {"date": datetime.now(UTC).date().isoformat(), "runs": []}
+    if args.compare_telemetry:
+        results |= _compare_telemetry(command, env, key, args.requests, logs)
+        if args.json:
+            print(json.dumps(results))
+        return
+    with _served(command, env, logs / "serve.log") as url:
+        results["points"] = int(httpx.get(f"{url}/readyz").json()["detail"]["points"])
         asyncio.run(_load(url, key, _queries(30), 2, False))  # warm-up
         modes = [(False, False), (False, True)]
         if args.reranker:
@@ -156,15 +224,7 @@ def main() -> None:
                 run["rerank"] = rerank
                 run["defenses"] = defenses
                 results["runs"].append(run)
-                print(
-                    f"rerank={rerank!s:5} defenses={defenses!s:5} c={concurrency:<2}  "
-                    f"p50 {run['p50_ms']:7.1f} ms  "
-                    f"p99 {run['p99_ms']:7.1f} ms  {run['req_per_s']:6.1f} req/s  "
-                    f"errors {run['errors']}"
-                )
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+                _print_run(f"rerank={rerank!s:5} defenses={defenses!s:5}", run)
     if args.reranker:
         from ragwall.rerank import load_reranker
 

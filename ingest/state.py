@@ -435,6 +435,26 @@ class State:
             (finished_at, json.dumps(summary), run_id),
         )
 
+    def last_runs(self) -> dict[str, RunRecord]:
+        """``{source_id: its newest ingest run}`` (finished or not)."""
+        rows = self._db.execute(
+            "SELECT id, source_id, started_at, finished_at, summary FROM runs AS r "
+            "WHERE started_at = (SELECT MAX(started_at) FROM runs WHERE source_id = r.source_id)"
+        )
+        return {
+            r[1]: RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None)
+            for r in rows
+        }
+
+    def recent_jobs(self, limit: int = 50, kinds: tuple[str, ...] = ()) -> list[JobRecord]:
+        """The newest ``limit`` jobs (of ``kinds`` when given), newest first."""
+        where = f"WHERE kind IN ({', '.join('?' * len(kinds))}) " if kinds else ""
+        rows = self._db.execute(
+            f"SELECT {_JOB_COLS} FROM jobs {where}ORDER BY created_at DESC LIMIT ?",
+            (*kinds, limit),
+        )
+        return [_job(r) for r in rows]
+
 
 _VERSION_COLS = "id, state, location, created_at, finished_at, config, fingerprint, job_id, error"
 _JOB_COLS = (
@@ -456,6 +476,17 @@ class VersionRecord:
     fingerprint: str
     job_id: str | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ingest run of a source; ``summary`` is the run's report once it finished."""
+
+    id: str
+    source_id: str
+    started_at: str
+    finished_at: str | None
+    summary: dict | None
 
 
 @dataclass(frozen=True)

@@ -89,5 +89,6 @@ KEYWORD_FIELDS: tuple[str, ...] = (
     Key.STATE,
     Key.INGEST_RUN_ID,
 )
-#: Fields the store gives a float (range) index.
-FLOAT_FIELDS: tuple[str, ...] = (Key.TRUST,)
+#: Fields the store gives a float (range) index (trust filters every retrieve; the injection
+#: score finds flagged chunks for the console).
+FLOAT_FIELDS: tuple[str, ...] = (Key.TRUST, Key.INJECTION_SCORE)

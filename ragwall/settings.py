@@ -239,6 +239,37 @@ class Settings(BaseSettings):
         ge=0,
         description="Refused calls (401/403/413/422) recorded in the audit trail per minute, at most.",
     )
+    telemetry: bool = Field(
+        default=True,
+        description=(
+            "Metrics at /metrics, one log line per request, and traces when an OTLP endpoint is "
+            "set. Off: none of them (to measure their cost; /metrics answers 404)."
+        ),
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "A bearer token that may read GET /metrics (for a Prometheus server), besides admin "
+            "keys. Without it, only admin keys may scrape."
+        ),
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="`ragwall serve`'s log lines: JSON, text, or auto (text on a terminal).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="The lowest level logged (DEBUG adds probes and scrapes)."
+    )
+    log_queries: bool = Field(
+        default=False,
+        description="Put each retrieve's query text in its log line (off: it may hold secrets).",
+    )
+    console_session_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=24 * 60,
+        description="How long an admin console sign-in lasts (server-side session, then sign in again).",
+    )
 
     trust_priors: dict[str, float] = Field(
         default_factory=lambda: {

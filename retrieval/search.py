@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -35,6 +36,7 @@ from ragwall.retrieval.store import (
     SparseVec,
     Store,
 )
+from ragwall.telemetry import tracing
 
 FuseLevel = Literal["document", "chunk"]
 #: What names a document in a ranking: a source's document at one address.
@@ -255,35 +257,36 @@ class HybridSearcher:
             bm25_weight: the BM25 branch's RRF weight (the dense branch's is 1).
         """
         timings: dict[str, float] = {}
-        t = time.perf_counter()
-        branches: list[Branch] = []
-        if "dense" in stages:
-            branches.append(Branch("dense", self.query_encoder.encode_query(query), candidates))
-        if "bm25" in stages:
-            sparse = bm25_query_vector(tokenize(query))
-            if sparse.indices:  # a query of stopwords alone has no BM25 branch
-                branches.append(
-                    Branch(
-                        "bm25", SparseVec(sparse.indices, sparse.values), candidates, bm25_weight
+        with _stage("embed", timings):
+            branches: list[Branch] = []
+            if "dense" in stages:
+                branches.append(Branch("dense", self.query_encoder.encode_query(query), candidates))
+            if "bm25" in stages:
+                sparse = bm25_query_vector(tokenize(query))
+                if sparse.indices:  # a query of stopwords alone has no BM25 branch
+                    branches.append(
+                        Branch(
+                            "bm25",
+                            SparseVec(sparse.indices, sparse.values),
+                            candidates,
+                            bm25_weight,
+                        )
                     )
-                )
-        timings["embed"] = _ms(t)
         if not branches:
             return SearchResult([], timings, False, None, 0)
 
-        t = time.perf_counter()
-        want_rerank = rerank and self.reranker is not None
-        limit = max(candidates, top_k) if (want_rerank or defenses) else top_k
-        if len(branches) > 1 and fusion == "rrf" and fuse == "document":
-            fused, by_branch = self._fuse_documents(
-                branches, limit, flt, rrf_k, with_dense=defenses is not None
-            )
-        else:
-            (fused,) = self.store.query_batch(
-                [Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None)]
-            )
-            by_branch = self._branch_scores(branches, fused, flt)
-        timings["search"] = _ms(t)
+        with _stage("search", timings):
+            want_rerank = rerank and self.reranker is not None
+            limit = max(candidates, top_k) if (want_rerank or defenses) else top_k
+            if len(branches) > 1 and fusion == "rrf" and fuse == "document":
+                fused, by_branch = self._fuse_documents(
+                    branches, limit, flt, rrf_k, with_dense=defenses is not None
+                )
+            else:
+                (fused,) = self.store.query_batch(
+                    [Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None)]
+                )
+                by_branch = self._branch_scores(branches, fused, flt)
         fused_score_name = "fused" if len(branches) > 1 else branches[0].using
 
         hits = [
@@ -307,29 +310,36 @@ class HybridSearcher:
         if rerank and self.reranker is None:
             skipped = "no reranker is configured (RAGWALL_RERANKER_MODEL)"
         elif want_rerank and hits:
-            t = time.perf_counter()
-            head, tail = hits[: rerank_depth or len(hits)], hits[rerank_depth or len(hits) :]
-            try:
-                scores = self.reranker.score(query, [h.text for h in head])
-            except Exception as exc:  # a broken model must not take retrieval down
-                skipped = f"reranker failed: {type(exc).__name__}: {exc}"
-            else:
-                for h, s in zip(head, scores, strict=True):
-                    h.scores["rerank"] = float(s)
-                head.sort(key=lambda h: h.scores["rerank"], reverse=True)
-                hits = head + tail  # below the reranked depth, the fused order stands
-                applied = True
-            timings["rerank"] = _ms(t)
+            with _stage("rerank", timings):
+                head, tail = hits[: rerank_depth or len(hits)], hits[rerank_depth or len(hits) :]
+                try:
+                    scores = self.reranker.score(query, [h.text for h in head])
+                except Exception as exc:  # a broken model must not take retrieval down
+                    skipped = f"reranker failed: {type(exc).__name__}: {exc}"
+                else:
+                    for h, s in zip(head, scores, strict=True):
+                        h.scores["rerank"] = float(s)
+                    head.sort(key=lambda h: h.scores["rerank"], reverse=True)
+                    hits = head + tail  # below the reranked depth, the fused order stands
+                    applied = True
         hits = collapse_mirrors(hits)
         n_candidates = len(hits)
         dropped = 0
         if defenses is not None and hits:
-            t = time.perf_counter()
-            hits, dropped = _defend(query, hits, defenses)
-            timings["defend"] = _ms(t)
+            with _stage("defend", timings):
+                hits, dropped = _defend(query, hits, defenses)
         for h in hits:
             h.vector = None
         return SearchResult(hits[:top_k], timings, applied, skipped, n_candidates, dropped)
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    """Time a stage into ``timings`` (ms), inside a ``ragwall.<name>`` span when tracing."""
+    start = time.perf_counter()
+    with tracing.span(name):
+        yield
+    timings[name] = _ms(start)
 
 
 def _passage_key(text: str) -> str:

@@ -14,6 +14,20 @@ SHARED = ROOT.parent / "shared" / "data"
 DOCS = SHARED / "docs"
 
 
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's hook
+    """Say plainly, even under ``-q``, whether the browser tests could run here."""
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        line = f"browser tests: ran with {found}"
+    elif os.environ.get("RAGWALL_REQUIRE_BROWSER"):
+        line = "browser tests: chromium is NOT installed and RAGWALL_REQUIRE_BROWSER is set: failed"
+    else:
+        line = "browser tests: chromium is NOT installed: skipped (apt-get install -y chromium)"
+    terminalreporter.write_line(line, yellow=not found, bold=not found)
+
+
 def shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():

@@ -3,7 +3,8 @@
 Layers, bottom to top (a module may import its own layer and the ones below):
 
 - base: ``ragwall.settings``, ``ragwall.errors``, ``ragwall.payload``;
-- infra: ``ragwall.embed``, ``ragwall.onnx_runtime``, ``ragwall.datasets``;
+- infra: ``ragwall.embed``, ``ragwall.onnx_runtime``, ``ragwall.datasets``,
+  ``ragwall.telemetry`` (metrics, logs and traces, which every layer above records into);
 - core: ``ragwall.ingest``, ``ragwall.retrieval``, ``ragwall.defend``, ``ragwall.rerank``, with
   one direction among them: ingest may use retrieval and defend, retrieval may use defend,
   rerank may use retrieval; defend uses none of them (its trainers excepted: they read
@@ -43,6 +44,7 @@ LAYER = {
     "ragwall.embed": 1,
     "ragwall.onnx_runtime": 1,
     "ragwall.datasets": 1,
+    "ragwall.telemetry": 1,
     "ragwall.ingest": 2,
     "ragwall.retrieval": 2,
     "ragwall.defend": 2,

@@ -76,6 +76,7 @@ class AuditLog:
         row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
         last = _last_record(self.path)
+        self._head_time = _parse_time(last.get("time")) if last is not None else None
         if last is not None and isinstance(last.get("seq"), int) and last["seq"] > self._seq:
             # The head lags the log (a power cut after the log's fsync): chain on from the log.
             self._seq, self._head = last["seq"], str(last.get("hash", ""))
@@ -127,7 +128,19 @@ class AuditLog:
                 (record["seq"], record["hash"]),
             )
             self._seq, self._head = record["seq"], record["hash"]
+            self._head_time = datetime.fromisoformat(record["time"])
             return record
+
+    @property
+    def records(self) -> int:
+        """How many records the chain holds (the head's sequence number)."""
+        return self._seq
+
+    def head_age_s(self) -> float | None:
+        """Seconds since the newest record was appended; ``None`` for an empty log."""
+        if self._head_time is None:
+            return None
+        return max(0.0, (datetime.now(UTC) - self._head_time).total_seconds())
 
     def verify(self) -> VerifyReport:
         problems: list[str] = []
@@ -222,4 +235,11 @@ def _inode(path: Path) -> int | None:
     try:
         return os.stat(path).st_ino
     except FileNotFoundError:
+        return None
+
+
+def _parse_time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
         return None

@@ -18,6 +18,12 @@ Invariants:
   active one and switches under running requests (``ragwall.service.reindex``). One reindex runs
   at a time, and switches (rollback, activate) wait until it ends.
 
+- **Operations are observed here, not in the front doors**: retrieves (per-stage time, hits,
+  flags), ingests, quarantine changes and jobs are counted in ``self.metrics`` (served at
+  ``/metrics``) and, within an HTTP request, added to its log line; a retrieve's ``request_id``
+  is the request's (``ragwall.telemetry.facts``), so the response, its log line and its audit
+  record share it.
+
 Front doors stay thin: they translate their input into one call here and shape its result.
 """
 
@@ -63,6 +69,8 @@ from ragwall.service.index import ActiveIndex, IndexHandle, parse_version, versi
 from ragwall.service.jobs import JobRunner
 from ragwall.service.keys import KeyRecord, KeyStore, Principal
 from ragwall.settings import DefenseConfig, Settings, within_roots
+from ragwall.telemetry import Metrics, StateReading, event, tracing
+from ragwall.telemetry import current as current_request
 
 log = logging.getLogger("ragwall.service")
 
@@ -187,6 +195,7 @@ class Service:
         self.stores = Stores(self.settings)
         self.writes = _WriteLock()
         self.jobs = JobRunner(self)
+        self.metrics = Metrics(self._metrics_reading)
         self._encoders: dict[str, DenseEncoder] = {}
         self._query_encoders: dict[str, Any] = {}
         self._owner_lock: FileLock | None = None
@@ -391,7 +400,23 @@ class Service:
         """
         source = self.state.get_source(source_id)
         with self._ingest_lock(source_id), self.writes.shared(), self.index.lease() as active:
-            report = active.ingester.ingest(source, paths=paths, progress=progress, force=force)
+            try:
+                report = active.ingester.ingest(source, paths=paths, progress=progress, force=force)
+            except BaseException as exc:
+                self.metrics.ingest({}, ok=False)
+                event(log, "ingest failed", logging.WARNING, source_id=source_id, error=str(exc))
+                raise
+        summary = report.summary()
+        self.metrics.ingest(summary, ok=True)
+        event(
+            log,
+            "ingest finished",
+            source_id=source_id,
+            run_id=report.run_id,
+            index_version=active.name,
+            **{k: summary[k] for k in ("documents", "chunks", "unchanged", "removed")},
+            failed=len(report.failed),
+        )
         self.audit.append(
             "source.ingest",
             actor,
@@ -456,6 +481,8 @@ class Service:
             changed = self.state.quarantine(kind, value, reason, datetime.now(UTC).isoformat())
         else:
             changed = self.state.release(kind, value)
+        if changed:
+            self.metrics.quarantine.labels(kind, "quarantine" if on else "release").inc()
         self.audit.append(
             f"{kind}.{'quarantine' if on else 'release'}",
             actor,
@@ -531,7 +558,8 @@ class Service:
             return self._retrieve(who, params, active)
 
     def _retrieve(self, who: Principal, params: RetrieveParams, active: IndexHandle) -> Retrieval:
-        request_id = uuid.uuid4().hex
+        facts = current_request()
+        request_id = facts.request_id if facts is not None else uuid.uuid4().hex
         blocked_sources, blocked_docs = self.state.quarantined()
         flt = access_filter(who.groups, params.filters, blocked_sources, blocked_docs)
         s = self.settings
@@ -555,11 +583,36 @@ class Service:
             if params.context
             else None
         )
+        audit_start = time.perf_counter()
+        with tracing.span("audit"):
+            self._audit_retrieve(who, params, request_id, active.name, result)
+        timings = {**result.timings_ms, "audit": _ms_since(audit_start)}
+        self._observe_retrieve(params, policy if want_defenses else None, result, timings)
+        reranker = active.searcher.reranker
+        return Retrieval(
+            request_id=request_id,
+            index_version=active.name,
+            result=result,
+            rerank_requested=want_rerank,
+            reranker_model=reranker.model_id if reranker else None,
+            defenses=want_defenses,
+            policy=policy if want_defenses else None,
+            context=context,
+        )
+
+    def _audit_retrieve(
+        self,
+        who: Principal,
+        params: RetrieveParams,
+        request_id: str,
+        index_version: str,
+        result: SearchResult,
+    ) -> None:
         self.audit.append(
             "retrieve",
             who.key_id,
             request_id=request_id,
-            index_version=active.name,
+            index_version=index_version,
             query_sha256=hashlib.sha256(params.query.encode()).hexdigest(),
             filters={k: v for k, v in asdict(params.filters).items() if v is not None},
             results=[
@@ -573,17 +626,28 @@ class Service:
             ],
             dropped=result.dropped,
         )
-        reranker = active.searcher.reranker
-        return Retrieval(
-            request_id=request_id,
-            index_version=active.name,
-            result=result,
-            rerank_requested=want_rerank,
-            reranker_model=reranker.model_id if reranker else None,
-            defenses=want_defenses,
-            policy=policy if want_defenses else None,
-            context=context,
-        )
+
+    def _observe_retrieve(
+        self,
+        params: RetrieveParams,
+        policy: str | None,
+        result: SearchResult,
+        timings: dict[str, float],
+    ) -> None:
+        """A retrieve's metrics, and its facts for the request's log line."""
+        if not self.settings.telemetry:
+            return
+        kinds = [kind for h in result.hits for kind in {f["kind"] for f in h.flags}]
+        demoted = sum(1 for h in result.hits if h.flags) if policy == "demote" else 0
+        self.metrics.retrieve(timings, len(result.hits), kinds, result.dropped, demoted)
+        facts = current_request()
+        if facts is not None:
+            facts.stages_ms.update(timings)
+            facts.hits = len(result.hits)
+            facts.flags.update(kinds)
+            facts.dropped, facts.demoted = result.dropped, demoted
+            if self.settings.log_queries:
+                facts.query = params.query
 
     def _context(self, result: SearchResult, max_tokens: int, encoder: DenseEncoder) -> Context:
         tokenizer = encoder.tokenizer
@@ -640,6 +704,23 @@ class Service:
         return True
 
     # -- health ---------------------------------------------------------------------------------
+    def _metrics_reading(self) -> StateReading:
+        """The index, job and audit figures ``/metrics`` reads at each scrape (SQLite reads;
+        never opens the store or loads a model)."""
+        active = self.state.active_version()
+        versions: dict[int, tuple[int, int]] = {}
+        for v in self.state.versions():
+            if v.state in ("active", "ready", "building"):
+                counts = self.state.version_counts(version=v.id).values()
+                versions[v.id] = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+        return StateReading(
+            active_version=active.id if active else None,
+            versions=versions,
+            running_jobs=self.jobs.running_progress(),
+            audit_records=self.audit.records,
+            audit_head_age_s=self.audit.head_age_s(),
+        )
+
     def readiness(self) -> dict[str, Any]:
         """The index answers and the embedding model is loaded (raises when not)."""
         with self.index.lease() as active:
@@ -855,3 +936,7 @@ def _flagged_span(hit: Any) -> tuple[int, int] | None:
     if not span or not any(f["kind"] == "injection" for f in hit.flags):
         return None
     return int(span[0]), int(span[1])
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)

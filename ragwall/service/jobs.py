@@ -43,6 +43,7 @@ from ragwall.service.reindex import (
     plan,
     recover,
 )
+from ragwall.telemetry import event
 
 if TYPE_CHECKING:
     from ragwall.service.core import Service
@@ -56,6 +57,7 @@ class _Running:
     thread: threading.Thread | None
     cancel: threading.Event
     progress: Progress | None = None  # live: elapsed and ETA computed when read
+    kind: str = "job"
 
 
 class JobRunner:
@@ -189,7 +191,7 @@ class JobRunner:
                     job_id=busy,
                 )
             state.add_job(job_id, kind, actor, params, _now(), idempotency_key=idempotency_key)
-            run = _Running(None, threading.Event())
+            run = _Running(None, threading.Event(), kind=kind)
             self._running[job_id] = run
         return job_id, run
 
@@ -201,6 +203,7 @@ class JobRunner:
         svc = self.service
         lock = job_lock(svc.settings.data_dir / "locks", job_id)
         lock.acquire()
+        event(log, "job started", job_id=job_id, kind=kind, background=background)
 
         def body() -> None:
             try:
@@ -211,6 +214,7 @@ class JobRunner:
                 lock.release()
                 with self._lock:
                     self._running.pop(job_id, None)
+                self._finished(job_id)
 
         if background:
             run.thread = threading.Thread(target=body, name=f"{kind}-{job_id}", daemon=True)
@@ -376,6 +380,41 @@ class JobRunner:
                 svc.audit.append("eval.drift_failed", actor, job_id=job_id, error=message[:500])
 
         return self._launch("drift", job_id, run, work, background=True)
+
+    def _finished(self, job_id: str) -> None:
+        """A job's end: its log line and its metrics, from the row the job wrote."""
+        job = self.service.state.get_job(job_id)
+        if job is None:
+            return
+        seconds = None
+        if job.started_at and job.finished_at:
+            seconds = (
+                datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(job.started_at)
+            ).total_seconds()
+        self.service.metrics.job_finished(job.kind, job.state, seconds)
+        level = logging.INFO if job.state == "succeeded" else logging.WARNING
+        event(
+            log,
+            "job finished",
+            level,
+            job_id=job_id,
+            kind=job.kind,
+            state=job.state,
+            duration_s=None if seconds is None else round(seconds, 3),
+            version=(job.result or {}).get("version"),
+            error=(job.error or "")[:500] or None,
+        )
+
+    def running_progress(self) -> list[tuple[str, int, int]]:
+        """``(kind, documents_done, documents_total)`` of each job running in this process."""
+        with self._lock:
+            runs = list(self._running.values())
+        return [
+            (r.kind, r.progress.documents_done, r.progress.documents_total)
+            if r.progress is not None
+            else (r.kind, 0, 0)
+            for r in runs
+        ]
 
     def live(self, job: JobRecord) -> JobRecord:
         """``job`` with its progress as of now, when it runs in this process (the stored one

@@ -1,0 +1,273 @@
+"""Read-side queries for the admin console: what each page shows, as plain data.
+
+Invariants:
+
+- **Reads only.** Nothing here changes state or appends an audit record; the console's actions go
+  through the same ``Service`` methods as the HTTP API (so the same audit records are written).
+- **Bounded work per page.** Flagged chunks are read one page at a time from the active
+  version's store (a filtered scroll and a filtered count, never every flagged point), and job
+  lists are capped, so a page costs the same with ten flags or ten thousand; the audit chain is
+  verified in the background (:class:`AuditChecker`), never while a page waits on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from ragwall.ingest.state import JobRecord, RunRecord
+from ragwall.payload import LIVE, Key
+from ragwall.retrieval.store import Filter, Match, Range, Store
+from ragwall.service.audit import VerifyReport, _last_record
+
+if TYPE_CHECKING:
+    from ragwall.service.core import Service, SourceSummary
+
+FlagKind = Literal["injection", "hidden"]
+FLAG_KINDS: tuple[str, ...] = ("injection", "hidden")
+#: The payload fields a flagged-chunk row shows (the text and the detectors' findings).
+FLAG_FIELDS: tuple[str, ...] = (
+    Key.TEXT,
+    Key.SOURCE_ID,
+    Key.DOC_SHA256,
+    "doc_name",
+    Key.DOC_URI,
+    "ingested_at",
+    Key.TRUST,
+    Key.INJECTION_SCORE,
+    Key.INJECTION_REASONS,
+    Key.INJECTION_SPAN,
+    Key.HIDDEN_TEXT,
+    Key.HIDDEN_REASONS,
+)
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """A source as the console lists it: what it holds, its last run and that run's failures."""
+
+    summary: SourceSummary
+    quarantined: bool
+    last_run: RunRecord | None
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return list((self.last_run.summary or {}).get("failed", [])) if self.last_run else []
+
+
+@dataclass(frozen=True)
+class FlaggedChunk:
+    """One flagged chunk; ``before``/``span``/``after`` split its text at the flagged span."""
+
+    id: str
+    source_id: str
+    doc_sha256: str
+    doc_name: str
+    ingested_at: str
+    trust: float
+    injection_score: float
+    reasons: list[str]
+    before: str
+    span: str
+    after: str
+    document_quarantined: bool
+
+
+@dataclass(frozen=True)
+class FlaggedPage:
+    kind: str
+    items: list[FlaggedChunk]
+    total: int | None  # None: not counted (hidden text, found by a bounded scan)
+    next_offset: str | None
+
+
+@dataclass(frozen=True)
+class AuditStatus:
+    """The latest verification of the audit chain (``ok`` None: none finished yet) and the age
+    of the newest record, read now."""
+
+    ok: bool | None
+    records: int
+    problems: list[str]
+    warnings: list[str]
+    checked_at: str | None
+    verifying: bool
+    head_time: str | None
+    head_age_s: float | None
+
+
+def sources(svc: Service) -> list[SourceRow]:
+    """Every source with its counts in the active version, quarantine and last ingest run."""
+    blocked, _ = svc.state.quarantined()
+    runs = svc.state.last_runs()
+    return [SourceRow(s, s.source.id in blocked, runs.get(s.source.id)) for s in svc.list_sources()]
+
+
+def jobs(svc: Service, limit: int = 50) -> list[JobRecord]:
+    """The newest jobs, newest first, running ones with their live progress."""
+    return [svc.jobs.live(j) for j in svc.state.recent_jobs(limit)]
+
+
+def has_report(svc: Service, job: JobRecord) -> bool:
+    return (svc.jobs.reports_dir(job.id) / "report.html").is_file()
+
+
+def drift_jobs(svc: Service, limit: int = 50) -> list[tuple[JobRecord, bool]]:
+    """Drift jobs and gated reindexes, newest first, each with whether its report exists."""
+    found = svc.state.recent_jobs(limit * 4, ("drift", "reindex"))
+    gated = [j for j in found if j.kind == "drift" or j.params.get("gate") is not None]
+    return [(svc.jobs.live(j), has_report(svc, j)) for j in gated[:limit]]
+
+
+#: Hidden text keeps 60 % of a chunk's trust (``defend.detect.content_trust``): no hidden-text
+#: chunk has a trust above this share of the highest prior.
+HIDDEN_TRUST_SHARE = 0.6
+#: The most candidates one hidden-text page reads before it returns what it found.
+HIDDEN_SCAN_MAX = 5000
+
+
+def flag_filter(svc: Service, kind: str, source_id: str | None = None) -> Filter:
+    """Live chunks the injection detector scored at or above the threshold; for ``hidden``,
+    the candidates that may carry hidden text (trust low enough: the embedded engine does not
+    match boolean payload values, so ``hidden_text`` itself is checked on each candidate).
+    Of one source when given."""
+    if kind not in FLAG_KINDS:
+        raise ValueError(f"kind must be one of {FLAG_KINDS}, not {kind!r}")
+    must: tuple = (Match(Key.STATE, LIVE),)
+    if kind == "injection":
+        must += (Range(Key.INJECTION_SCORE, gte=svc.settings.injection_threshold),)
+    else:
+        top = max(svc.settings.trust_priors.values(), default=1.0)
+        must += (Range(Key.TRUST, lte=top * HIDDEN_TRUST_SHARE + 1e-6),)
+    if source_id:
+        must += (Match(Key.SOURCE_ID, source_id),)
+    return Filter(must=must)
+
+
+def flagged(
+    svc: Service,
+    kind: str = "injection",
+    offset: str | None = None,
+    limit: int = 50,
+    source_id: str | None = None,
+) -> FlaggedPage:
+    """One page of flagged chunks of the active version (in point-id order; ``offset`` is the
+    previous page's ``next_offset``), and how many there are in all."""
+    flt = flag_filter(svc, kind, source_id)
+    _, blocked_docs = svc.state.quarantined()
+    blocked = set(blocked_docs)
+    total: int | None = None
+    with svc.index.lease() as active:
+        if kind == "injection":
+            hits, next_offset = active.store.scroll(flt, limit, offset, with_payload=FLAG_FIELDS)
+            total = active.store.count(flt)
+        else:
+            hits, next_offset = _hidden(active.store, flt, offset, limit)
+    items = []
+    for h in hits:
+        p = h.payload
+        text = str(p.get(Key.TEXT, ""))
+        start, end = _span(p.get(Key.INJECTION_SPAN), len(text)) if kind == "injection" else (0, 0)
+        reasons = p.get(Key.INJECTION_REASONS if kind == "injection" else Key.HIDDEN_REASONS) or []
+        sha = str(p.get(Key.DOC_SHA256, ""))
+        items.append(
+            FlaggedChunk(
+                id=h.id,
+                source_id=str(p.get(Key.SOURCE_ID, "")),
+                doc_sha256=sha,
+                doc_name=str(p.get("doc_name") or p.get(Key.DOC_URI, "")),
+                ingested_at=str(p.get("ingested_at", "")),
+                trust=float(p.get(Key.TRUST, 0.0)),
+                injection_score=float(p.get(Key.INJECTION_SCORE, 0.0)),
+                reasons=[str(r) for r in reasons],
+                before=text[:start],
+                span=text[start:end],
+                after=text[end:],
+                document_quarantined=sha in blocked,
+            )
+        )
+    return FlaggedPage(kind, items, total, next_offset)
+
+
+def _hidden(store: Store, flt: Filter, offset: str | None, limit: int) -> tuple[list, str | None]:
+    """Up to ``limit`` hidden-text chunks among ``flt``'s candidates from ``offset`` on, reading
+    at most :data:`HIDDEN_SCAN_MAX` candidates; and where the next page starts."""
+    found, scanned, cursor = [], 0, offset
+    while len(found) < limit and scanned < HIDDEN_SCAN_MAX:
+        page, after = store.scroll(flt, 256, cursor, with_payload=FLAG_FIELDS)
+        for hit in page:
+            if len(found) == limit:
+                return found, hit.id  # the next page starts at the first hit not read
+            scanned += 1
+            if hit.payload.get(Key.HIDDEN_TEXT) is True:
+                found.append(hit)
+        cursor = after
+        if cursor is None:
+            break
+    return found, cursor
+
+
+def _span(span: Any, length: int) -> tuple[int, int]:
+    """A stored ``[start, end)`` clamped to the text; (0, 0) when there is none."""
+    try:
+        start, end = int(span[0]), int(span[1])
+    except (TypeError, ValueError, IndexError):
+        return 0, 0
+    start = max(0, min(start, length))
+    return start, max(start, min(end, length))
+
+
+class AuditChecker:
+    """Verifies a service's audit chain in a background thread, at most once per ``max_age_s``.
+
+    Verifying reads the whole log (about 5 s per 100,000 records on the development box), so a
+    page never waits for it longer than ``wait_s``: it shows the latest finished verification,
+    and says when one is running."""
+
+    def __init__(self, svc: Service, max_age_s: float = 60.0, wait_s: float = 0.1) -> None:
+        self.svc, self.max_age_s, self.wait_s = svc, max_age_s, wait_s
+        self._lock = threading.Lock()
+        self._report: VerifyReport | None = None
+        self._checked_at: datetime | None = None
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        report = self.svc.audit.verify()
+        with self._lock:
+            self._report, self._checked_at = report, datetime.now(UTC)
+
+    def status(self) -> AuditStatus:
+        with self._lock:
+            now = datetime.now(UTC)
+            stale = self._checked_at is None or (
+                (now - self._checked_at).total_seconds() > self.max_age_s
+            )
+            if stale and (self._thread is None or not self._thread.is_alive()):
+                self._thread = threading.Thread(target=self._run, name="audit-verify", daemon=True)
+                self._thread.start()
+            thread = self._thread
+        if thread is not None and stale:
+            thread.join(self.wait_s)
+        with self._lock:
+            report, at = self._report, self._checked_at
+            running = self._thread is not None and self._thread.is_alive()
+        last = _last_record(self.svc.audit.path)
+        when = str(last["time"]) if last and last.get("time") else None
+        age = None
+        if when:
+            try:
+                age = (datetime.now(UTC) - datetime.fromisoformat(when)).total_seconds()
+            except ValueError:
+                age = None
+        return AuditStatus(
+            ok=report.ok if report else None,
+            records=report.records if report else 0,
+            problems=report.problems if report else [],
+            warnings=report.warnings if report else [],
+            checked_at=at.isoformat() if at else None,
+            verifying=running,
+            head_time=when,
+            head_age_s=age,
+        )
