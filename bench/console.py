@@ -21,15 +21,10 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
+from retrieve import RAGWALL, served  # noqa: E402
 
 from ragwall.payload import LIVE, Key  # noqa: E402
 from ragwall.retrieval.store import Filter, Match, PointIn  # noqa: E402
@@ -122,37 +118,6 @@ def reopen(workdir: Path) -> tuple[Service, str]:
     return Service(settings), (workdir / "admin.key").read_text().strip()
 
 
-@contextmanager
-def served(data_dir: Path, log_path: Path) -> Iterator[str]:
-    """``ragwall serve`` on the data dir, on a free port, until the block ends."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "RAGWALL_DATA_DIR": str(data_dir), "RAGWALL_QUERY_ENCODER": "torch"}
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("ragwall")), "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None:
-                    raise SystemExit(f"server exited: {log_path.read_text()[-2000:]}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=60)
-
-
 def time_pages(url: str, key: str, second: str, repeats: int) -> dict[str, dict[str, float]]:
     """Sign in, then request each page ``repeats`` times (after a warm-up); ``second`` is the
     flags list's second-page offset."""
@@ -212,7 +177,12 @@ def main() -> None:
         second = views.flagged(svc, "injection", None, 50).next_offset
     finally:
         svc.close()  # the server opens the embedded index next (one process at a time)
-    with served(args.workdir / "data", args.workdir / "serve.log") as url:
+    env = {
+        **os.environ,
+        "RAGWALL_DATA_DIR": str(args.workdir / "data"),
+        "RAGWALL_QUERY_ENCODER": "torch",
+    }
+    with served([RAGWALL], env, args.workdir / "serve.log") as url:
         times = time_pages(url, key, second or "", args.repeats)
     print(f"\n{'page':<22}{'median ms':>11}{'p95 ms':>9}{'max ms':>9}")
     for name, t in times.items():

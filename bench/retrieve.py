@@ -100,7 +100,7 @@ async def _load(
 
 
 @contextmanager
-def _served(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
+def served(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
     """``ragwall serve`` on a free port until the block ends; yields its URL once ready. Its
     log lines go to ``log_path`` (a pipe nobody reads would stall a server that logs)."""
     port = _free_port()
@@ -144,7 +144,7 @@ def _compare_telemetry(command: list[str], env: dict, key: str, requests: int, l
         for mode in ("off", "on"):
             run_env = {**env, "RAGWALL_TELEMETRY": "1" if mode == "on" else "0"}
             run_env["RAGWALL_LOG_FORMAT"] = "json"
-            with _served(command, run_env, logs / f"serve-{mode}-{round_}.log") as url:
+            with served(command, run_env, logs / f"serve-{mode}-{round_}.log") as url:
                 asyncio.run(_load(url, key, _queries(30), 2, False))  # warm-up
                 for concurrency in (1, 16):
                     run = asyncio.run(_load(url, key, _queries(requests), concurrency, False))
@@ -210,7 +210,7 @@ def main() -> None:
         if args.json:
             print(json.dumps(results))
         return
-    with _served(command, env, logs / "serve.log") as url:
+    with served(command, env, logs / "serve.log") as url:
         results["points"] = int(httpx.get(f"{url}/readyz").json()["detail"]["points"])
         asyncio.run(_load(url, key, _queries(30), 2, False))  # warm-up
         modes = [(False, False), (False, True)]

@@ -22,7 +22,7 @@ import pytest
 from ragwall.api.app import create_app
 from ragwall.service import Service
 from ragwall.service.drift import DriftRequest
-from tests.eval.test_drift import _chromium
+from tests.browser import launch
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["sources", "index", "jobs", "flags", "drift", "audit"]
@@ -101,11 +101,7 @@ def test_the_console_in_a_real_browser(served, tmp_path):
     shots = Path(os.environ.get("RAGWALL_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=_chromium(),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 860})
             page = context.new_page()

@@ -3,9 +3,6 @@ a real headless Chromium."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from ragwall.datasets import DatasetError
@@ -18,6 +15,7 @@ from ragwall.eval.drift.snapshot import (
     load_snapshot,
     save_snapshot,
 )
+from tests.browser import launch
 
 
 def _hit(rank: int, doc: str, source: str = "wiki", flags=(), trust=0.8, score=None) -> SnapshotHit:
@@ -153,15 +151,6 @@ def test_the_report_escapes_what_the_index_holds():
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("RAGWALL_REQUIRE_BROWSER"):
-            pytest.fail("RAGWALL_REQUIRE_BROWSER is set but chromium is not installed")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return path
-
-
 @pytest.mark.slow
 def test_the_report_renders_its_plots_in_a_real_browser(tmp_path):
     from playwright.sync_api import sync_playwright
@@ -175,11 +164,7 @@ def test_the_report_renders_its_plots_in_a_real_browser(tmp_path):
     paths = write_report(result, tmp_path / "report")
     assert paths["json"].exists()
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=_chromium(),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(paths["html"].as_uri())
