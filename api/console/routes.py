@@ -3,7 +3,8 @@
 Invariants:
 
 - **Each action is one service call** (``Service.add_source``, ``ingest``, ``set_quarantine``,
-  ``start_reindex``, ``activate``, ``rollback``), made with the signed-in key's id as the actor,
+  ``start_reindex``, ``activate``, ``rollback``; sign-in and sign-out: ``record_session``),
+  made with the signed-in key's id as the actor,
   so the audit trail records the same thing as the HTTP API would; reads come from
   ``ragwall.service.console``.
 - **Every state-changing request is refused (403, audited, nothing changed) unless** its session
@@ -220,6 +221,7 @@ def login(
         )
     minutes = svc.settings.console_session_minutes
     session = _sessions(request).create(who.key_id, who.scope, minutes)
+    svc.record_session(who.key_id, "sign_in")
     response = _back("/sources")
     _cookie(request, response, COOKIE, session.id, max_age=minutes * 60)
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
@@ -229,6 +231,7 @@ def login(
 @router.post("/logout")
 def logout(request: Request, session: Actor) -> Response:
     _sessions(request).end(session.id)
+    _svc(request).record_session(session.key_id, "sign_out")
     response = _back("/login")
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

@@ -673,6 +673,14 @@ class Service:
             count,
         )
 
+    # -- console sessions -------------------------------------------------------------------
+    def record_session(self, key_id: str, action: str) -> None:
+        """Audit an admin console sign-in or sign-out (``action``: ``sign_in`` or
+        ``sign_out``) under the key's id; the session itself lives in the console."""
+        if action not in ("sign_in", "sign_out"):
+            raise InvalidRequest(f"action must be sign_in or sign_out, not {action!r}")
+        self.audit.append(f"console.{action}", key_id)
+
     # -- refusals ------------------------------------------------------------------------------
     def record_refusal(
         self, key_id: str | None, method: str, route: str, status: int, code: str

@@ -101,6 +101,13 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_pages_answer(console):
     bare = _fresh(console)
     hdr = {"Authorization": f"Bearer {keys['admin']}"}
     assert bare.get("/admin/sources", headers=hdr, follow_redirects=False).status_code == 303
+    # sign-in and sign-out are audited under the key's id
+    key_id = svc.authenticate(keys["admin"]).key_id
+    assert _audit(svc)[-1]["action"] == "console.sign_in" and _audit(svc)[-1]["key_id"] == key_id
+    out = c.post("/admin/logout", data={"csrf": _csrf(c)}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/admin/login"
+    assert _audit(svc)[-1]["action"] == "console.sign_out" and _audit(svc)[-1]["key_id"] == key_id
+    assert c.get("/admin/sources", follow_redirects=False).status_code == 303  # signed out
 
 
 def test_a_wrong_key_and_a_retrieve_key_are_refused_and_audited(console, caplog):
