@@ -87,9 +87,17 @@ def configure_logging(
     root.setLevel(logging.WARNING)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers.clear()  # theirs would print each line twice
-        logging.getLogger(name).propagate = True
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        # Whatever configured uvicorn before (its own dictConfig, an earlier server in this
+        # process): its handlers would print each line twice, and its levels and "disabled"
+        # flag would hide lines; they inherit from "uvicorn" instead.
+        child = logging.getLogger(name)
+        child.handlers.clear()
+        child.propagate = True
+        child.disabled = False
+        child.setLevel(logging.NOTSET)
+    logging.getLogger("uvicorn").handlers.clear()
+    logging.getLogger("uvicorn").propagate = True
     return handler
 
 

@@ -155,7 +155,8 @@ def test_the_console_in_a_real_browser(served, tmp_path):
                 r for r in _audit(svc) if r["key_id"] == served["admin_id"]
             ]  # the same records the API writes, under the console's key
             assert [r["action"] for r in actions] == [
-                "source.add", "source.ingest", "source.quarantine", "source.release"
+                "console.sign_in", "source.add", "source.ingest", "source.quarantine",
+                "source.release",
             ]  # fmt: skip
 
             # -- flagged chunks: the injection's span highlighted, markup escaped -------------

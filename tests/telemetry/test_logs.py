@@ -74,6 +74,9 @@ def test_auto_is_json_off_a_terminal_and_reconfiguring_replaces_the_handler():
 
 
 def test_uvicorn_lines_go_through_the_same_handler():
+    # as an earlier uvicorn in this process may have left it (a server run at log level warning)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").disabled = True
     _, stream = _logger_to("json")
     logging.getLogger("uvicorn.error").info("Started server process")
     assert json.loads(stream.getvalue().strip().splitlines()[-1])["logger"] == "uvicorn.error"
