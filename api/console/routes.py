@@ -352,13 +352,8 @@ def _local(back: str, default: str) -> str:
 @router.get("/index")
 def index_page(request: Request, session: Viewer) -> Response:
     svc = _svc(request)
-    recent = svc.state.recent_jobs(1, ("reindex",))
     return render(
-        request,
-        "index.html",
-        session,
-        info=svc.index_info(),
-        job=svc.jobs.live(recent[0]) if recent else None,
+        request, "index.html", session, info=svc.index_info(), job=views.latest_reindex(svc)
     )
 
 

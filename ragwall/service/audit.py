@@ -76,7 +76,6 @@ class AuditLog:
         row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
         last = _last_record(self.path)
-        self._head_time = _parse_time(last.get("time")) if last is not None else None
         if last is not None and isinstance(last.get("seq"), int) and last["seq"] > self._seq:
             # The head lags the log (a power cut after the log's fsync): chain on from the log.
             self._seq, self._head = last["seq"], str(last.get("hash", ""))
@@ -128,7 +127,6 @@ class AuditLog:
                 (record["seq"], record["hash"]),
             )
             self._seq, self._head = record["seq"], record["hash"]
-            self._head_time = datetime.fromisoformat(record["time"])
             return record
 
     @property
@@ -136,11 +134,16 @@ class AuditLog:
         """How many records the chain holds (the head's sequence number)."""
         return self._seq
 
+    def head_time(self) -> datetime | None:
+        """When the log's newest record was appended, read from the file's end (so records
+        other processes appended, such as the CLI's, count); ``None`` for an empty log."""
+        last = _last_record(self.path)
+        return _parse_time(last.get("time")) if last is not None else None
+
     def head_age_s(self) -> float | None:
         """Seconds since the newest record was appended; ``None`` for an empty log."""
-        if self._head_time is None:
-            return None
-        return max(0.0, (datetime.now(UTC) - self._head_time).total_seconds())
+        head = self.head_time()
+        return None if head is None else max(0.0, (datetime.now(UTC) - head).total_seconds())
 
     def verify(self) -> VerifyReport:
         problems: list[str] = []

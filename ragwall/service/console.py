@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ragwall.ingest.state import JobRecord, RunRecord
 from ragwall.payload import LIVE, Key
 from ragwall.retrieval.store import Filter, Match, Range, Store
-from ragwall.service.audit import VerifyReport, _last_record
+from ragwall.service.audit import VerifyReport
 
 if TYPE_CHECKING:
     from ragwall.service.core import Service, SourceSummary
@@ -103,6 +103,12 @@ def sources(svc: Service) -> list[SourceRow]:
     blocked, _ = svc.state.quarantined()
     runs = svc.state.last_runs()
     return [SourceRow(s, s.source.id in blocked, runs.get(s.source.id)) for s in svc.list_sources()]
+
+
+def latest_reindex(svc: Service) -> JobRecord | None:
+    """The newest reindex job, with its live progress when it runs (the index page's bar)."""
+    recent = svc.state.recent_jobs(1, ("reindex",))
+    return svc.jobs.live(recent[0]) if recent else None
 
 
 def jobs(svc: Service, limit: int = 50) -> list[JobRecord]:
@@ -253,14 +259,7 @@ class AuditChecker:
         with self._lock:
             report, at = self._report, self._checked_at
             running = self._thread is not None and self._thread.is_alive()
-        last = _last_record(self.svc.audit.path)
-        when = str(last["time"]) if last and last.get("time") else None
-        age = None
-        if when:
-            try:
-                age = (datetime.now(UTC) - datetime.fromisoformat(when)).total_seconds()
-            except ValueError:
-                age = None
+        head = self.svc.audit.head_time()
         return AuditStatus(
             ok=report.ok if report else None,
             records=report.records if report else 0,
@@ -268,6 +267,6 @@ class AuditChecker:
             warnings=report.warnings if report else [],
             checked_at=at.isoformat() if at else None,
             verifying=running,
-            head_time=when,
-            head_age_s=age,
+            head_time=head.isoformat() if head else None,
+            head_age_s=self.svc.audit.head_age_s(),
         )
