@@ -61,6 +61,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         try:
             yield
         finally:
+            # Stopping the server cancels its running jobs and waits for them to clean up (no
+            # parser worker outlives it). Here, not in the caller's close: after a SIGTERM,
+            # uvicorn raises the signal again once shut down, and the process ends at once.
+            app.state.service.jobs.close()
             if owned:
                 app.state.service.close()
 

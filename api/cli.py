@@ -1,4 +1,4 @@
-"""The ``ragwall`` command line."""
+"""The ``ragwall`` command line (output for scripts and logs: see ``ragwall.api.terminal``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -15,40 +16,39 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
-from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ragwall.errors import RagwallError  # noqa: E402
+from ragwall.api import remote, secret_file  # noqa: E402
+from ragwall.api.terminal import console, typer_app  # noqa: E402
+from ragwall.errors import RagwallError, StoreLocked, validation_message  # noqa: E402
 from ragwall.settings import TRUST_TIERS, Settings  # noqa: E402
 
-app = typer.Typer(help="Ragwall: retrieval that AI agents can trust.", no_args_is_help=True)
-sources_app = typer.Typer(help="Register and inspect sources.", no_args_is_help=True)
+app = typer_app("Ragwall: retrieval that AI agents can trust.")
+sources_app = typer_app("Register and inspect sources.")
 app.add_typer(sources_app, name="sources")
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys_app = typer_app("Create, list and revoke API keys.")
 app.add_typer(keys_app, name="keys")
-eval_app = typer.Typer(
-    help="Measure retrieval quality (commands a CI can gate on).", no_args_is_help=True
-)
+eval_app = typer_app("Measure retrieval quality (commands a CI can gate on).")
 app.add_typer(eval_app, name="eval")
-rerank_app = typer.Typer(help="Train and check cross-encoder rerankers.", no_args_is_help=True)
+rerank_app = typer_app("Train and check cross-encoder rerankers.")
 app.add_typer(rerank_app, name="rerank")
-audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
+audit_app = typer_app("Inspect the audit trail.")
 app.add_typer(audit_app, name="audit")
-documents_app = typer.Typer(help="Quarantine or release single documents.", no_args_is_help=True)
+documents_app = typer_app("Quarantine or release single documents.")
 app.add_typer(documents_app, name="documents")
-defend_app = typer.Typer(help="Train and inspect the injection defenses.", no_args_is_help=True)
+defend_app = typer_app("Train and inspect the injection defenses.")
 app.add_typer(defend_app, name="defend")
 
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 
 def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        err.print(f"[red]error:[/red] invalid RAGWALL_* setting:\n{exc}")
+        err.print(f"[red]error:[/red] invalid RAGWALL_* setting: {validation_message(exc)}")
         raise typer.Exit(2) from exc
 
 
@@ -109,7 +109,13 @@ def sources_add(
     path: Annotated[str, typer.Argument(help="A folder, or a glob such as 'docs/**/*.md'.")],
     trust: Annotated[str, typer.Option(help=f"Trust tier: {', '.join(TRUST_TIERS)}.")] = "internal",
     group: Annotated[
-        list[str] | None, typer.Option("--group", "-g", help="Access group (repeat).")
+        list[str] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Access group whose keys see the source (repeat). Without one, only keys "
+            "without groups (unrestricted keys) see it; a group-bound key never does.",
+        ),
     ] = None,
     exist_ok: Annotated[
         bool, typer.Option(help="Succeed quietly if the same source exists.")
@@ -155,13 +161,23 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 @sources_app.command("remove")
-def sources_remove(source_id: str) -> None:
-    """Delete a source and every chunk it contributed."""
-    with _service() as svc:
-        try:
-            n = svc.remove_source(_actor(), source_id)
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+def sources_remove(source_id: str, url: remote.UrlOpt = None, key: remote.KeyOpt = None) -> None:
+    """Delete a source and every chunk it contributed (with --url: on the running server)."""
+    if url:
+        path = f"/v1/sources/{quote(source_id, safe='')}"
+        n = remote.call(url, key, "DELETE", path, expect=(200,))["chunks"]
+    else:
+        with _service() as svc:
+            try:
+                n = svc.remove_source(_actor(), source_id)
+            except StoreLocked as exc:
+                err.print(
+                    f"[red]error:[/red] {exc}\nA running server holds this data dir: add "
+                    "`--url http://HOST:PORT --key ADMIN_KEY` to remove the source there."
+                )
+                raise typer.Exit(2) from exc
+            except RagwallError as exc:
+                raise _fail(exc) from exc
     out.print(f"removed source {source_id} and {n} chunks")
 
 
@@ -214,8 +230,20 @@ def ingest(
     as_json: Annotated[
         bool, typer.Option("--json", help="End with one JSON summary line.")
     ] = False,
+    url: remote.UrlOpt = None,
+    key: remote.KeyOpt = None,
 ) -> None:
-    """Ingest a source (idempotent and incremental) or a one-off path into a source."""
+    """Ingest a source (idempotent and incremental) or a one-off path into a source; with
+    --url, a source as a job of that running server."""
+    if url:
+        if source is not None:
+            err.print(
+                "[red]error:[/red] --url ingests a registered source on the server; a one-off "
+                "path (--source) is ingested in this process, without --url"
+            )
+            raise typer.Exit(2)
+        _ingest_remote(url, key, target, as_json)
+        return
     source_id = target if source is None else source
     with _service() as svc:
         try:
@@ -248,13 +276,52 @@ def ingest(
         err.print(f"[cyan]note[/cyan] {n.path}: {n.note}")
     err.print(
         f"{source_id}: {report.documents} documents, {report.chunks} chunks written, "
-        f"{report.unchanged} unchanged, {report.removed} removed, {len(report.failed)} failed "
-        f"in {report.seconds:.1f} s (run {report.run_id})"
+        f"{report.unchanged} unchanged, {report.removed} removed, {len(report.failed)} failed, "
+        f"{len(report.skipped)} skipped in {report.seconds:.1f} s (run {report.run_id})"
     )
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
     if report.failed:
+        raise typer.Exit(1)
+
+
+def _ingest_remote(url: str, key: str | None, source_id: str, as_json: bool) -> None:
+    """``ingest --url``: the server ingests the source as a job; its summary is printed as a
+    local ingest prints it, with the same exit status (1 when documents failed, or when the
+    job did not finish)."""
+    path = f"/v1/sources/{quote(source_id, safe='')}/ingest"
+    started = remote.call(url, key, "POST", path, expect=(202,), idempotent=True)
+    lines = ProgressLines(source_id, err.file)
+    job = remote.wait_job(
+        url,
+        key,
+        started["job_id"],
+        lambda p: lines(
+            p.get("stage", ""), p.get("documents_done", 0), p.get("documents_total", 0)
+        ),
+    )
+    lines.finish()
+    summary = job.get("result") or {}
+    for f in summary.get("failed", []):
+        err.print(f"[yellow]failed[/yellow] {f['path']}: {f['reason']}: {f['message']}")
+    for n in summary.get("notes", []):
+        err.print(f"[cyan]note[/cyan] {n['path']}: {n['note']}")
+    if job["state"] != "succeeded":
+        err.print(
+            f"[red]error:[/red] ingest job {job['job_id']} {job['state']}: {job.get('error') or ''}"
+        )
+        raise typer.Exit(1)
+    err.print(
+        f"{source_id}: {summary['documents']} documents, {summary['chunks']} chunks written, "
+        f"{summary['unchanged']} unchanged, {summary['removed']} removed, "
+        f"{len(summary['failed'])} failed, {len(summary.get('skipped', []))} skipped "
+        f"(job {job['job_id']})"
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    if summary["failed"]:
         raise typer.Exit(1)
 
 
@@ -277,20 +344,33 @@ def keys_create(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Create a key and print it once (only its hash is stored)."""
-    if out_file is not None and out_file.exists():
-        err.print(f"[red]error:[/red] {out_file} exists; remove it or choose another --out")
-        raise typer.Exit(2)
-    with _service() as svc:
-        try:
-            key, record = svc.create_key(_actor(), scope, group or None, name, policy)
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+    """Create a key and print it once (only its hash is stored). An admin key cannot be bound
+    to groups (admin views cover the whole index)."""
+    try:  # --out: the new file first, so a key is never created with nowhere to go
+        fd = None if out_file is None else secret_file.reserve(out_file)
+    except RagwallError as exc:
+        raise _fail(exc) from exc
+    try:
+        with _service() as svc:
+            try:
+                key, record = svc.create_key(_actor(), scope, group or None, name, policy)
+            except RagwallError as exc:
+                raise _fail(exc) from exc
+            if fd is not None:
+                try:
+                    secret_file.write(fd, key)
+                    fd = None
+                except OSError as exc:  # the secret is lost: the key must not stay usable
+                    svc.revoke_key(_actor(), record.id)
+                    err.print(
+                        f"[red]error:[/red] could not write the key to {out_file} "
+                        f"({exc.strerror or exc}); key {record.id} was revoked"
+                    )
+                    raise typer.Exit(2) from exc
+    finally:
+        if fd is not None and out_file is not None:
+            secret_file.discard(fd, out_file)
     if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key + "\n")
         err.print(
             f"key {record.id} (scope {record.scope}, groups "
             f"{list(record.groups or []) or 'all'}) written to {out_file} (mode 0600); "
@@ -325,7 +405,9 @@ def keys_list() -> None:
             table.add_row(
                 r.id,
                 r.name,
-                r.scope,
+                r.effective_scope
+                if r.effective_scope == r.scope
+                else f"{r.effective_scope} (stored as {r.scope}: group-bound keys cannot be admin)",
                 ",".join(r.groups) if r.groups is not None else "(all)",
                 r.created_at[:19],
                 (r.revoked_at or "")[:19],

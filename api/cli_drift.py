@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from ragwall.api.cli import _actor, _fail, _service, err, eval_app
+from ragwall.api.terminal import open_unit
 from ragwall.errors import RagwallError, StoreLocked
 
 QueriesOpt = Annotated[
@@ -113,15 +114,30 @@ def eval_drift(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     max_ndcg_drop: Annotated[
         float | None,
-        typer.Option(help="Fail when nDCG@10 drops by more than this, significantly (--alpha)."),
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fail when nDCG@10 drops by more than this, significantly (--alpha); 0..1.",
+        ),
     ] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level of the nDCG gate.")] = 0.05,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            callback=open_unit,
+            help="Significance level of the nDCG gate; between 0 and 1.",
+        ),
+    ] = 0.05,
     min_mean_rbo: Annotated[
-        float | None, typer.Option(help="Fail when the mean RBO is below this.")
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Fail when the mean RBO is below this; 0..1."),
     ] = None,
     max_new_source_share: Annotated[
         float | None,
-        typer.Option(help="Fail when a source gains more than this share of queries' top-k."),
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fail when a source gains more than this share of queries' top-k; 0..1.",
+        ),
     ] = None,
 ) -> None:
     """Compare two states of the index (snapshots or versions): result-set change, quality

@@ -7,10 +7,8 @@ server (which is how to reindex an embedded data dir that a server holds open).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,13 +16,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragwall.api import remote
 from ragwall.api.cli import _actor, _fail, _service, err, out
+from ragwall.api.terminal import open_unit, typer_app
 from ragwall.errors import RagwallError, StoreLocked
 
-index_app = typer.Typer(help="List, activate and roll back index versions.", no_args_is_help=True)
+index_app = typer_app("List, activate and roll back index versions.")
 
 RESULT_FIELDS = ("version", "previous", "documents", "chunks", "reused_vectors", "seconds")
-POLL_S = 1.0
 
 
 def reindex(
@@ -41,16 +40,8 @@ def reindex(
             "version, unchanged files included (after a parser or detector change)."
         ),
     ] = None,
-    url: Annotated[
-        str | None,
-        typer.Option(help="Send the job to a running server (e.g. http://127.0.0.1:8000)."),
-    ] = None,
-    key: Annotated[
-        str | None,
-        typer.Option(
-            help="An admin API key for --url (default: $RAGWALL_API_KEY).", show_default=False
-        ),
-    ] = None,
+    url: remote.UrlOpt = None,
+    key: remote.KeyOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="End with one JSON line: the new version's figures.")
     ] = False,
@@ -67,12 +58,19 @@ def reindex(
     ] = None,
     qrels: Annotated[Path | None, typer.Option(help="Qrels for the gate's queries.")] = None,
     top_k: Annotated[int, typer.Option(help="The gate's depth.")] = 10,
-    max_ndcg_drop: Annotated[float | None, typer.Option(help="Gate: see `eval drift`.")] = None,
-    min_mean_rbo: Annotated[float | None, typer.Option(help="Gate: see `eval drift`.")] = None,
-    max_new_source_share: Annotated[
-        float | None, typer.Option(help="Gate: see `eval drift`.")
+    max_ndcg_drop: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Gate (0..1): see `eval drift`.")
     ] = None,
-    alpha: Annotated[float, typer.Option(help="Gate: significance level.")] = 0.05,
+    min_mean_rbo: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Gate (0..1): see `eval drift`.")
+    ] = None,
+    max_new_source_share: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Gate (0..1): see `eval drift`.")
+    ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option(callback=open_unit, help="Gate: significance level."),
+    ] = 0.05,
     force: Annotated[bool, typer.Option(help="Switch even if the gate fails (audited).")] = False,
 ) -> None:
     """Rebuild the index as a new version while the active one serves, then switch to it."""
@@ -105,10 +103,7 @@ def reindex(
             raise typer.Exit(2)
         _reprocess(source, as_json)
         return
-    if url:
-        result = _remote(url, key or os.environ.get("RAGWALL_API_KEY"), changes)
-    else:
-        result = _local(changes)
+    result = _remote(url, key, changes) if url else _local(changes)
     _print_gate(result)
     err.print(
         f"index {result['version']} is active (was {result['previous']}): "
@@ -229,50 +224,19 @@ def _local(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _remote(url: str, key: str | None, changes: dict[str, Any]) -> dict[str, Any]:
-    import httpx
-
-    if not key:
-        err.print("[red]error:[/red] --url needs an admin key: --key or RAGWALL_API_KEY")
-        raise typer.Exit(2)
-    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}
+    started = remote.call(url, key, "POST", "/v1/index/reindex", changes, (202,), idempotent=True)
     bar = _Bar()
     try:
-        with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
-            started = client.post("/v1/index/reindex", json=changes)
-            if started.status_code != 202:
-                bar.close()
-                err.print(f"[red]error:[/red] the server refused: {_message(started)}")
-                raise typer.Exit(2)
-            job_id = started.json()["job_id"]
-            while True:
-                reply = client.get(f"/v1/jobs/{job_id}")
-                reply.raise_for_status()
-                job = reply.json()
-                if job.get("progress"):
-                    bar(job["progress"])
-                if job["state"] not in ("queued", "running"):
-                    break
-                time.sleep(POLL_S)
-    except httpx.HTTPError as exc:
+        job = remote.wait_job(url, key, started["job_id"], bar)
+    finally:
         bar.close()
-        err.print(f"[red]error:[/red] could not reach {url}: {exc}")
-        raise typer.Exit(2) from exc
-    bar.close()
     if job["state"] != "succeeded":
         _print_gate(job.get("result"))
         err.print(
-            f"[red]error:[/red] reindex job {job_id} {job['state']}: {job.get('error') or ''}"
+            f"[red]error:[/red] reindex job {job['job_id']} {job['state']}: {job.get('error') or ''}"
         )
         raise typer.Exit(1)
     return job["result"]
-
-
-def _message(response: Any) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{response.status_code} {error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"{response.status_code} {response.text[:300]}"
 
 
 def _reprocess(source_id: str, as_json: bool) -> None:
@@ -322,24 +286,37 @@ def index_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         )
 
 
-def _switch(call: str, *args: Any) -> None:
-    with _service() as svc:
-        try:
-            result = getattr(svc, call)(_actor(), *args)
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+def _switch(call: str, url: str | None, key: str | None, *args: Any) -> None:
+    """A version switch here, or with ``url`` on the server that holds the index."""
+    if url:
+        body = {"version": args[0]} if args else None
+        result = remote.call(url, key, "POST", f"/v1/index/{call}", body, (200,))
+    else:
+        with _service() as svc:
+            try:
+                result = getattr(svc, call)(_actor(), *args)
+            except StoreLocked as exc:
+                err.print(
+                    f"[red]error:[/red] {exc}\nA running server holds this data dir: add "
+                    "`--url http://HOST:PORT --key ADMIN_KEY` to send the switch to it."
+                )
+                raise typer.Exit(2) from exc
+            except RagwallError as exc:
+                raise _fail(exc) from exc
     out.print(f"index {result['active']} is active (was {result['previous']})")
 
 
 @index_app.command("activate")
 def index_activate(
     version: Annotated[str, typer.Argument(help="A ready version: v3 or 3.")],
+    url: remote.UrlOpt = None,
+    key: remote.KeyOpt = None,
 ) -> None:
     """Make a ready version the active one (no rebuild)."""
-    _switch("activate", version)
+    _switch("activate", url, key, version)
 
 
 @index_app.command("rollback")
-def index_rollback() -> None:
+def index_rollback(url: remote.UrlOpt = None, key: remote.KeyOpt = None) -> None:
     """Make the previous ready version active again (no rebuild)."""
-    _switch("rollback")
+    _switch("rollback", url, key)

@@ -5,12 +5,16 @@ Invariants, in this order:
 1. **The key is checked before a byte of the body is read.** A call to ``/v1/…`` without a valid
    key gets 401 at once (never a 413 or 422 that would reveal how the body is validated), and
    its body is never received. Dev mode admits key-less calls as before.
-2. **No request body larger than ``RAGWALL_MAX_REQUEST_BYTES`` is ever held in memory**, however
+2. **No request body larger than ``RAGWALL_MAX_REQUEST_BYTES`` is ever held in memory** (an
+   admin's ``POST /v1/eval/drift``, which may carry snapshots: ``RAGWALL_MAX_DRIFT_REQUEST_BYTES``), however
    it is framed: a declared ``Content-Length`` over the limit is refused before reading, and a
    chunked (or lying) body is counted as it arrives and refused with 413 as soon as it passes
    the limit. A body within the limit is buffered (at most the limit) and replayed to the app.
 
-Each refusal is reported to ``on_refusal`` (the app records it in the audit trail).
+Each refusal is reported to ``on_refusal`` (the app records it in the audit trail). Scopes are
+checked by the routes (``Principal.allows``): an admin key that an older release bound to groups
+authenticates as a retrieve key (``ragwall.service.keys``), so every admin route and ``/metrics``
+answer it 403 ``forbidden`` with :meth:`Principal.refusal`'s reason.
 """
 
 from __future__ import annotations
@@ -92,11 +96,9 @@ def authorize_metrics(service: Service, headers: dict[str, str]) -> str:
     who = authenticate(service, headers)
     if not who.allows("admin"):
         raise ApiError(
-            403,
-            "forbidden",
-            f"this key has scope {who.scope!r}; metrics need an admin key "
+            403, "forbidden", f"{who.refusal('admin')}; metrics need an unrestricted admin key "
             "or the RAGWALL_METRICS_TOKEN",
-        )
+        )  # fmt: skip
     return who.key_id
 
 
@@ -122,13 +124,27 @@ class RequestGuard:
             if scope["path"].startswith(PROTECTED_PREFIX):
                 who = authenticate(service, headers)
                 scope.setdefault("state", {})["principal"] = who
-            body = await _read_body(receive, headers, service.settings.max_request_bytes)
+            body = await _read_body(receive, headers, body_limit(service, scope, who))
         except ApiError as refused:
             if self.on_refusal is not None:
                 self.on_refusal(scope, who, refused)
             await _respond(send, refused)
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+#: Routes that take larger bodies from admin keys (drift snapshots), and the setting that bounds them.
+LARGE_BODY_ROUTES = frozenset({("POST", "/v1/eval/drift")})
+
+
+def body_limit(service: Service, scope: Scope, who: Principal | None) -> int:
+    """``RAGWALL_MAX_DRIFT_REQUEST_BYTES`` for an admin's drift request (it may carry two
+    snapshots), ``RAGWALL_MAX_REQUEST_BYTES`` for everything else."""
+    settings = service.settings
+    route = (scope["method"], scope["path"])
+    if route in LARGE_BODY_ROUTES and who is not None and who.scope == "admin":
+        return max(settings.max_drift_request_bytes, settings.max_request_bytes)
+    return settings.max_request_bytes
 
 
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:

@@ -225,7 +225,12 @@ class SourceIn(BaseModel):
     id: str = Field(min_length=1, max_length=64)
     path: str = Field(min_length=1, max_length=4096, description="A folder or glob on the server.")
     trust: Literal["verified", "internal", "external", "untrusted"] = "internal"
-    groups: list[str] = Field(default_factory=list, max_length=100)
+    groups: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Access groups whose keys see the source. None: only keys without groups "
+        "(unrestricted keys) see it; a group-bound key never does.",
+    )
 
 
 class SourceOut(BaseModel):
@@ -235,6 +240,13 @@ class SourceOut(BaseModel):
     trust_tier: str
     groups: list[str]
     created_at: str
+
+
+class SourceRemoved(BaseModel):
+    """A removed source: every chunk it contributed is gone from every ready version."""
+
+    source_id: str
+    chunks: int = Field(description="Chunks deleted from the active version.")
 
 
 class IngestSummary(BaseModel):
@@ -270,7 +282,9 @@ class JobOut(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
-    params: dict = Field(description="What the job was asked to do (a reindex's settings).")
+    params: dict = Field(
+        description="What the job was asked to do (a reindex's settings, an ingest's source)."
+    )
     report: str | None = Field(
         default=None,
         description="Where the job's drift report is (a drift job, a gated reindex).",
@@ -280,7 +294,11 @@ class JobOut(BaseModel):
         description="The version a reindex built (active on success; ready when its gate failed)."
     )
     previous: str | None = Field(description="The version active before it.")
-    result: dict | None
+    result: dict | None = Field(
+        description="When it ended: a reindex's figures, a drift job's comparison, an ingest's "
+        "summary (`documents`, `chunks`, `unchanged`, `removed`, `failed`, ..., as IngestSummary; "
+        "what it had done when cancelled)."
+    )
     error: str | None
 
 

@@ -18,7 +18,6 @@ from ragwall.api.models import (
     ContextOut,
     Health,
     IndexOut,
-    IngestSummary,
     JobOut,
     QuarantineIn,
     QuarantineOut,
@@ -27,9 +26,16 @@ from ragwall.api.models import (
     RetrieveResponse,
     SourceIn,
     SourceOut,
+    SourceRemoved,
     SwitchOut,
 )
-from ragwall.errors import RagwallError, SourceBusy, SourceExists, SourceNotFound
+from ragwall.errors import (
+    IdempotencyKeyReused,
+    RagwallError,
+    SourceBusy,
+    SourceExists,
+    SourceNotFound,
+)
 from ragwall.retrieval.search import SearchFilter
 from ragwall.service import (
     Conflict,
@@ -62,9 +68,7 @@ def require(scope: str):  # noqa: ANN201 - a FastAPI dependency
 
     def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         if not who.allows(scope):
-            raise ApiError(
-                403, "forbidden", f"this key has scope {who.scope!r}; {scope!r} is needed"
-            )
+            raise ApiError(403, "forbidden", who.refusal(scope))
         return who
 
     return check
@@ -190,17 +194,42 @@ def add_source(body: SourceIn, svc: SvcDep, who: Admin) -> SourceOut:
     return SourceOut(**source.model_dump())
 
 
-@router.post("/v1/sources/{source_id}/ingest", response_model=IngestSummary, tags=["admin"])
-def ingest_source(source_id: str, svc: SvcDep, who: Admin, force: bool = False) -> IngestSummary:
-    """Ingest a source into the active version; ``force=true`` re-processes unchanged files too
-    (after a parser or detector change for this source)."""
+@router.delete("/v1/sources/{source_id}", response_model=SourceRemoved, tags=["admin"])
+def remove_source(source_id: str, svc: SvcDep, who: Admin) -> SourceRemoved:
+    """Remove a source and every chunk it contributed (from every ready version, so a rollback
+    does not bring it back). 404 for an unknown source; 409 while it is being ingested."""
     try:
-        report = svc.ingest(who.key_id, source_id, force=force)
+        chunks = svc.remove_source(who.key_id, source_id)
     except SourceNotFound as exc:
         raise ApiError(404, "source_not_found", str(exc)) from exc
     except SourceBusy as exc:
         raise ApiError(409, "ingest_running", str(exc)) from exc
-    return IngestSummary(**report.summary())
+    return SourceRemoved(source_id=source_id, chunks=chunks)
+
+
+@router.post(
+    "/v1/sources/{source_id}/ingest", response_model=JobOut, status_code=202, tags=["admin"]
+)
+def ingest_source(
+    source_id: str,
+    svc: SvcDep,
+    who: Admin,
+    force: bool = False,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Ingest a source into the active version, as a background job: poll ``GET /v1/jobs/{id}``
+    (progress: documents done of total); its result is the ingest's summary (``documents``,
+    ``chunks``, ``unchanged``, ``removed``, ``failed``, ...). ``force=true`` re-processes unchanged
+    files too (after a parser or detector change for this source). A retried call with the same
+    ``Idempotency-Key`` returns the same job. 404 for an unknown source; 409 ``ingest_running``
+    while the source is being ingested (the running job is named)."""
+    try:
+        job = svc.start_ingest(who.key_id, source_id, force, idempotency_key)
+    except SourceNotFound as exc:
+        raise ApiError(404, "source_not_found", str(exc)) from exc
+    except RagwallError as exc:
+        raise _job_refused(exc) from exc
+    return _accepted(job)
 
 
 def _quarantine(
@@ -267,6 +296,21 @@ def _job_out(job) -> JobOut:  # noqa: ANN001 - a JobRecord
     )
 
 
+def _job_refused(exc: RagwallError) -> ApiError:
+    """A refused job start, as the API answers it (every job route maps errors here)."""
+    if isinstance(exc, IdempotencyKeyReused):
+        return ApiError(422, "idempotency_key_reused", str(exc), job_id=exc.job_id)
+    if isinstance(exc, SourceBusy):
+        return ApiError(409, "ingest_running", str(exc), job_id=exc.job_id)
+    if isinstance(exc, Conflict):
+        return ApiError(409, "job_running", str(exc), job_id=exc.job_id)
+    if isinstance(exc, NotFound):
+        return ApiError(404, "version_not_found", str(exc))
+    if isinstance(exc, InvalidRequest):
+        return ApiError(422, "invalid_request", str(exc))
+    raise exc
+
+
 def _accepted(job) -> JSONResponse:  # noqa: ANN001 - a JobRecord
     """202 with the job, and where to poll it."""
     return JSONResponse(
@@ -293,13 +337,12 @@ def reindex(
     full ``rebuild`` and a drift ``gate``: the new version is compared with the active one on the
     gate's queries before the switch; a failing gate leaves it ``ready`` (the job fails, its
     report at ``GET /v1/jobs/{id}/report``) unless ``force`` is set. A retried call with the same
-    ``Idempotency-Key`` returns the same job. 409 while another job runs."""
+    ``Idempotency-Key`` returns the same job (422 ``idempotency_key_reused`` with another body).
+    409 ``job_running`` while another reindex or drift job runs."""
     try:
         job = svc.start_reindex(who.key_id, body, idempotency_key)
-    except InvalidRequest as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from exc
-    except Conflict as exc:
-        raise ApiError(409, "reindex_running", str(exc), job_id=exc.job_id) from exc
+    except RagwallError as exc:
+        raise _job_refused(exc) from exc
     return _accepted(job)
 
 
@@ -340,21 +383,21 @@ def job_report(
 def eval_drift(body: DriftRequest, svc: SvcDep, who: Admin) -> JSONResponse:
     """Compare two index states (versions, or snapshots given in the body) on the body's queries,
     as a background job: poll ``GET /v1/jobs/{id}``; the result is the comparison, and the report
-    is at ``GET /v1/jobs/{id}/report``. 404 for an unknown version; 409 while a job runs."""
+    is at ``GET /v1/jobs/{id}/report``. Checked as ``ragwall eval drift`` checks it, before any
+    job starts: 404 for a version that is unknown or cannot serve (retired, failed), 422 for bad
+    input; 409 ``job_running`` while a reindex or drift job runs."""
     try:
         job = svc.start_drift(who.key_id, body)
-    except InvalidRequest as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from exc
-    except NotFound as exc:
-        raise ApiError(404, "version_not_found", str(exc)) from exc
-    except Conflict as exc:
-        raise ApiError(409, "job_running", str(exc), job_id=exc.job_id) from exc
+    except RagwallError as exc:
+        raise _job_refused(exc) from exc
     return _accepted(job)
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobOut, status_code=202, tags=["index"])
 def cancel_job(job_id: str, svc: SvcDep, who: Admin) -> JobOut:
-    """Cancel a running job: it stops at its next document and deletes its partial version."""
+    """Cancel a running job: a reindex stops at its next document and deletes its partial
+    version, a drift comparison stops at its next query, an ingest stops at once (its parser
+    workers are killed, its pending chunks cleared). The job ends ``cancelled``."""
     try:
         return _job_out(svc.cancel_job(who.key_id, job_id))
     except NotFound as exc:

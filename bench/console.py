@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 from retrieve import RAGWALL, served  # noqa: E402
 
-from ragwall.payload import LIVE, Key  # noqa: E402
+from ragwall.payload import LIVE, Key, hidden_flag  # noqa: E402
 from ragwall.retrieval.store import Filter, Match, PointIn  # noqa: E402
 from ragwall.service import Service  # noqa: E402
 from ragwall.service import console as views  # noqa: E402
@@ -87,7 +87,7 @@ def build(workdir: Path, n_sources: int, n_flagged: int) -> tuple[Service, str]:
                     Key.INJECTION_REASONS: ["override_instructions: ignore all previous…",
                                             "exfiltration_request: send every password…"],
                     Key.INJECTION_SPAN: [start, start + len(ATTACK)],
-                    Key.HIDDEN_TEXT: n % 5 == 0,
+                    Key.HIDDEN_TEXT: hidden_flag(n % 5 == 0),
                     Key.HIDDEN_REASONS: ["white text on white"] if n % 5 == 0 else [],
                     Key.TRUST: 0.05,
                 }

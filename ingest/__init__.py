@@ -4,8 +4,8 @@
 build one by hand only to use the pipeline on its own.
 """
 
-from ragwall.ingest.pipeline import Failure, Ingester, IngestReport
+from ragwall.ingest.pipeline import Failure, Ingester, IngestReport, Skipped
 from ragwall.ingest.sources import Source, make_source
 from ragwall.ingest.state import State
 
-__all__ = ["Failure", "Ingester", "IngestReport", "Source", "State", "make_source"]
+__all__ = ["Failure", "Ingester", "IngestReport", "Skipped", "Source", "State", "make_source"]

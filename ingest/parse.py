@@ -2,7 +2,9 @@
 
 Office, markup, e-mail and text formats go through ``unstructured``'s partitioners; PDFs through
 ``pypdf`` (``unstructured[pdf]`` would pull a CUDA build of torch). Each failure mode raises a
-:class:`retrieval.errors.DocumentError` subclass whose ``reason`` is a short machine-readable code.
+:class:`ragwall.errors.DocumentError` subclass whose ``reason`` is a short machine-readable code.
+A ZIP-based document is measured before it is opened (``ingest.limits``), and an HTML page nested
+too deep for the HTML parser is read flattened (``ingest.deep_html``) instead of losing its text.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from ragwall.errors import (  # noqa: E402
     UnreadableDocument,
     UnsupportedDocument,
 )
+from ragwall.ingest.deep_html import read_flattened  # noqa: E402
+from ragwall.ingest.limits import ArchiveLimits, check_archive  # noqa: E402
 
 #: Extensions Ragwall ingests, and the parser behind each.
 TEXT_EXTENSIONS = frozenset(
@@ -50,6 +54,7 @@ TEXT_EXTENSIONS = frozenset(
     }
 )
 ZIP_EXTENSIONS = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".epub"})
+HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
 OTHER_EXTENSIONS = frozenset({".msg", ".xls", ".pdf"})
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | ZIP_EXTENSIONS | OTHER_EXTENSIONS
 
@@ -68,6 +73,9 @@ class ParsedDocument:
     #: What was left out of an otherwise parsed document, for a person to read (an attachment
     #: no installed parser reads, irregular rows of a table).
     notes: list[str] = field(default_factory=list)
+    #: The flattened page the elements came from, where the file nests too deep to parse whole
+    #: (``ingest.deep_html``): the hidden-text scan reads this instead of the file.
+    flattened_html: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -134,8 +142,9 @@ def _use_packaged_spacy_model() -> None:
     tok._tokenize_for_cache = _sentences
 
 
-def check_file(path: Path, max_bytes: int) -> None:
-    """Cheap checks before parsing: readable, non-empty, not too large, supported, not disguised."""
+def check_file(path: Path, max_bytes: int, archive: ArchiveLimits | None = None) -> None:
+    """Cheap checks before parsing: readable, non-empty, not too large, supported, not disguised,
+    and a ZIP-based document within ``archive`` (the settings' defaults if not given)."""
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
@@ -164,6 +173,8 @@ def check_file(path: Path, max_bytes: int) -> None:
                 "the file is password-protected (an encrypted Office container)"
             )
         raise CorruptDocument(f"a {ext} file must be a ZIP package, and this one is not")
+    elif ext in ZIP_EXTENSIONS:
+        check_archive(path, archive or ArchiveLimits())
     elif ext == ".pdf" and not head.lstrip().startswith(b"%PDF"):
         raise CorruptDocument("the file does not start with a PDF header")
 
@@ -186,16 +197,23 @@ def _check_text_head(head: bytes) -> None:
         raise CorruptDocument("binary content (NUL bytes) behind a text file extension")
 
 
-def parse_file(path: Path, max_bytes: int) -> ParsedDocument:
+def parse_file(path: Path, max_bytes: int, archive: ArchiveLimits | None = None) -> ParsedDocument:
     """Parse ``path`` into elements with text; raises a DocumentError subclass on failure."""
-    check_file(path, max_bytes)
+    check_file(path, max_bytes, archive)
     ext = path.suffix.lower()
+    flattened = None
     if ext == ".pdf":
         elements = _partition_pdf(path)
         parsed = ParsedDocument(elements, "pypdf", version("pypdf"), "application/pdf")
     else:
         notes: list[str] = []
-        if ext == ".eml":
+        if ext in HTML_EXTENSIONS and (flattened := _read_flattened(path)) is not None:
+            elements = _partition_unstructured(path, text=flattened)
+            notes.append(
+                "the page nests elements deeper than the HTML parser reads (255 levels); it was "
+                "read flattened, its structure below that depth approximate and its text whole"
+            )
+        elif ext == ".eml":
             elements = _partition_email(path, notes)
         elif ext in (".csv", ".tsv"):
             elements = _partition_table(path, notes)
@@ -203,7 +221,7 @@ def parse_file(path: Path, max_bytes: int) -> ParsedDocument:
             elements = _partition_unstructured(path)
         filetype_ = next((e.metadata.filetype for e in elements if e.metadata.filetype), "")
         parsed = ParsedDocument(
-            elements, "unstructured", version("unstructured"), filetype_ or "", notes
+            elements, "unstructured", version("unstructured"), filetype_ or "", notes, flattened
         )
     parsed.elements = [e for e in parsed.elements if (e.text or "").strip()]
     if not parsed.elements:
@@ -286,13 +304,26 @@ def _partition_table(path: Path, notes: list[str]) -> list[Any]:
     return elements
 
 
-def _partition_unstructured(path: Path, **options: Any) -> list[Any]:
+def _read_flattened(path: Path) -> str | None:
+    try:
+        return read_flattened(path)
+    except OSError as exc:
+        raise UnreadableDocument(f"cannot read file: {exc}") from exc
+    except Exception:  # a page libxml2 cannot even stream: the partitioner says what is wrong
+        return None
+
+
+def _partition_unstructured(path: Path, text: str | None = None, **options: Any) -> list[Any]:
+    """The file's elements; with ``text``, those of that HTML instead, named after the file."""
     _use_packaged_spacy_model()
     from unstructured.partition.auto import partition
+    from unstructured.partition.html import partition_html
 
     try:
+        if text is not None:
+            return list(partition_html(text=text, metadata_filename=str(path), languages=["eng"]))
         return list(partition(filename=str(path), languages=["eng"], **options))
-    except DocumentError:
+    except (DocumentError, MemoryError):
         raise
     except Exception as exc:  # partitioners raise many kinds; classify by what they say
         message = f"{type(exc).__name__}: {exc}"

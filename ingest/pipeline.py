@@ -5,6 +5,18 @@ Writes are crash-safe per document. A document's new chunks are written with ``s
 are its older chunks deleted; the registry is updated last. A crash at any step leaves either the
 old or the new version readable (for an instant, both), never a part of one, and the next run
 removes stale pending chunks and redoes the document.
+
+A cancel keeps the same promise. The run checks its ``cancel`` event between files while
+scanning, every 0.2 s while it waits for a parser, between embedding batches and between
+documents it writes, never inside a document's write-and-commit. Once the event is set, the
+parser workers are killed mid-parse, the documents parsed or embedded but not yet committed are
+dropped, the source's pending chunks are deleted, the run is recorded as finished with
+``"cancelled": true`` in its summary, and :class:`~ragwall.errors.IngestCancelled` carries the
+partial report. Documents committed before the cancel stay live, each whole.
+
+One bad file never stops a run: what is wrong with a file (its type, a link loop, its size, its
+content, the parser's time or memory) is that file's ``failed`` or ``skipped`` entry
+(``ingest.scan``, ``ingest.pool``), and the rest of the source is ingested.
 """
 
 from __future__ import annotations
@@ -12,31 +24,42 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import multiprocessing
+import os
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pebble import ProcessPool
-from pebble.common import ProcessExpired
 
 from ragwall.defend.detect import Detector, content_trust
 from ragwall.defend.hidden_html import HiddenSegment
 from ragwall.embed import DenseEncoder, resolve_model_path
+from ragwall.errors import IngestCancelled
+from ragwall.ingest.pool import ParserPool
+from ragwall.ingest.report import Failure, IngestReport, Note, Skipped
+from ragwall.ingest.scan import Found, file_sha256, scan_file
 from ragwall.ingest.sources import Source, iter_source_files
 from ragwall.ingest.state import DocumentRecord, State
-from ragwall.payload import LIVE, PENDING, ChunkPayload, Key
+from ragwall.payload import LIVE, PENDING, ChunkPayload, Key, hidden_flag
 from ragwall.retrieval.sparse import bm25_document_vector
 from ragwall.retrieval.store import Filter, Match, PointIn, SparseVec, Store
-from ragwall.settings import Settings, within_roots
+from ragwall.settings import Settings
+
+__all__ = [  # the report's types live in ingest.report; callers import them from here too
+    "Failure",
+    "IngestReport",
+    "Ingester",
+    "Note",
+    "Skipped",
+    "file_sha256",
+]
 
 POINT_NAMESPACE = uuid.UUID("6f1c9a5e-3b0d-4d7e-9a51-7c2f0e8b4a11")
 UPSERT_BATCH = 256
@@ -44,66 +67,13 @@ PARSE_AHEAD = 16  # documents parsed ahead of the embedder
 
 
 @dataclass
-class Note:
-    path: str
-    note: str
-
-
-@dataclass
-class Failure:
-    path: str
-    reason: str
-    message: str
-
-
-@dataclass
-class IngestReport:
-    run_id: str
-    source_id: str
-    documents: int = 0  # documents (re)indexed by this run
-    chunks: int = 0  # chunks written by this run
-    unchanged: int = 0
-    removed: int = 0
-    failed: list[Failure] = field(default_factory=list)
-    #: Documents indexed with something left out (an unreadable attachment, irregular rows).
-    notes: list[Note] = field(default_factory=list)
-    seconds: float = 0.0
-    #: Wall seconds the main process spent per stage: waiting for the parser, embedding, scoring
-    #: for injection, writing (upserts and commits), building the index (optimize and flush).
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-    def _add(self, stage: str, since: float) -> None:
-        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (
-            time.perf_counter() - since
-        )
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "documents": self.documents,
-            "chunks": self.chunks,
-            "unchanged": self.unchanged,
-            "removed": self.removed,
-            "failed": [
-                {"path": f.path, "reason": f.reason, "message": f.message} for f in self.failed
-            ],
-            "notes": [{"path": n.path, "note": n.note} for n in self.notes],
-        }
-
-
-@dataclass
 class _Pending:
-    path: Path
-    sha256: str
-    size: int
+    found: Found
     parsed: dict[str, Any]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class _Cancelled(Exception):
+    """Raised at a cancel check inside a run; ``Ingester.ingest`` turns it into IngestCancelled."""
 
 
 def pipeline_fingerprint(settings: Settings) -> str:
@@ -200,75 +170,103 @@ class Ingester:
         paths: Iterable[Path] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         force: bool = False,
+        cancel: threading.Event | None = None,
     ) -> IngestReport:
         """Bring the index in line with ``source`` (or with just ``paths``, a one-off ingest).
 
         A full-source run also removes documents that have disappeared from the source.
         ``progress(stage, done, total)`` is called as documents complete. ``force`` re-processes
         documents whose bytes and pipeline are unchanged (after a parser or detector fix).
+        ``cancel``, once set, stops the run within a fraction of a second (see the module's
+        doc): its parser workers are killed, nothing uncommitted stays in the index, the run is
+        recorded as cancelled, and :class:`~ragwall.errors.IngestCancelled` is raised with the
+        partial report as its ``report``.
         """
         started = datetime.now(UTC)
         report = IngestReport(run_id=uuid.uuid4().hex[:16], source_id=source.id)
         self.current = report  # what the run has done so far (for progress)
         self._optimized_at = 0
-        self.state.start_run(report.run_id, source.id, started.isoformat())
+        self.state.start_run(report.run_id, source.id, started.isoformat(), self.index_version)
+        try:
+            self._run(source, paths, progress, force, cancel, report)
+        except _Cancelled:
+            report.cancelled = True
+            # Committed documents stay; whatever was written and not switched live goes.
+            self.store.delete(_pending_filter(source.id))
+            self._finish(report, started)
+            raise IngestCancelled(
+                f"the ingest of source {source.id!r} was cancelled: {report.documents} documents "
+                f"were written and are live, the rest was not; ingest the source again to finish "
+                "(unchanged documents are not redone)",
+                report,
+            ) from None
+        self._finish(report, started)
+        return report
+
+    def _run(
+        self,
+        source: Source,
+        paths: Iterable[Path] | None,
+        progress: Callable[[str, int, int], None] | None,
+        force: bool,
+        cancel: threading.Event | None,
+        report: IngestReport,
+    ) -> None:
         full_scan = paths is None
         files = (
-            iter_source_files(source) if full_scan else sorted({Path(p).resolve() for p in paths})
+            iter_source_files(source)
+            if full_scan
+            else sorted({Path(os.path.abspath(p)) for p in paths})  # as named: links kept
         )
         known = self.state.documents(source.id, version=self.index_version)
 
         # Chunks that a crashed run left pending are never visible; clear them first.
-        self.store.delete(Filter(must=(Match(Key.SOURCE_ID, source.id), Match(Key.STATE, PENDING))))
+        self.store.delete(_pending_filter(source.id))
 
-        todo: list[tuple[Path, str, int]] = []
+        todo: list[Found] = []
+        present: set[str] = set()
         roots = self.settings.source_root_paths()
         for path in files:
-            uri = str(path.resolve())
-            if roots and not within_roots(Path(uri), roots):
-                report.failed.append(
-                    Failure(
-                        uri,
-                        "outside_source_roots",
-                        "the file resolves outside RAGWALL_SOURCE_ROOTS (a link out of the "
-                        "source?); it was not read",
-                    )
-                )
+            _check(cancel)
+            found = scan_file(path, roots, self.settings.max_file_bytes)
+            if isinstance(found, Skipped):
+                report.skipped.append(found)
                 continue
-            try:
-                size = path.stat().st_size
-                sha = file_sha256(path)
-            except OSError as exc:
-                report.failed.append(Failure(uri, "unreadable", f"cannot read file: {exc}"))
+            if isinstance(found, Failure):
+                report.failed.append(found)
+                uri = found.target or found.path
+                present.add(uri)
+                self._forget(source.id, uri)
                 continue
-            record = known.get(uri)
+            present.add(found.uri)
+            record = known.get(found.uri)
             if (
                 not force
                 and record
-                and record.sha256 == sha
+                and record.sha256 == found.sha256
                 and record.fingerprint == self.fingerprint
             ):
                 report.unchanged += 1
                 continue
-            todo.append((path, sha, size))
+            todo.append(found)
 
         if full_scan:
-            present = {str(p.resolve()) for p in files}
             for uri in sorted(set(known) - present):
                 self.store.delete(_doc_filter(source.id, uri))
                 self.state.delete_document(source.id, uri, version=self.index_version)
                 report.removed += 1
 
-        self._process(source, todo, report, progress)
+        self._process(source, todo, report, progress, cancel)
+
+    def _finish(self, report: IngestReport, started: datetime) -> None:
         t = time.perf_counter()
-        if report.documents or report.removed:
+        if (report.documents or report.removed) and not report.cancelled:
             self.store.optimize()
         self.store.flush()
         report._add("index", t)
         finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()
         self.state.finish_run(report.run_id, finished.isoformat(), report.summary())
-        return report
 
     def remove_source(self, source_id: str) -> int:
         """Delete every chunk and record of a source; returns how many chunks went."""
@@ -289,9 +287,10 @@ class Ingester:
     def _process(
         self,
         source: Source,
-        todo: list[tuple[Path, str, int]],
+        todo: list[Found],
         report: IngestReport,
         progress: Callable[[str, int, int], None] | None,
+        cancel: threading.Event | None,
     ) -> None:
         if not todo:
             return
@@ -303,71 +302,47 @@ class Ingester:
             "new_after_chars": s.chunk_new_after_chars,
             "combine_under_chars": s.chunk_combine_under_chars,
         }
-        ctx = multiprocessing.get_context("spawn")
         buffer: list[_Pending] = []
         buffered_chunks = 0
         done = 0
-        with ProcessPool(
-            max_workers=s.parse_workers, context=ctx, initializer=_init_worker
-        ) as pool:
-
-            def submit(item: tuple[Path, str, int]):  # noqa: ANN202 - a pebble ProcessFuture
-                return pool.schedule(
-                    _parse_job,
-                    args=(str(item[0]), self.model_path, chunk_config, s.max_file_bytes),
-                    timeout=s.parse_timeout_s,
-                )
-
+        # Leaving this block by an exception (a cancel included) kills the workers mid-parse.
+        with ParserPool(s, self.model_path, chunk_config) as pool:
             # A bounded window of documents parses ahead of the embedder: parsing overlaps
             # embedding, and memory stays bounded however large the run.
             window: deque = deque()
             queue = iter(todo)
-            for item in itertools.islice(queue, PARSE_AHEAD):
-                window.append((item, submit(item)))
+            for found in itertools.islice(queue, PARSE_AHEAD):
+                window.append((found, pool.submit(found.path)))
             while window:
-                (path, sha, size), future = window.popleft()
+                found, future = window.popleft()
                 nxt = next(queue, None)
                 if nxt is not None:
-                    window.append((nxt, submit(nxt)))
-                uri = str(path.resolve())
+                    window.append((nxt, pool.submit(nxt.path)))
                 t = time.perf_counter()
-                try:
-                    result = future.result()
-                except FutureTimeout:
-                    result = {
-                        "ok": False,
-                        "reason": "timeout",
-                        "message": f"parsing took over {s.parse_timeout_s:g} s (RAGWALL_PARSE_TIMEOUT_S)",
-                    }
-                except ProcessExpired as exc:
-                    result = {
-                        "ok": False,
-                        "reason": "parser_crashed",
-                        "message": f"the parser process died (exit code {exc.exitcode})",
-                    }
-                except Exception as exc:  # anything else raised inside the worker
-                    result = {
-                        "ok": False,
-                        "reason": "parser_error",
-                        "message": f"{type(exc).__name__}: {exc}",
-                    }
+                result = pool.wait(future, cancel)
                 report._add("parse_wait", t)
+                if result is None:
+                    raise _Cancelled
+                path = str(found.path)
                 if not result["ok"]:
-                    report.failed.append(Failure(uri, result["reason"], result["message"]))
-                    self._forget(source.id, uri)
+                    target = found.uri if found.uri != path else None
+                    report.failed.append(
+                        Failure(path, result["reason"], result["message"], target=target)
+                    )
+                    self._forget(source.id, found.uri)
                 else:
-                    report.notes += [Note(uri, note) for note in result.get("notes", ())]
-                    buffer.append(_Pending(path, sha, size, result))
+                    report.notes += [Note(path, note) for note in result.get("notes", ())]
+                    buffer.append(_Pending(found, result))
                     buffered_chunks += len(result["chunks"])
                 done += 1
                 if progress:
                     progress("ingest", done, len(todo))
                 if buffered_chunks >= s.embed_buffer_chunks:
-                    self._flush(source, buffer, report)
+                    self._flush(source, buffer, report, cancel)
                     buffer, buffered_chunks = [], 0
                     if progress:  # chunks written: ``self.current.chunks`` moved
                         progress("write", done, len(todo))
-            self._flush(source, buffer, report)
+            self._flush(source, buffer, report, cancel)
             if progress:
                 progress("write", done, len(todo))
 
@@ -376,10 +351,16 @@ class Ingester:
         self.store.delete(_doc_filter(source_id, uri))
         self.state.delete_document(source_id, uri, version=self.index_version)
 
-    def _flush(self, source: Source, buffer: list[_Pending], report: IngestReport) -> None:
+    def _flush(
+        self,
+        source: Source,
+        buffer: list[_Pending],
+        report: IngestReport,
+        cancel: threading.Event | None = None,
+    ) -> None:
         if not buffer:
             return
-        self._embed_and_write(source, buffer, report)
+        self._embed_and_write(source, buffer, report, cancel)
         every = self.settings.optimize_every_chunks
         if every and report.chunks - self._optimized_at >= every:
             # Index what has been written so far and truncate the WAL: the index build then
@@ -391,12 +372,16 @@ class Ingester:
             self._optimized_at = report.chunks
 
     def _embed_and_write(
-        self, source: Source, buffer: list[_Pending], report: IngestReport
+        self,
+        source: Source,
+        buffer: list[_Pending],
+        report: IngestReport,
+        cancel: threading.Event | None = None,
     ) -> None:
         texts = [c["text"] for p in buffer for c in p.parsed["chunks"]]
         t = time.perf_counter()
         detect_before = report.stage_seconds.get("detect", 0.0)
-        vectors, model_scores = self._embed(texts, report)
+        vectors, model_scores = self._embed(texts, report, cancel)
         report._add("embed", t)  # less the model's own time, which is ``detect``'s
         report.stage_seconds["embed"] -= report.stage_seconds.get("detect", 0.0) - detect_before
         corpus_terms, corpus_chunks = self.state.corpus_terms(version=self.index_version)
@@ -404,6 +389,7 @@ class Ingester:
         avg_len = (corpus_terms + new_terms) / max(corpus_chunks + len(texts), 1)
         offset = 0
         for pending in buffer:
+            _check(cancel)  # between documents: each write-and-commit runs whole
             n = len(pending.parsed["chunks"])
             scores = model_scores[offset : offset + n] if model_scores else None
             self._write_document(
@@ -411,18 +397,23 @@ class Ingester:
             )
             offset += n
 
-    def _embed(self, texts: list[str], report: IngestReport) -> tuple[np.ndarray, list | None]:
+    def _embed(
+        self, texts: list[str], report: IngestReport, cancel: threading.Event | None = None
+    ) -> tuple[np.ndarray, list | None]:
         """Chunk vectors, and the injection model's scores where it reads this encoder's states.
 
         The model reads the hidden states of the embedding pass itself, batch by batch, so it
-        costs only its own layers (its time is reported as the ``detect`` stage).
+        costs only its own layers (its time is reported as the ``detect`` stage). ``cancel`` is
+        checked between batches.
         """
         detector = self.detector
+        _check(cancel)
         if not detector.reads_states_of(self.encoder):
             return self.encoder.encode(texts), None
         vectors = np.zeros((len(texts), self.encoder.dim), dtype=np.float32)
         scores: list = [None] * len(texts)
         for idx, vecs, states in self.encoder.iter_with_states(texts, detector.model.tap_layer):
+            _check(cancel)
             vectors[idx] = vecs
             t = time.perf_counter()
             for i, score in zip(idx, detector.model_scores(states), strict=True):
@@ -440,10 +431,9 @@ class Ingester:
         report: IngestReport,
     ) -> None:
         s = self.settings
-        uri = str(pending.path.resolve())
-        doc_version = hashlib.sha256(f"{pending.sha256}:{self.fingerprint}".encode()).hexdigest()[
-            :24
-        ]
+        found = pending.found
+        uri = found.uri
+        doc_version = hashlib.sha256(f"{found.sha256}:{self.fingerprint}".encode()).hexdigest()[:24]
         now = datetime.now(UTC).isoformat()
         prior = s.trust_priors[source.trust_tier]
         parsed = pending.parsed
@@ -461,8 +451,8 @@ class Ingester:
                 state=PENDING,
                 source_id=source.id,
                 doc_uri=uri,
-                doc_name=_display_name(pending.path, source),
-                doc_sha256=pending.sha256,
+                doc_name=_display_name(found, source),
+                doc_sha256=found.sha256,
                 doc_version=doc_version,
                 doc_filetype=parsed["filetype"],
                 chunk_index=chunk["index"],
@@ -485,7 +475,7 @@ class Ingester:
                 injection_score=sig.injection_score,
                 injection_reasons=sig.injection_reasons,
                 injection_span=list(sig.injection_span) if sig.injection_span else None,
-                hidden_text=sig.hidden_text,
+                hidden_text=hidden_flag(sig.hidden_text),
                 hidden_reasons=sig.hidden_reasons,
                 groups=list(source.groups),
             )
@@ -509,10 +499,10 @@ class Ingester:
             DocumentRecord(
                 source_id=source.id,
                 uri=uri,
-                sha256=pending.sha256,
+                sha256=found.sha256,
                 version=doc_version,
                 fingerprint=self.fingerprint,
-                size=pending.size,
+                size=found.size,
                 chunks=len(chunks),
                 terms=sum(len(c["terms"]) for c in chunks),
                 run_id=report.run_id,
@@ -556,26 +546,20 @@ def detector_fingerprint(settings: Settings) -> str:
     return f"{DETECTOR_VERSION}:{digest}:{settings.injection_threshold}"
 
 
-def _init_worker() -> None:
-    """One BLAS thread per parser process (the embedder owns the cores), models loaded early."""
-    from threadpoolctl import threadpool_limits
-
-    from ragwall.ingest.worker import warm_up
-
-    threadpool_limits(1)
-    warm_up()
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise _Cancelled
 
 
-def _parse_job(path: str, model_path: str, chunk_config: dict[str, int], max_bytes: int) -> dict:
-    from ragwall.ingest.worker import parse_and_chunk
-
-    return parse_and_chunk(path, model_path, chunk_config, max_bytes)
+def _pending_filter(source_id: str) -> Filter:
+    return Filter(must=(Match(Key.SOURCE_ID, source_id), Match(Key.STATE, PENDING)))
 
 
-def _display_name(path: Path, source: Source) -> str:
+def _display_name(found: Found, source: Source) -> str:
+    """The document's path relative to its source folder (where it resolves inside it)."""
     if source.kind == "folder":
         try:
-            return str(path.resolve().relative_to(source.location))
+            return str(Path(found.uri).relative_to(source.location))
         except ValueError:
             pass
-    return path.name
+    return found.path.name

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from ragwall.errors import SourceError
+from ragwall.errors import SourceError, validation_message
+from ragwall.ingest.walk import Pattern, walk
 from ragwall.settings import TRUST_TIERS
 
 SourceKind = Literal["folder", "glob"]
@@ -71,35 +72,57 @@ def make_source(source_id: str, path: str, trust_tier: str, groups: list[str]) -
             id=source_id, kind=kind, location=location, trust_tier=trust_tier, groups=groups
         )
     except ValueError as exc:
-        raise SourceError(str(exc)) from exc
+        raise SourceError(validation_message(exc)) from exc
 
 
 def iter_source_files(source: Source) -> list[Path]:
-    """Every regular file the source covers now (and every dangling link), sorted, hidden files
-    and folders skipped."""
+    """Every regular file the source covers now, sorted, hidden files and folders skipped, as
+    found in the source (links not followed in the path).
+
+    A link that leads to no file (dangling, or a loop of links) and a file that cannot even be
+    inspected are kept: the ingest reports each as ``unreadable`` instead of dropping it
+    quietly. The walk (``ingest.walk``) never follows a link to a folder and keeps its own
+    stack, so neither a ``loop -> .`` link nor a folder nested a thousand levels deep stops it,
+    and nothing here raises for one entry.
+    """
     if source.kind == "folder":
         root = Path(source.location)
         if not root.is_dir():
             raise SourceError(f"the folder of source {source.id!r} is gone: {root}")
-        candidates = (p for p in root.rglob("*") if not _hidden(p.relative_to(root)))
+        candidates = walk(root)
     else:
-        candidates = (Path(p) for p in glob.glob(source.location, recursive=True))
-    # A dangling link is kept: the ingest reports it as unreadable instead of skipping it quietly.
-    return sorted(p for p in candidates if p.is_file() or (p.is_symlink() and not p.exists()))
+        candidates = walk(*_split_glob(source.location))
+    return sorted(p for p in candidates if _wanted(p))
 
 
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
+def _wanted(path: Path) -> bool:
+    try:
+        if path.is_file():
+            return True
+        # A link that leads to no file: dangling, or a loop (exists() is False for both).
+        return path.is_symlink() and not path.exists()
+    except OSError:  # cannot be inspected (permission denied on the way): reported unreadable
+        return True
+
+
+def _split_glob(location: str) -> tuple[Path, Pattern]:
+    """A glob source's folder (the part before the first pattern) and the pattern below it."""
+    parts = Path(location).parts
+    first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    rest = parts[first:] or ("*",)
+    if rest[-1] == "**":  # glob.glob's "dir/**" also yields the files below
+        rest = (*rest, "*")
+    return Path(*parts[:first]), rest
 
 
 def source_base(source: Source) -> Path:
     """The folder a source reads from: its folder, or a glob's part before the first pattern,
-    normalised ('..' removed) and resolved."""
+    normalised ('..' removed) and resolved. A loop of links there is a :class:`SourceError`."""
     if source.kind == "folder":
-        return Path(source.location).resolve()
-    parts = []
-    for part in Path(source.location).parts:
-        if glob.has_magic(part):
-            break
-        parts.append(part)
-    return Path(os.path.normpath(Path(*parts))).resolve()
+        base = Path(source.location)
+    else:
+        base = Path(os.path.normpath(_split_glob(source.location)[0]))
+    try:
+        return base.resolve()
+    except RuntimeError as exc:  # Python 3.11: "Symlink loop from ..."
+        raise SourceError(f"the folder of source {source.id!r} is a loop of links: {exc}") from exc

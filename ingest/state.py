@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS runs (
     source_id TEXT NOT NULL,
     started_at TEXT NOT NULL,
     finished_at TEXT,
-    summary TEXT
+    summary TEXT,
+    index_version INTEGER
 );
 """
 )
@@ -123,6 +124,8 @@ class State:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self.migrated = self._migrate_documents()
         self._db.executescript(_SCHEMA)
+        if "index_version" not in {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}:
+            self._db.execute("ALTER TABLE runs ADD COLUMN index_version INTEGER")  # older runs
 
     def close(self) -> None:
         self._db.close()
@@ -414,10 +417,13 @@ class State:
         ).fetchall()
         return [dict(zip(("kind", "value", "reason", "created_at"), r, strict=True)) for r in rows]
 
-    def start_run(self, run_id: str, source_id: str, started_at: str) -> None:
+    def start_run(
+        self, run_id: str, source_id: str, started_at: str, index_version: int | None = None
+    ) -> None:
+        """Record a run starting; ``index_version``: the version it writes into."""
         self._db.execute(
-            "INSERT INTO runs (id, source_id, started_at) VALUES (?, ?, ?)",
-            (run_id, source_id, started_at),
+            "INSERT INTO runs (id, source_id, started_at, index_version) VALUES (?, ?, ?, ?)",
+            (run_id, source_id, started_at, index_version),
         )
 
     def running_run(self, source_id: str) -> str | None:
@@ -435,11 +441,16 @@ class State:
             (finished_at, json.dumps(summary), run_id),
         )
 
-    def last_runs(self) -> dict[str, RunRecord]:
-        """``{source_id: its newest ingest run}`` (finished or not)."""
+    def last_runs(self, version: int | None = None) -> dict[str, RunRecord]:
+        """``{source_id: its newest ingest run}`` (finished or not); with ``version``, its newest
+        run into that index version (runs recorded before versions were noted count as any)."""
+        where = "" if version is None else "(index_version = ? OR index_version IS NULL) AND "
+        args = () if version is None else (version, version)
         rows = self._db.execute(
             "SELECT id, source_id, started_at, finished_at, summary FROM runs AS r "
-            "WHERE started_at = (SELECT MAX(started_at) FROM runs WHERE source_id = r.source_id)"
+            f"WHERE {where}started_at = (SELECT MAX(started_at) FROM runs WHERE "
+            f"{where}source_id = r.source_id)",
+            args,
         )
         return {
             r[1]: RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None)

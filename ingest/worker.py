@@ -12,9 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragwall.defend.hidden_html import find_hidden_in_file
+from ragwall.defend.hidden_html import find_hidden, find_hidden_in_file
 from ragwall.errors import DocumentError
 from ragwall.ingest.chunk import ChunkConfig, chunk_elements, load_tokenizer
+from ragwall.ingest.limits import ArchiveLimits
 from ragwall.ingest.parse import parse_file
 from ragwall.retrieval.sparse import tokenize
 
@@ -35,20 +36,29 @@ def warm_up() -> None:
 
 
 def parse_and_chunk(
-    path: str, model_path: str, chunk_config: dict[str, int], max_bytes: int
+    path: str,
+    model_path: str,
+    chunk_config: dict[str, int],
+    max_bytes: int,
+    archive: ArchiveLimits | None = None,
 ) -> dict[str, Any]:
-    """``{"ok": True, parser..., "chunks": [...]}`` or ``{"ok": False, "reason", "message"}``."""
+    """``{"ok": True, parser..., "chunks": [...]}`` or ``{"ok": False, "reason", "message"}``.
+
+    A ``MemoryError`` propagates: the process's memory limit is the caller's (``ingest.pool``).
+    """
     try:
-        parsed = parse_file(Path(path), max_bytes)
+        parsed = parse_file(Path(path), max_bytes, archive)
         chunks = chunk_elements(
             parsed.elements, _tokenizer(model_path), ChunkConfig(**chunk_config)
         )
     except DocumentError as exc:
         return {"ok": False, "reason": exc.reason, "message": str(exc)}
-    except MemoryError:
-        return {"ok": False, "reason": "too_large", "message": "parsing ran out of memory"}
     if not chunks:
         return {"ok": False, "reason": "empty", "message": "no text could be extracted"}
+    if parsed.flattened_html is not None:
+        hidden = find_hidden(parsed.flattened_html)
+    else:
+        hidden = find_hidden_in_file(Path(path))
     out = []
     for chunk in chunks:
         record = asdict(chunk)
@@ -56,7 +66,7 @@ def parse_and_chunk(
         out.append(record)
     return {
         "ok": True,
-        "hidden": [asdict(h) for h in find_hidden_in_file(Path(path))],
+        "hidden": [asdict(h) for h in hidden],
         "parser": parsed.parser,
         "parser_version": parsed.parser_version,
         "filetype": parsed.filetype,

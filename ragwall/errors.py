@@ -32,11 +32,40 @@ class SourceOutsideRoots(SourceError):
 
 
 class SourceBusy(SourceError):
-    """The source is being ingested by another call; ``run_id`` names the running one."""
+    """The source is being ingested by another call; ``run_id`` names the running run and
+    ``job_id`` the ingest job that runs it, when one does."""
 
-    def __init__(self, message: str, run_id: str | None = None) -> None:
+    def __init__(self, message: str, run_id: str | None = None, job_id: str | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
+        self.job_id = job_id
+
+
+class SecretFileError(RagwallError):
+    """A file meant to receive a secret (``keys create --out``) cannot be created as a new,
+    owner-only file: it exists, is a link, or its folder refuses it."""
+
+
+class JobCancelled(RagwallError):
+    """A job was cancelled (``DELETE /v1/jobs/{id}``, or the server stopping) and stopped."""
+
+
+class IngestCancelled(JobCancelled):
+    """An ingest stopped because its ``cancel`` event was set: its parser workers were killed and
+    its pending chunks cleared; ``report`` is the partial ``IngestReport`` (what it had done)."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class IdempotencyKeyReused(RagwallError):
+    """An ``Idempotency-Key`` that already started a job was sent with another request;
+    ``job_id`` names that job."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class DocumentError(RagwallError):
@@ -84,3 +113,21 @@ class StoreLocked(StoreError):
 
 class ModelError(RagwallError):
     """A model could not be loaded or run."""
+
+
+class ModelNotAllowed(RagwallError):
+    """A request named a model outside the allowed ids and ``RAGWALL_MODEL_ROOTS``."""
+
+
+def validation_message(exc: Exception) -> str:
+    """A pydantic ``ValidationError`` as one line a person reads: ``field: message; …``, without
+    pydantic's type tags, inputs and "For further information visit …" links."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    parts = []
+    for error in errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        msg = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts) or "invalid value"

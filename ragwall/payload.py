@@ -1,17 +1,25 @@
 """The chunk payload contract, written once.
 
 Every point in the store carries one :class:`ChunkPayload`. The ingest pipeline writes it; the
-search filters on it (through :class:`Key`'s names), returns it as a hit's provenance (all but
-:data:`INTERNAL_FIELDS`), and the store indexes :data:`KEYWORD_FIELDS` and :data:`FLOAT_FIELDS`.
-The HTTP API's ``Provenance`` model declares the same fields (a test holds them equal).
+search filters on it (through :class:`Key`'s names), returns it as a hit's provenance
+(:func:`provenance`: all but :data:`INTERNAL_FIELDS`), and the store indexes
+:data:`KEYWORD_FIELDS`, :data:`FLOAT_FIELDS` and :data:`INTEGER_FIELDS`. The HTTP API's
+``Provenance`` model declares the same fields (a test holds them equal).
 
-Invariant: a search sees only points whose ``state`` is ``live``; ``pending`` points are a
-document version being written (see the ingest pipeline's crash-safety protocol).
+Invariants:
+
+- a search sees only points whose ``state`` is ``live``; ``pending`` points are a document
+  version being written (see the ingest pipeline's crash-safety protocol);
+- no stored field is a JSON boolean, since the embedded engine (qdrant-edge 0.9) matches no
+  boolean value: ``hidden_text`` is stored as the integer 0 or 1 (:func:`hidden_flag`) and read
+  back as a bool (:func:`provenance`). Indexes written before stored a boolean; reading accepts
+  both, and opening a store rewrites them (``ragwall.retrieval.upgrade``).
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict, get_type_hints
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict, get_type_hints
 
 
 class ChunkPayload(TypedDict):
@@ -45,7 +53,7 @@ class ChunkPayload(TypedDict):
     injection_score: float
     injection_reasons: list[str]
     injection_span: list[int] | None  # [start, end) of the chunk text that fired
-    hidden_text: bool
+    hidden_text: int  # 1: the chunk carries text its document hides; 0: not (hidden_flag)
     hidden_reasons: list[str]
     groups: list[str]  # access groups: a key bound to groups sees chunks sharing one
 
@@ -92,3 +100,20 @@ KEYWORD_FIELDS: tuple[str, ...] = (
 #: Fields the store gives a float (range) index (trust filters every retrieve; the injection
 #: score finds flagged chunks for the console).
 FLOAT_FIELDS: tuple[str, ...] = (Key.TRUST, Key.INJECTION_SCORE)
+#: Fields the store gives an integer index (``hidden_text``: 0 or 1, which both engines match).
+INTEGER_FIELDS: tuple[str, ...] = (Key.HIDDEN_TEXT,)
+
+
+def hidden_flag(hidden: bool) -> int:
+    """``hidden_text`` as stored: 1 or 0 (a filter matches it on both engines; a bool it
+    would not on the embedded one)."""
+    return 1 if hidden else 0
+
+
+def provenance(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A hit's provenance: its payload but :data:`INTERNAL_FIELDS`, ``hidden_text`` as a bool
+    (stored as 0/1, or as a bool by indexes written before)."""
+    out = {k: v for k, v in payload.items() if k not in INTERNAL_FIELDS}
+    if Key.HIDDEN_TEXT in out and out[Key.HIDDEN_TEXT] is not None:
+        out[Key.HIDDEN_TEXT] = bool(out[Key.HIDDEN_TEXT])
+    return out

@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Policy = Literal["flag", "demote", "drop"]
+#: The least non-zero ``parse_memory_mb``: a warm parser process holds about 450 MB.
+MIN_PARSE_MEMORY_MB = 512
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,18 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGWALL_", env_file=".env", extra="ignore")
 
-    @field_validator("source_roots", mode="before")
+    @field_validator("source_roots", "model_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
+
+    model_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders a reindex request's model (embedding_model, injection_model) may "
+        "come from, separated by ':'; empty: the data dir's models/. Ids are always allowed.",
+    )
 
     def source_root_paths(self) -> list[Path]:
         """The source roots, resolved (symlinks and '..' gone)."""
@@ -129,6 +137,28 @@ class Settings(BaseSettings):
 
     max_file_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1, description="Larger files are refused."
+    )
+    max_inflated_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        description="A ZIP-based document (docx, pptx, xlsx, odt, epub) whose members inflate to "
+        "more in total is refused before parsing.",
+    )
+    max_inflate_ratio: float = Field(
+        default=100.0,
+        ge=1,
+        description="A ZIP-based document with a member (of 1 MiB or more inflated) that inflates "
+        "more times its compressed size is refused before parsing (a ZIP bomb).",
+    )
+    max_archive_members: int = Field(
+        default=10_000, ge=1, description="A ZIP-based document with more members is refused."
+    )
+    parse_memory_mb: int = Field(
+        default=2048,
+        ge=0,
+        description="Most memory (resident, MB) a parser process may use, its loaded models "
+        "(about 450 MB) included; a document that needs more fails as too_large. 0: no limit. "
+        "Enforced on Linux.",
     )
 
     bm25_k1: float = Field(default=1.2, gt=0)
@@ -234,6 +264,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted, however it is framed (chunked included).",
     )
+    max_drift_request_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of an admin's POST /v1/eval/drift (it may carry two snapshots).",
+    )
     refusal_records_per_minute: int = Field(
         default=120,
         ge=0,
@@ -297,6 +332,16 @@ class Settings(BaseSettings):
         max_tokens = info.data.get("chunk_max_tokens", 256)
         if value >= max_tokens:
             raise ValueError("chunk_overlap_tokens must be smaller than chunk_max_tokens")
+        return value
+
+    @field_validator("parse_memory_mb")
+    @classmethod
+    def _check_parse_memory(cls, value: int) -> int:
+        if 0 < value < MIN_PARSE_MEMORY_MB:
+            raise ValueError(
+                f"parse_memory_mb must be 0 (no limit) or at least {MIN_PARSE_MEMORY_MB}: a parser "
+                "process needs about 450 MB for its models before it reads a document"
+            )
         return value
 
     @property

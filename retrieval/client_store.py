@@ -11,7 +11,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from ragwall.errors import StoreError
-from ragwall.payload import FLOAT_FIELDS, KEYWORD_FIELDS
+from ragwall.payload import FLOAT_FIELDS, INTEGER_FIELDS, KEYWORD_FIELDS
 from ragwall.retrieval.store import (
     DENSE,
     SPARSE,
@@ -20,6 +20,7 @@ from ragwall.retrieval.store import (
     Fusion,
     HasId,
     Hit,
+    IsEmpty,
     Match,
     MatchAny,
     PointIn,
@@ -28,6 +29,7 @@ from ragwall.retrieval.store import (
     SparseVec,
     payload_selector,
 )
+from ragwall.retrieval.upgrade import upgrade_payloads
 
 
 def _condition(cond):  # noqa: ANN001, ANN202 - a qdrant_client condition
@@ -39,6 +41,8 @@ def _condition(cond):  # noqa: ANN001, ANN202 - a qdrant_client condition
         return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
     if isinstance(cond, Range):
         return qm.FieldCondition(key=cond.key, range=qm.Range(gte=cond.gte, lte=cond.lte))
+    if isinstance(cond, IsEmpty):
+        return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=cond.key))
     raise TypeError(f"unsupported filter condition {cond!r}")
 
 
@@ -146,6 +150,13 @@ def point_alias(client: QdrantClient, alias: str, collection: str) -> None:
         client.update_collection_aliases(change_aliases_operations=ops)
 
 
+_SCHEMA = (
+    [(n, qm.PayloadSchemaType.KEYWORD) for n in KEYWORD_FIELDS]
+    + [(n, qm.PayloadSchemaType.FLOAT) for n in FLOAT_FIELDS]
+    + [(n, qm.PayloadSchemaType.INTEGER) for n in INTEGER_FIELDS]
+)
+
+
 class ClientStore:
     """One collection on a Qdrant server, with a dense and an IDF-weighted sparse vector."""
 
@@ -167,7 +178,11 @@ class ClientStore:
         return store
 
     def ensure_collection(self) -> None:
+        """Create the collection, or check an existing one's vector size; then create the
+        payload indexes it lacks and bring older payloads to today's form
+        (:func:`ragwall.retrieval.upgrade.upgrade_payloads`)."""
         try:
+            have: set[str] = set()
             if self.client.collection_exists(self.collection):
                 info = self.client.get_collection(self.collection)
                 vectors = info.config.params.vectors
@@ -177,26 +192,25 @@ class ClientStore:
                         f"collection {self.collection!r} holds {size}-d vectors but the embedding "
                         f"model makes {self.dim}-d ones; use another RAGWALL_COLLECTION"
                     )
-                return
-            self.client.create_collection(
-                self.collection,
-                vectors_config={DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
-            )
+                have = set(info.payload_schema or {})
+            else:
+                self.client.create_collection(
+                    self.collection,
+                    vectors_config={
+                        DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)
+                    },
+                    sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+                )
             with warnings.catch_warnings():  # local mode says indexes have no effect there
                 warnings.simplefilter("ignore", UserWarning)
-                for name in KEYWORD_FIELDS:
-                    self.client.create_payload_index(
-                        self.collection, name, qm.PayloadSchemaType.KEYWORD
-                    )
-                for name in FLOAT_FIELDS:
-                    self.client.create_payload_index(
-                        self.collection, name, qm.PayloadSchemaType.FLOAT
-                    )
+                for name, kind in _SCHEMA:
+                    if name not in have:
+                        self.client.create_payload_index(self.collection, name, kind)
         except StoreError:
             raise
         except Exception as exc:
             raise StoreError(f"Qdrant at the configured URL failed: {exc}") from exc
+        upgrade_payloads(self)
 
     def upsert(self, points: Sequence[PointIn]) -> None:
         if not points:

@@ -12,7 +12,7 @@ import qdrant_edge as qe
 from filelock import FileLock, Timeout
 
 from ragwall.errors import StoreError, StoreLocked
-from ragwall.payload import FLOAT_FIELDS, KEYWORD_FIELDS
+from ragwall.payload import FLOAT_FIELDS, INTEGER_FIELDS, KEYWORD_FIELDS
 from ragwall.retrieval.store import (
     DENSE,
     SPARSE,
@@ -21,6 +21,7 @@ from ragwall.retrieval.store import (
     Fusion,
     HasId,
     Hit,
+    IsEmpty,
     Match,
     MatchAny,
     PointIn,
@@ -29,6 +30,7 @@ from ragwall.retrieval.store import (
     SparseVec,
     payload_selector,
 )
+from ragwall.retrieval.upgrade import upgrade_payloads
 
 
 def _condition(cond):  # noqa: ANN001, ANN202 - a qdrant_edge condition
@@ -40,6 +42,8 @@ def _condition(cond):  # noqa: ANN001, ANN202 - a qdrant_edge condition
         return qe.FieldCondition(key=cond.key, match=qe.MatchAny(list(cond.values)))
     if isinstance(cond, Range):
         return qe.FieldCondition(key=cond.key, range=qe.RangeFloat(gte=cond.gte, lte=cond.lte))
+    if isinstance(cond, IsEmpty):
+        return qe.IsEmptyCondition(cond.key)
     raise TypeError(f"unsupported filter condition {cond!r}")
 
 
@@ -118,6 +122,22 @@ def _vectors(vector) -> tuple[list[float] | None, SparseVec | None]:  # noqa: AN
     )
 
 
+_SCHEMA = (
+    [(n, qe.PayloadSchemaType.Keyword) for n in KEYWORD_FIELDS]
+    + [(n, qe.PayloadSchemaType.Float) for n in FLOAT_FIELDS]
+    + [(n, qe.PayloadSchemaType.Integer) for n in INTEGER_FIELDS]
+)
+
+
+def _ensure_indexes(shard: qe.EdgeShard) -> None:
+    """Create the payload indexes the contract names that the shard lacks (a shard made by an
+    older version lacks the newer ones)."""
+    have = set(shard.info().payload_schema or {})
+    for name, kind in _SCHEMA:
+        if name not in have:
+            shard.update(qe.UpdateOperation.create_field_index(name, kind))
+
+
 class EdgeStore:
     """A Qdrant Edge shard. Only one process may hold a shard open; a second gets StoreLocked."""
 
@@ -178,21 +198,20 @@ class EdgeStore:
                 shard = qe.EdgeShard.load(str(path), config)
             else:
                 shard = qe.EdgeShard.create(str(path), config)
-                for name in KEYWORD_FIELDS:
-                    shard.update(
-                        qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
-                    )
-                for name in FLOAT_FIELDS:
-                    shard.update(
-                        qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Float)
-                    )
+            _ensure_indexes(shard)
         except Exception as exc:
             lock.release()
             raise StoreError(
                 f"could not open the embedded index at {path}: {exc}. If its vector size differs "
                 f"from the embedding model's ({dim}), re-ingest into a fresh RAGWALL_DATA_DIR."
             ) from exc
-        return cls(shard, path, dim, lock)
+        store = cls(shard, path, dim, lock)
+        try:
+            upgrade_payloads(store)
+        except Exception:
+            store.close()
+            raise
+        return store
 
     # -- writes ---------------------------------------------------------------------------
     def upsert(self, points: Sequence[PointIn]) -> None:

@@ -1,4 +1,12 @@
-"""Document-level reciprocal rank fusion: small pure functions over per-branch chunk rankings.
+"""Fusion of per-branch rankings: small pure functions, Qdrant's formulas, a total order.
+
+Chunk-level fusion (:func:`fuse_chunks`, the default) computes what Qdrant's own fusion of
+prefetches computes (RRF with weights, or DBSF), over rankings the search has put in a
+deterministic order; the engine leaves equal scores in an arbitrary order (it gathers fused
+points in a hash map), so Ragwall fuses them itself and breaks every tie the same way: by fused
+score, then the best rank in any branch, then the point id.
+
+Document-level reciprocal rank fusion:
 
 Peers rank whole documents; Ragwall indexes chunks. Fusing chunk lists lets one long document's
 chunks crowd a branch's candidates and splits a document's evidence over several entries, so
@@ -16,14 +24,17 @@ documents:
    over the same lists (same formula, ``k`` and weights), so every hit still carries one
    passage and its provenance. One hit per document.
 
-Invariant: fusion only reorders what the engine returned; it never adds a chunk that no branch
-found, so the access filter applied by the engine to every branch still bounds the result.
+Invariants: fusion only reorders what the engine returned; it never adds a chunk that no branch
+found, so the access filter applied by the engine to every branch still bounds the result. The
+same rankings always fuse to the same order.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,61 @@ class FusedDoc:
 def rrf_term(rank: int, k: int, weight: float = 1.0) -> float:
     """One branch's RRF contribution at ``rank`` (from 1), as Qdrant weighs it."""
     return 1.0 / (k - 1 + rank / weight)
+
+
+@dataclass(frozen=True)
+class FusedChunk:
+    """A fused chunk: its score and its best (lowest, from 1) rank in any branch."""
+
+    chunk_id: str
+    score: float
+    best_rank: int
+
+
+def dbsf_normalise(scores: Sequence[float]) -> list[float]:
+    """Qdrant's DBSF normalisation of one branch's scores: ``(s - lo) / (hi - lo)`` with
+    ``lo, hi = mean -/+ 3 * sample standard deviation``; 0.5 for a single score or when all are
+    equal."""
+    n = len(scores)
+    if n < 2:
+        return [0.5] * n
+    mean = math.fsum(scores) / n
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in scores) / (n - 1))
+    lo, hi = mean - 3.0 * std, mean + 3.0 * std
+    if hi == lo:
+        return [0.5] * n
+    return [(x - lo) / (hi - lo) for x in scores]
+
+
+def fuse_chunks(
+    branches: Sequence[Sequence[tuple[str, float]]],
+    fusion: Literal["rrf", "dbsf"] = "rrf",
+    k: int = 60,
+    weights: Sequence[float] | None = None,
+) -> list[FusedChunk]:
+    """Fuse per-branch chunk rankings (each ``(chunk id, score)``, best first, no id twice) into
+    one, best first, ties broken by the best rank in any branch, then the chunk id.
+
+    ``rrf``: ``sum(1 / (k - 1 + rank_b / weight_b))``, as Qdrant weighs it. ``dbsf``: the sum of
+    each branch's :func:`dbsf_normalise`-d scores (weights do not apply, as in Qdrant).
+    """
+    weights = [1.0] * len(branches) if weights is None else list(weights)
+    if len(weights) != len(branches):
+        raise ValueError(f"{len(weights)} weights for {len(branches)} branches")
+    if fusion not in ("rrf", "dbsf"):
+        raise ValueError(f"unknown fusion {fusion!r}; use 'rrf' or 'dbsf'")
+    score: dict[str, float] = {}
+    best: dict[str, int] = {}
+    for ranking, w in zip(branches, weights, strict=True):
+        if fusion == "rrf":
+            terms = [rrf_term(rank, k, w) for rank in range(1, len(ranking) + 1)]
+        else:
+            terms = dbsf_normalise([s for _, s in ranking])
+        for rank, ((chunk_id, _), term) in enumerate(zip(ranking, terms, strict=True), start=1):
+            score[chunk_id] = score.get(chunk_id, 0.0) + term
+            best[chunk_id] = min(best.get(chunk_id, rank), rank)
+    order = sorted(score, key=lambda c: (-score[c], best[c], c))
+    return [FusedChunk(c, score[c], best[c]) for c in order]
 
 
 def document_ranking(chunks: Sequence[Ranked], depth: int | None = None) -> list[Hashable]:

@@ -3,10 +3,16 @@
 The access filter (the caller's groups), the request's filters and ``state = live`` form one
 Qdrant filter that applies to every branch of the query; nothing is filtered after the engine.
 
-By default the engine fuses chunks (its weighted RRF or DBSF over the branches' prefetches).
-``fuse="document"`` fuses documents instead (:mod:`ragwall.retrieval.fusion`): each branch's
-chunks, searched by the engine under that filter, become a document ranking; the documents are
-fused by weighted RRF and each is returned as its best chunk. DBSF is always chunk-level.
+The engine searches each branch under that filter; the rankings are fused with Qdrant's formulas
+by :mod:`ragwall.retrieval.candidates`, in one deterministic order. By default chunks are fused
+(weighted RRF, or DBSF). ``fuse="document"`` fuses documents instead: each branch's chunks become
+a document ranking; the documents are fused by weighted RRF and each is returned as its best
+chunk. DBSF is always chunk-level.
+
+Invariant: the same index and the same request give the same hits in the same order. Every tie is
+broken the same way: in the candidates (see :mod:`ragwall.retrieval.candidates`), by the
+reranker (a stable sort: equal rerank scores keep the fused order), by mirror collapsing and by
+the defenses (both keep the order they are given).
 """
 
 from __future__ import annotations
@@ -16,33 +22,24 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from ragwall.defend.query import DefenseConfig
 from ragwall.embed import DenseEncoder
-from ragwall.payload import INTERNAL_FIELDS, LIVE, Key
-from ragwall.retrieval.fusion import Ranked, rrf_documents
+from ragwall.payload import LIVE, Key, provenance
+from ragwall.retrieval.candidates import FuseLevel, fetch_candidates
 from ragwall.retrieval.sparse import bm25_query_vector, tokenize
 from ragwall.retrieval.store import (
     Branch,
     Filter,
     Fusion,
-    HasId,
-    Hit,
     Match,
     MatchAny,
-    Query,
     Range,
     SparseVec,
     Store,
 )
 from ragwall.telemetry import tracing
-
-FuseLevel = Literal["document", "chunk"]
-#: What names a document in a ranking: a source's document at one address.
-DOC_FIELDS: tuple[str, ...] = (Key.SOURCE_ID, Key.DOC_URI)
-#: Chunks a branch fetches per document it should yield (a long document has several).
-CHUNKS_PER_DOC = 3
 
 
 class QueryEncoder(Protocol):
@@ -136,92 +133,6 @@ class HybridSearcher:
         # Queries may be embedded by a faster twin of the passage encoder (ONNX int8).
         self.query_encoder: QueryEncoder = query_encoder or encoder
 
-    def _branch_scores(
-        self, branches: list[Branch], fused: list, flt: Filter
-    ) -> dict[str, dict[str, float]]:
-        """Each branch's own score for the fused hits, from Qdrant.
-
-        One query per branch restricted to the fused hits' ids: the engine scores just those
-        points (a chunk without any query term has no BM25 score) instead of searching the whole
-        index again.
-        """
-        if len(branches) == 1:
-            return {branches[0].using: {h.id: h.score for h in fused}}
-        if not fused:
-            return {}
-        only = flt & Filter(must=(HasId(tuple(h.id for h in fused)),))
-        per_branch = self.store.query_batch(
-            [
-                Query([Branch(b.using, b.vector, len(fused))], len(fused), only, with_payload=False)
-                for b in branches
-            ]
-        )
-        return {
-            b.using: {h.id: h.score for h in hits}
-            for b, hits in zip(branches, per_branch, strict=True)
-        }
-
-    def _fuse_documents(
-        self, branches: list[Branch], limit: int, flt: Filter, rrf_k: int, with_dense: bool
-    ) -> tuple[list[Hit], dict[str, dict[str, float]]]:
-        """Document-level RRF (:mod:`ragwall.retrieval.fusion`) in two engine round trips.
-
-        1. Each branch alone, under ``flt``: ``CHUNKS_PER_DOC`` chunks per document it should
-           yield, with only the fields that name a document.
-        2. The chosen chunks (one per document, the top ``limit``): one query per branch
-           restricted to their ids (and still to ``flt``) gives each branch's own score, and the
-           dense branch, which scores every point, brings the payloads (and vectors).
-        """
-        first = self.store.query_batch(
-            [
-                Query(
-                    [Branch(b.using, b.vector, b.limit * CHUNKS_PER_DOC)],
-                    b.limit * CHUNKS_PER_DOC,
-                    flt,
-                    with_payload=DOC_FIELDS,
-                )
-                for b in branches
-            ]
-        )
-        docs = rrf_documents(
-            [
-                [Ranked(h.id, tuple(h.payload.get(f) for f in DOC_FIELDS)) for h in hits]
-                for hits in first
-            ],
-            k=rrf_k,
-            weights=[b.weight for b in branches],
-            depth=max(b.limit for b in branches),
-        )[:limit]
-        if not docs:
-            return [], {}
-        ids = tuple(d.chunk_id for d in docs)
-        only = flt & Filter(must=(HasId(ids),))
-        # The dense branch first: it scores every point, so it carries payloads and vectors.
-        ordered = sorted(branches, key=lambda b: b.using != "dense")
-        second = self.store.query_batch(
-            [
-                Query(
-                    [Branch(b.using, b.vector, len(ids))],
-                    len(ids),
-                    only,
-                    with_payload=i == 0,
-                    with_dense=with_dense and i == 0,
-                )
-                for i, b in enumerate(ordered)
-            ]
-        )
-        carrier = {h.id: h for h in second[0]}
-        hits = [
-            Hit(d.chunk_id, d.score, carrier[d.chunk_id].payload, carrier[d.chunk_id].dense)
-            for d in docs
-            if d.chunk_id in carrier
-        ]
-        by_branch = {
-            b.using: {h.id: h.score for h in found}
-            for b, found in zip(ordered, second, strict=True)
-        }
-        return hits, by_branch
-
     def search(
         self,
         query: str,
@@ -253,7 +164,7 @@ class HybridSearcher:
             defenses: the query-time defenses' thresholds and policy; ``None`` runs none.
             rerank_depth: rerank only the top this many candidates; the rest keep fused order.
             fuse: ``document`` (RRF over each branch's documents, one hit per document: its best
-                chunk) or ``chunk`` (the engine fuses chunks). Only RRF fuses documents.
+                chunk) or ``chunk`` (chunks fused). Only RRF fuses documents.
             bm25_weight: the BM25 branch's RRF weight (the dense branch's is 1).
         """
         timings: dict[str, float] = {}
@@ -278,22 +189,16 @@ class HybridSearcher:
         with _stage("search", timings):
             want_rerank = rerank and self.reranker is not None
             limit = max(candidates, top_k) if (want_rerank or defenses) else top_k
-            if len(branches) > 1 and fusion == "rrf" and fuse == "document":
-                fused, by_branch = self._fuse_documents(
-                    branches, limit, flt, rrf_k, with_dense=defenses is not None
-                )
-            else:
-                (fused,) = self.store.query_batch(
-                    [Query(branches, limit, flt, fusion, rrf_k, with_dense=defenses is not None)]
-                )
-                by_branch = self._branch_scores(branches, fused, flt)
+            fused, by_branch = fetch_candidates(
+                self.store, branches, limit, flt, fusion, rrf_k, fuse, defenses is not None
+            )
         fused_score_name = "fused" if len(branches) > 1 else branches[0].using
 
         hits = [
             ScoredChunk(
                 id=h.id,
                 text=h.payload.get(Key.TEXT, ""),
-                provenance={k: v for k, v in h.payload.items() if k not in INTERNAL_FIELDS},
+                provenance=provenance(h.payload),
                 trust=float(h.payload.get(Key.TRUST, 0.0)),
                 scores={
                     "dense": by_branch.get("dense", {}).get(h.id),

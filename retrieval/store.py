@@ -25,10 +25,15 @@ Fusion = Literal["rrf", "dbsf"]
 
 @dataclass(frozen=True)
 class Match:
-    """``key`` equals ``value`` (for a list field: contains it)."""
+    """``key`` equals ``value`` (for a list field: contains it). Never a bool: the embedded
+    engine matches no boolean value (store flags as 0/1, see ``ragwall.payload``)."""
 
     key: str
     value: str | int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.value, bool):
+            raise TypeError(f"Match({self.key!r}, {self.value!r}): match booleans as 0/1")
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class MatchAny:
     """``key`` equals any of ``values`` (for a list field: shares one)."""
 
     key: str
-    values: tuple[str, ...]
+    values: tuple[str, ...] | tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,14 @@ class HasId:
     ids: tuple[str, ...]
 
 
-Condition = Match | MatchAny | Range | HasId
+@dataclass(frozen=True)
+class IsEmpty:
+    """``key`` is missing, null or an empty list."""
+
+    key: str
+
+
+Condition = Match | MatchAny | Range | HasId | IsEmpty
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Invariants:
 
-- **Each action is one service call** (``Service.add_source``, ``ingest``, ``set_quarantine``,
-  ``start_reindex``, ``activate``, ``rollback``; sign-in and sign-out: ``record_session``),
+- **Each action is one service call** (``Service.add_source``, ``start_ingest``, ``set_quarantine``,
+  ``remove_source``, ``start_reindex``, ``activate``, ``rollback``; sign-in and sign-out: ``record_session``),
   made with the signed-in key's id as the actor,
   so the audit trail records the same thing as the HTTP API would; reads come from
   ``ragwall.service.console``.
@@ -12,17 +12,22 @@ Invariants:
 - **Every page is rendered with autoescaping** (document names, source ids, reasons and chunk
   text are data, never markup) and sent with a strict Content-Security-Policy (scripts from
   'self' only), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``.
-- The admin key travels only in the sign-in form's body: never in a URL, a cookie or a log.
+- The admin key travels only in the sign-in form's body: never in a URL, a cookie or a log. Only
+  an unrestricted admin key signs in (a group-bound one is told to be replaced).
+- **A redirect stays in the console**: a form's ``back`` is followed only when it is an already
+  normalised same-site path under ``/admin`` (:func:`_local`).
 
 No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
 """
 
 import hmac
 import math
+import posixpath
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -89,7 +94,7 @@ def _svc(request: Request) -> Service:
 
 
 def _sessions(request: Request) -> SessionStore:
-    return request.app.state.console_sessions
+    return _svc(request).console_sessions
 
 
 def _key_valid(svc: Service, key_id: str) -> bool:
@@ -212,13 +217,12 @@ def login(
     if who is None:
         svc.record_refusal(None, "POST", request.url.path, 401, "unauthorized")
         return _login_form(request, "that key is invalid or revoked", status=401)
-    if who.scope != "admin":
+    if not who.allows("admin"):
         svc.record_refusal(who.key_id, "POST", request.url.path, 403, "forbidden")
-        return _login_form(
-            request,
-            f"key {who.key_id} has scope {who.scope!r}: the console needs an admin key",
-            status=403,
-        )
+        why = who.refusal("admin") if who.group_bound_admin else (
+            f"key {who.key_id} has scope {who.scope!r}: the console needs an admin key"
+        )  # fmt: skip
+        return _login_form(request, why, status=403)
     minutes = svc.settings.console_session_minutes
     session = _sessions(request).create(who.key_id, who.scope, minutes)
     svc.record_session(who.key_id, "sign_in")
@@ -273,17 +277,25 @@ def add_source(
 def ingest(
     request: Request, session: Actor, source_id: str, force: Annotated[bool, Form()] = False
 ) -> Response:
+    """Start an ingest job and show it on the jobs page (its progress, then its summary)."""
     try:
-        report = _svc(request).ingest(session.key_id, source_id, force=force)
+        job = _svc(request).start_ingest(session.key_id, source_id, force)
+    except (SourceNotFound, SourceBusy) as exc:
+        session.say(str(exc), "error")
+        return _back("/sources")
+    session.say(f"ingest job {job.id} of {source_id} started")
+    return _back("/jobs")
+
+
+@router.post("/sources/{source_id}/remove")
+def remove_source(request: Request, session: Actor, source_id: str) -> Response:
+    """Remove a source and its chunks (``Service.remove_source``; the page asks first)."""
+    try:
+        n = _svc(request).remove_source(session.key_id, source_id)
     except (SourceNotFound, SourceBusy) as exc:
         session.say(str(exc), "error")
     else:
-        s = report.summary()
-        session.say(
-            f"ingested {source_id}: {s['documents']} documents, {s['chunks']} chunks, "
-            f"{s['unchanged']} unchanged, {s['removed']} removed, {len(s['failed'])} failed",
-            "error" if s["failed"] else "ok",
-        )
+        session.say(f"source {source_id} removed with its {n} chunks")
     return _back("/sources")
 
 
@@ -342,10 +354,20 @@ def release_document(
 
 
 def _local(back: str, default: str) -> str:
-    """A console-relative return address (never another host or path outside the console)."""
-    if back.startswith(PREFIX + "/") and "//" not in back and "\\" not in back:
-        return back[len(PREFIX) :]
-    return default
+    """A console-relative return address: ``back`` when it is a same-site path under the
+    console, already normalised (no ``.``/``..`` segment, however encoded, no ``//``, no
+    backslash, no scheme or host), else ``default``."""
+    if not back or "\\" in back or any(ord(c) < 0x20 or ord(c) == 0x7F for c in back):
+        return default
+    parts = urlsplit(back)
+    path = parts.path
+    decoded = unquote(path)
+    if parts.scheme or parts.netloc or "\\" in decoded or path.startswith("//"):
+        return default
+    for p in (path, decoded):  # a path that normalises to another is refused, not followed
+        if not p.startswith(PREFIX + "/") or posixpath.normpath(p) != p.rstrip("/"):
+            return default
+    return path[len(PREFIX) :] + (f"?{parts.query}" if parts.query else "")
 
 
 # -- index versions and jobs ---------------------------------------------------------------------
@@ -477,6 +499,12 @@ def audit_page(request: Request, session: Viewer) -> Response:
 
 
 # -- assembly ------------------------------------------------------------------------------------
+def favicon() -> Response:
+    """``/favicon.ico``: nothing, cacheably (pages name their icon; browsers that ask anyway
+    get a 204, not a 404 that the audit trail would record as a refusal)."""
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 def _ago(iso: str | None) -> str:
     """``2026-01-02T03:04:05+00:00`` → ``5 min ago`` (blank for none)."""
     if not iso:
@@ -512,8 +540,8 @@ async def _on_sign_in(request: Request, exc: SignInNeeded) -> Response:
 
 def add_console(app: FastAPI) -> None:
     """Serve the console at ``/admin`` (pages, actions, and its static CSS and script)."""
-    app.state.console_sessions = SessionStore()
     app.include_router(router)
+    app.add_api_route("/favicon.ico", favicon, include_in_schema=False)
     app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(ConsoleRefused, _on_refused)
     app.add_exception_handler(SignInNeeded, _on_sign_in)

@@ -63,6 +63,14 @@ class Gates:
     max_new_source_share: float | None = None
     alpha: float = 0.05
 
+    def __post_init__(self) -> None:
+        for name in ("max_ndcg_drop", "min_mean_rbo", "max_new_source_share"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be strictly between 0 and 1, not {self.alpha}")
+
 
 def documents(hits: Sequence[SnapshotHit]) -> list[SnapshotHit]:
     """The first hit of each document, in rank order."""

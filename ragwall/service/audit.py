@@ -9,6 +9,13 @@ A plain hash chain can be rebuilt whole by anyone who can write the data dir. Wi
 and the record says so (``"mac": "hmac-sha256"``): without the key, an edited, forged or
 rebuilt chain no longer verifies.
 
+Many writers, one chain: a server, CLI commands and jobs in other processes append to the same
+log. Every append takes an exclusive file lock (``audit.log.lock`` beside the log) and, inside
+it, reads the head from the log's end (or keeps its own when the file is exactly as long as its
+last append left it), then writes and fsyncs its record before releasing the lock. No writer
+chains from a head it remembers from before another's append, so the chain never forks however
+many processes write.
+
 Durability: each record is fsynced to the log before the request that caused it returns. The head
 is committed without its own fsync (SQLite ``synchronous=NORMAL``, which a full fsync made the
 slowest step of a retrieve, ~4 ms): a crash of the process loses nothing, and a power cut can
@@ -28,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from filelock import FileLock
 
 if TYPE_CHECKING:
     from ragwall.settings import Settings
@@ -64,8 +73,10 @@ class AuditLog:
         self.path = log_path
         self._key = key or None
         self._lock = threading.Lock()
+        self._file_lock = FileLock(str(log_path) + ".lock", thread_local=False)
         self._fh: TextIO | None = None
         self._fh_inode: int | None = None
+        self._size: int | None = None  # the log's size after this writer's last append
         self._db = sqlite3.connect(str(head_db), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # the log line itself is fsynced
@@ -102,8 +113,11 @@ class AuditLog:
         self._db.close()
 
     def append(self, action: str, key_id: str, **fields: Any) -> dict[str, Any]:
-        """Append one record; returns it with its hash."""
-        with self._lock:
+        """Append one record; returns it with its hash. Safe across threads and processes."""
+        with self._lock, self._file_lock:
+            if self._fh is None or self._fh_inode != _inode(self.path):
+                self._reopen()
+            self._sync_head()
             record = {
                 "seq": self._seq + 1,
                 "time": datetime.now(UTC).isoformat(),
@@ -116,22 +130,39 @@ class AuditLog:
                 record["mac"] = MAC
             record["hash"] = record_hash(record, self._key)
             line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
-            if self._fh is None or self._fh_inode != _inode(self.path):
-                self._reopen()
             self._fh.write(line)
             self._fh.flush()
             os.fdatasync(self._fh.fileno())
+            self._size = os.fstat(self._fh.fileno()).st_size
             self._db.execute(
                 "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash "
+                "WHERE excluded.seq > audit_head.seq",
                 (record["seq"], record["hash"]),
             )
             self._seq, self._head = record["seq"], record["hash"]
             return record
 
+    def _sync_head(self) -> None:
+        """Under the file lock: take the head from the log's end unless the log is exactly as
+        this writer left it (another process may have appended since)."""
+        size = os.fstat(self._fh.fileno()).st_size
+        if size == self._size:
+            return
+        last = _last_record(self.path)
+        if last is not None and isinstance(last.get("seq"), int):
+            self._seq, self._head = last["seq"], str(last.get("hash", ""))
+        elif size == 0:
+            row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
+
     @property
     def records(self) -> int:
-        """How many records the chain holds (the head's sequence number)."""
+        """How many records the chain holds (the log's last sequence number, so records other
+        processes appended count)."""
+        last = _last_record(self.path)
+        if last is not None and isinstance(last.get("seq"), int):
+            return max(self._seq, last["seq"])
         return self._seq
 
     def head_time(self) -> datetime | None:

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragwall.ingest.state import JobRecord, RunRecord
-from ragwall.payload import LIVE, Key
-from ragwall.retrieval.store import Filter, Match, Range, Store
+from ragwall.payload import LIVE, Key, hidden_flag
+from ragwall.retrieval.store import Filter, Match, Range
 from ragwall.service.audit import VerifyReport
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class FlaggedChunk:
 class FlaggedPage:
     kind: str
     items: list[FlaggedChunk]
-    total: int | None  # None: not counted (hidden text, found by a bounded scan)
+    total: int  # flagged chunks in all (a filtered count)
     next_offset: str | None
 
 
@@ -99,9 +99,11 @@ class AuditStatus:
 
 
 def sources(svc: Service) -> list[SourceRow]:
-    """Every source with its counts in the active version, quarantine and last ingest run."""
+    """Every source with its counts in the active version, quarantine and last ingest run into
+    the active version (a reindex build's runs show once that version is active)."""
     blocked, _ = svc.state.quarantined()
-    runs = svc.state.last_runs()
+    active = svc.state.active_version()
+    runs = svc.state.last_runs(version=active.id if active else 1)
     return [SourceRow(s, s.source.id in blocked, runs.get(s.source.id)) for s in svc.list_sources()]
 
 
@@ -127,26 +129,17 @@ def drift_jobs(svc: Service, limit: int = 50) -> list[tuple[JobRecord, bool]]:
     return [(svc.jobs.live(j), has_report(svc, j)) for j in gated[:limit]]
 
 
-#: Hidden text keeps 60 % of a chunk's trust (``defend.detect.content_trust``): no hidden-text
-#: chunk has a trust above this share of the highest prior.
-HIDDEN_TRUST_SHARE = 0.6
-#: The most candidates one hidden-text page reads before it returns what it found.
-HIDDEN_SCAN_MAX = 5000
-
-
 def flag_filter(svc: Service, kind: str, source_id: str | None = None) -> Filter:
-    """Live chunks the injection detector scored at or above the threshold; for ``hidden``,
-    the candidates that may carry hidden text (trust low enough: the embedded engine does not
-    match boolean payload values, so ``hidden_text`` itself is checked on each candidate).
-    Of one source when given."""
+    """Live chunks the injection detector scored at or above the threshold, or (``hidden``)
+    that carry hidden text (``hidden_text`` is stored as 0/1, which both engines match,
+    whatever the chunk's trust). Of one source when given."""
     if kind not in FLAG_KINDS:
         raise ValueError(f"kind must be one of {FLAG_KINDS}, not {kind!r}")
     must: tuple = (Match(Key.STATE, LIVE),)
     if kind == "injection":
         must += (Range(Key.INJECTION_SCORE, gte=svc.settings.injection_threshold),)
     else:
-        top = max(svc.settings.trust_priors.values(), default=1.0)
-        must += (Range(Key.TRUST, lte=top * HIDDEN_TRUST_SHARE + 1e-6),)
+        must += (Match(Key.HIDDEN_TEXT, hidden_flag(True)),)
     if source_id:
         must += (Match(Key.SOURCE_ID, source_id),)
     return Filter(must=must)
@@ -164,13 +157,9 @@ def flagged(
     flt = flag_filter(svc, kind, source_id)
     _, blocked_docs = svc.state.quarantined()
     blocked = set(blocked_docs)
-    total: int | None = None
     with svc.index.lease() as active:
-        if kind == "injection":
-            hits, next_offset = active.store.scroll(flt, limit, offset, with_payload=FLAG_FIELDS)
-            total = active.store.count(flt)
-        else:
-            hits, next_offset = _hidden(active.store, flt, offset, limit)
+        hits, next_offset = active.store.scroll(flt, limit, offset, with_payload=FLAG_FIELDS)
+        total = active.store.count(flt)
     items = []
     for h in hits:
         p = h.payload
@@ -195,24 +184,6 @@ def flagged(
             )
         )
     return FlaggedPage(kind, items, total, next_offset)
-
-
-def _hidden(store: Store, flt: Filter, offset: str | None, limit: int) -> tuple[list, str | None]:
-    """Up to ``limit`` hidden-text chunks among ``flt``'s candidates from ``offset`` on, reading
-    at most :data:`HIDDEN_SCAN_MAX` candidates; and where the next page starts."""
-    found, scanned, cursor = [], 0, offset
-    while len(found) < limit and scanned < HIDDEN_SCAN_MAX:
-        page, after = store.scroll(flt, 256, cursor, with_payload=FLAG_FIELDS)
-        for hit in page:
-            if len(found) == limit:
-                return found, hit.id  # the next page starts at the first hit not read
-            scanned += 1
-            if hit.payload.get(Key.HIDDEN_TEXT) is True:
-                found.append(hit)
-        cursor = after
-        if cursor is None:
-            break
-    return found, cursor
 
 
 def _span(span: Any, length: int) -> tuple[int, int]:

@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -64,10 +64,13 @@ from ragwall.payload import Key
 from ragwall.retrieval.search import HybridSearcher, SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Filter, Match, Store, Stores
 from ragwall.service.audit import AuditLog
+from ragwall.service.datadir import make_private
 from ragwall.service.drift import DriftRequest, Side
 from ragwall.service.index import ActiveIndex, IndexHandle, parse_version, version_name
+from ragwall.service.ingest_jobs import audit_ingest
 from ragwall.service.jobs import JobRunner
 from ragwall.service.keys import KeyRecord, KeyStore, Principal
+from ragwall.service.sessions import SessionStore
 from ragwall.settings import DefenseConfig, Settings, within_roots
 from ragwall.telemetry import Metrics, StateReading, event, tracing
 from ragwall.telemetry import current as current_request
@@ -189,8 +192,10 @@ class Service:
         self.settings = settings or Settings()
         if encoder is not None:
             self.__dict__["encoder"] = encoder  # pre-fills the cached property
+        make_private(self.settings.data_dir, self.settings.audit_path)  # owner-only, before use
         self.state = State(self.settings.state_path)
         self.keys = KeyStore(self.settings.state_path)
+        self.console_sessions = SessionStore(self.settings.state_path)
         self.audit = AuditLog.for_settings(self.settings)
         self.stores = Stores(self.settings)
         self.writes = _WriteLock()
@@ -213,7 +218,8 @@ class Service:
         closers = [self.jobs.close]
         if "index" in self.__dict__:
             closers.append(self.index.close)
-        closers += [self.stores.close, self.audit.close, self.keys.close, self.state.close]
+        closers += [self.stores.close, self.audit.close, self.console_sessions.close]
+        closers += [self.keys.close, self.state.close]
         if self._owner_lock is not None:
             closers.append(self._owner_lock.release)
         for closer in closers:
@@ -331,7 +337,9 @@ class Service:
             source_id: a short id (letters, digits, ``-``, ``_``).
             path: a folder, or a glob such as ``docs/**/*.md``.
             trust: the trust tier: ``verified``, ``internal``, ``external`` or ``untrusted``.
-            groups: the access groups whose keys may see the source's chunks (none: every key).
+            groups: the access groups whose keys may see the source's chunks. A source with no
+                groups is seen only by keys without groups (unrestricted keys): a group-bound
+                key never sees it.
             exist_ok: an identical registration succeeds without a change (and without an audit
                 record: nothing happened); a different one still raises :class:`SourceExists`.
         """
@@ -360,9 +368,12 @@ class Service:
         return [SourceSummary(s, *counts.get(s.id, (0, 0))) for s in self.state.list_sources()]
 
     def remove_source(self, actor: str, source_id: str) -> int:
-        """Delete a source and every chunk it contributed; returns how many chunks went."""
+        """Delete a source and every chunk it contributed; returns how many chunks went.
+
+        Raises :class:`SourceNotFound` for an unknown source, :class:`SourceBusy` while it is
+        being ingested (the ingest's lock, across processes)."""
         self.state.get_source(source_id)  # SourceNotFound before the store is opened
-        with self.writes.shared(), self.index.lease() as active:
+        with self._ingest_lock(source_id), self.writes.shared(), self.index.lease() as active:
             others = [
                 v for v in self.state.versions() if v.state == "ready" and v.id != active.version
             ]
@@ -389,22 +400,34 @@ class Service:
         paths: Iterable[Path] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         force: bool = False,
+        cancel: threading.Event | None = None,
+        *,
+        claimed: bool = False,
+        job_id: str | None = None,
     ) -> IngestReport:
         """Ingest a source into the active index version (idempotent, incremental); with
-        ``paths``, just those files into it.
+        ``paths``, just those files into it. Background ingests are jobs: :meth:`start_ingest`.
 
         ``progress(stage, done, total)`` is called as documents complete. A document that fails
         is reported in the result's ``failed`` and leaves the index as it was for that document.
         ``force`` re-processes documents whose bytes are unchanged (after a parser or detector
-        change for this source), each with the usual pending→live swap.
+        change for this source), each with the usual pending→live swap. ``cancel``, once set,
+        stops the run (its parser workers killed, its pending chunks cleared) with
+        ``IngestCancelled``. ``claimed``: the caller holds the source (:meth:`claim_source`), as
+        an ingest job does from the moment it is accepted. Whatever its end (done, failed,
+        cancelled) the ingest appends one ``source.ingest`` record with its ``outcome``.
         """
         source = self.state.get_source(source_id)
-        with self._ingest_lock(source_id), self.writes.shared(), self.index.lease() as active:
+        held = nullcontext() if claimed else self._ingest_lock(source_id)
+        with held, self.writes.shared(), self.index.lease() as active:
             try:
-                report = active.ingester.ingest(source, paths=paths, progress=progress, force=force)
+                report = active.ingester.ingest(
+                    source, paths=paths, progress=progress, force=force, cancel=cancel
+                )
             except BaseException as exc:
                 self.metrics.ingest({}, ok=False)
                 event(log, "ingest failed", logging.WARNING, source_id=source_id, error=str(exc))
+                audit_ingest(self.audit, actor, source_id, active.name, force, paths, job_id, exc)
                 raise
         summary = report.summary()
         self.metrics.ingest(summary, ok=True)
@@ -417,24 +440,25 @@ class Service:
             **{k: summary[k] for k in ("documents", "chunks", "unchanged", "removed")},
             failed=len(report.failed),
         )
-        self.audit.append(
-            "source.ingest",
-            actor,
-            source_id=source_id,
-            run_id=report.run_id,
-            index_version=active.name,
-            force=force,
-            paths=None if paths is None else "explicit",
-            summary={k: v for k, v in report.summary().items() if k not in ("failed", "notes")},
-            failed=len(report.failed),
-            notes=len(report.notes),
-        )
+        audit_ingest(self.audit, actor, source_id, active.name, force, paths, job_id, report)
         return report
 
-    @contextmanager
-    def _ingest_lock(self, source_id: str) -> Iterator[None]:
-        """One ingest of a source at a time, across threads and processes (a file lock in the
-        data dir); a second gets :class:`SourceBusy` with the running one's id."""
+    def start_ingest(
+        self,
+        actor: str,
+        source_id: str,
+        force: bool = False,
+        idempotency_key: str | None = None,
+    ):  # noqa: ANN201 - a JobRecord
+        """Ingest a source in the background, as a job (``ragwall.service.ingest_jobs``);
+        returns it at once. ``SourceNotFound``, ``SourceBusy`` (the source is being ingested)
+        and ``IdempotencyKeyReused`` are raised before anything starts."""
+        return self.jobs.start_ingest(actor, source_id, force, idempotency_key)
+
+    def claim_source(self, source_id: str) -> Callable[[], None]:
+        """Take the source's ingest lock (one ingest of a source at a time, across threads and
+        processes: a file lock in the data dir); returns how to let it go. Raises
+        :class:`SourceBusy`, naming the running run, when it is taken."""
         folder = self.settings.data_dir / "locks"
         folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(folder / f"ingest-{source_id}.lock"), thread_local=False)
@@ -447,10 +471,16 @@ class Service:
                 "it to finish, then ingest again if needed",
                 run_id=run,
             ) from None
+        return lock.release
+
+    @contextmanager
+    def _ingest_lock(self, source_id: str) -> Iterator[None]:
+        """:meth:`claim_source` for the duration of the block."""
+        release = self.claim_source(source_id)
         try:
             yield
         finally:
-            lock.release()
+            release()
 
     def files_under(self, source_id: str, target: Path) -> list[Path]:
         """The files a one-off ingest of ``target`` (a file or a folder) into a source reads."""
@@ -817,14 +847,16 @@ class Service:
         gates: Gates | None = None,
         progress: Callable[[str], None] | None = None,
         job_id: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> dict[str, Any]:
         """Compare two sides (``ragwall.service.drift.Side``: a snapshot or a version; the
         active version when ``candidate`` is None); returns the drift result; audited once
-        (with ``job_id`` when a drift job runs it)."""
+        (with ``job_id`` when a drift job runs it). The request is checked first
+        (``ragwall.service.drift.check_request``); ``cancel`` stops it between queries."""
         from ragwall.service.drift import run_drift
 
         result = run_drift(
-            self, queries, baseline, candidate or Side(), top_k, gates, progress=progress
+            self, queries, baseline, candidate or Side(), top_k, gates, progress, cancel
         )
         self.audit.append(
             "eval.drift",
@@ -864,9 +896,12 @@ class Service:
         return self.jobs.live(job)
 
     def cancel_job(self, actor: str, job_id: str):  # noqa: ANN201 - a JobRecord
+        """Ask a job to stop (``JobRunner.cancel``); the request is audited, by the job's
+        kind (``index.reindex_cancel``, ``eval.drift_cancel``, ``source.ingest_cancel``)."""
         job = self.jobs.cancel(job_id)
         if job.state in ("queued", "running"):
-            self.audit.append("index.reindex_cancel", actor, job_id=job_id)
+            action = _CANCEL_ACTIONS.get(job.kind, f"{job.kind}.cancel")
+            self.audit.append(action, actor, job_id=job_id)
         return job
 
     def activate(self, actor: str, version: str | int, *, reason: str = "activate") -> dict:
@@ -927,6 +962,14 @@ class Service:
                 "(RAGWALL_KEEP_VERSIONS keeps how many)"
             )
         return self.activate(actor, older[-1].id, reason="rollback")
+
+
+#: The audit action of a cancel request, by job kind.
+_CANCEL_ACTIONS = {
+    "reindex": "index.reindex_cancel",
+    "drift": "eval.drift_cancel",
+    "ingest": "source.ingest_cancel",
+}
 
 
 def _same_source(a: Source, b: Source) -> bool:

@@ -12,10 +12,16 @@ Invariants:
   version's data is gone, and opening its location would create an empty store.
 - **The active version is read under a lease**, so a switch during a snapshot waits for it; any
   other version is opened for the comparison and closed after it.
+- **A request is checked before any work** (:func:`check_request`, the one check the HTTP job
+  and the CLI both run): an unknown or non-serving version is ``NotFound``, bad queries or a
+  snapshot of another index a ``DatasetError``.
+- **A cancel stops the work between queries**: every loop over queries checks the ``cancel``
+  event it is given and raises :class:`JobCancelled`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragwall.datasets import DatasetError
+from ragwall.errors import JobCancelled
 from ragwall.eval.drift.compare import Gates, compare
 from ragwall.eval.drift.embedding import embedding_drift
 from ragwall.eval.drift.queries import QuerySet, plain_query_id
@@ -34,11 +41,13 @@ from ragwall.eval.drift.snapshot import (
     hit_from,
     load_snapshot,
     parse_snapshot,
+    select,
 )
 from ragwall.retrieval.search import HybridSearcher, SearchFilter, access_filter
 from ragwall.service.index import IndexHandle, parse_version, version_name
 
 if TYPE_CHECKING:
+    from ragwall.ingest.state import VersionRecord
     from ragwall.service.core import Service
 
 SERVING = ("active", "ready")
@@ -59,7 +68,7 @@ class DriftQueries(BaseModel):
         default=None, description="{query id: {document id: grade}} (BEIR qrels), for nDCG."
     )
     top_k: int = Field(default=10, ge=1, le=100)
-    max_ndcg_drop: float | None = Field(default=None, ge=0)
+    max_ndcg_drop: float | None = Field(default=None, ge=0, le=1)
     min_mean_rbo: float | None = Field(default=None, ge=0, le=1)
     max_new_source_share: float | None = Field(default=None, ge=0, le=1)
     alpha: float = Field(default=0.05, gt=0, lt=1)
@@ -152,23 +161,67 @@ def parse_side(text: str | None) -> Side:
     return Side(snapshot=load_snapshot(path))
 
 
+def serving_record(svc: Service, version: int) -> VersionRecord:
+    """The registry record of ``version`` when it can serve; ``NotFound`` when it is unknown or
+    its data is gone (retired, failed) or incomplete (building)."""
+    from ragwall.service.core import NotFound
+
+    record = svc.state.get_version(version)
+    if record is None:
+        raise NotFound(
+            f"no index version {version_name(version)}; `ragwall index list` or GET /v1/index "
+            "lists them"
+        )
+    if record.state not in SERVING:
+        raise NotFound(
+            f"version {version_name(version)} is {record.state}: its data is gone or incomplete; "
+            "compare an active or ready version (`ragwall index list`, GET /v1/index)"
+        )
+    return record
+
+
+def check_request(
+    svc: Service, queries: QuerySet | None, baseline: Side, candidate: Side
+) -> QuerySet:
+    """Check a comparison before any work starts, the same for ``POST /v1/eval/drift`` and
+    ``ragwall eval drift``; returns its queries (the baseline snapshot's when None).
+
+    Raises ``NotFound`` for a version that is unknown or cannot serve, and ``DatasetError`` for
+    missing queries or a snapshot that is of another index or lacks one of the queries."""
+    if queries is None:
+        if baseline.snapshot is None:
+            raise DatasetError(
+                "give the queries (--queries FILE or --dataset DIR) to compare versions"
+            )
+        queries = QuerySet({q.id: q.text for q in baseline.snapshot.queries}, None, "the baseline")
+    index_id = svc.state.index_id()
+    for name, side in (("baseline", baseline), ("candidate", candidate)):
+        if side.version is not None:
+            serving_record(svc, side.version)
+        if side.snapshot is not None:
+            if side.snapshot.index_id != index_id:
+                raise DatasetError(
+                    f"the {name} snapshot and this index are different indexes (the snapshot "
+                    f"was taken on index {side.snapshot.index_id[:8]}); compare snapshots of "
+                    "this one"
+                )
+            select(side.snapshot, list(queries.queries), name)
+    return queries
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise JobCancelled("cancelled")
+
+
 @contextmanager
 def version_handle(svc: Service, version: int | None) -> Iterator[IndexHandle]:
     """The handle of ``version`` (the active one when None) for the duration of the block."""
-    from ragwall.service.core import Conflict, NotFound
-
     with svc.index.lease() as active:
         if version is None or version == active.version:
             yield active
             return
-    record = svc.state.get_version(version)
-    if record is None:
-        raise NotFound(f"no index version {version_name(version)}; see `ragwall index list`")
-    if record.state not in SERVING:
-        raise Conflict(
-            f"version {version_name(version)} is {record.state}: its data is gone or incomplete; "
-            "only an active or ready version can be snapshotted"
-        )
+    record = serving_record(svc, version)
     handle = svc.index.open_handle(record)
     try:
         yield handle
@@ -198,11 +251,13 @@ def snapshot_with(
     queries: QuerySet,
     top_k: int = 10,
     progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Snapshot:
     """Run every query on ``searcher`` (a version's) and record what it returned.
 
     Each query keeps ``3 * top_k`` chunks, so that documents (ranked at their best chunk) fill
-    the top k even when a document has several chunks in the list."""
+    the top k even when a document has several chunks in the list. ``cancel``, once set,
+    stops it before the next query (:class:`JobCancelled`)."""
     if top_k < 1 or top_k > 100:
         raise DatasetError("top_k must be between 1 and 100")
     ranking = ranking_settings(svc)
@@ -215,6 +270,7 @@ def snapshot_with(
     out: list[SnapshotQuery] = []
     total = len(queries.queries)
     for n, (qid, text) in enumerate(queries.queries.items(), start=1):
+        _check_cancel(cancel)
         res = searcher.search(
             text,
             flt,
@@ -253,10 +309,11 @@ def take_snapshot(
     top_k: int = 10,
     version: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Snapshot:
     """A snapshot of ``version`` (the active one when None)."""
     with version_handle(svc, version) as handle:
-        return snapshot_with(svc, handle.searcher, handle.record, queries, top_k, progress)
+        return snapshot_with(svc, handle.searcher, handle.record, queries, top_k, progress, cancel)
 
 
 def compare_versions(
@@ -267,15 +324,19 @@ def compare_versions(
     top_k: int = 10,
     gates: Gates | None = None,
     progress: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Snapshot two open versions on ``queries`` and compare them, embedding drift included
     (what ``run_drift`` does for two versions, and a reindex's gate for the active version and
-    the one being built)."""
+    the one being built). ``cancel`` stops it between queries."""
     say = progress or (lambda _m: None)
     snaps = []
     for name, handle in (("baseline", baseline), ("candidate", candidate)):
         say(f"{name}: {len(queries.queries)} queries on {handle.name}")
-        snaps.append(snapshot_with(svc, handle.searcher, handle.record, queries, top_k))
+        snaps.append(
+            snapshot_with(svc, handle.searcher, handle.record, queries, top_k, cancel=cancel)
+        )
+    _check_cancel(cancel)
     say("embedding drift: sampling stored vectors")
     embedding = embedding_drift(
         baseline.store, candidate.store, baseline.encoder.model_id, candidate.encoder.model_id
@@ -293,29 +354,26 @@ def run_drift(
     top_k: int = 10,
     gates: Gates | None = None,
     progress: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Compare two sides over ``queries`` (default: the baseline snapshot's). Version sides are
-    snapshotted now; two versions also get an embedding-drift measure."""
+    snapshotted now; two versions also get an embedding-drift measure. The request is checked
+    first (:func:`check_request`); ``cancel`` stops it between queries."""
     say = progress or (lambda _m: None)
-    if queries is None:
-        if baseline.snapshot is None:
-            raise DatasetError(
-                "give the queries (--queries FILE or --dataset DIR) to compare versions"
-            )
-        queries = QuerySet({q.id: q.text for q in baseline.snapshot.queries}, None, "the baseline")
+    queries = check_request(svc, queries, baseline, candidate)
     if baseline.snapshot is None and candidate.snapshot is None:
         active = svc.index.ensure_registry().id
         b_version, c_version = baseline.version or active, candidate.version or active
         with version_handle(svc, b_version) as b_handle:
             if c_version == b_version:
-                return compare_versions(svc, b_handle, b_handle, queries, top_k, gates, say)
+                return compare_versions(svc, b_handle, b_handle, queries, top_k, gates, say, cancel)
             with version_handle(svc, c_version) as c_handle:
-                return compare_versions(svc, b_handle, c_handle, queries, top_k, gates, say)
+                return compare_versions(svc, b_handle, c_handle, queries, top_k, gates, say, cancel)
     snaps: list[Snapshot] = []
     for name, side in (("baseline", baseline), ("candidate", candidate)):
         if side.snapshot is not None:
             snaps.append(side.snapshot)
             continue
         say(f"{name}: {len(queries.queries)} queries on {side.describe()}")
-        snaps.append(take_snapshot(svc, queries, top_k, side.version))
+        snaps.append(take_snapshot(svc, queries, top_k, side.version, cancel=cancel))
     return compare(snaps[0], snaps[1], list(queries.queries), queries.qrels, top_k, gates)

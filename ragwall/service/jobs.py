@@ -1,13 +1,22 @@
-"""Background jobs (reindexes): start, track, cancel, and recover after a crash.
+"""Background jobs (reindexes, drift comparisons, ingests): start, track, cancel, and recover
+after a crash.
 
 Invariants:
 
-- **One reindex at a time.** A second start while one is queued or running is refused with the
-  running job's id; a start with an ``Idempotency-Key`` already used returns that job instead of
-  starting another (and refuses the key with other parameters).
+- **One reindex or drift job at a time.** A second start while one is queued or running is
+  refused (``Conflict``, naming the running job's kind and id). Ingest jobs are claimed per
+  source instead (``ragwall.service.ingest_jobs``) and run beside them.
+- **An ``Idempotency-Key`` belongs to its caller** (the actor: an API key id): a start with a key
+  the same caller already used returns that job instead of starting another; the key with
+  another request is refused (``IdempotencyKeyReused``); another caller's equal key is another key.
 - **A job's row tells its truth.** ``queued`` → ``running`` → ``succeeded`` | ``failed`` |
-  ``cancelled``; progress is written at most once a second while it runs; a job whose process
-  died is found (its file lock is free) and marked ``failed`` on the next start.
+  ``cancelled``; progress is written at most once a second while it runs, only moves forward,
+  and is written once more, as it stood, in the same update as the job's end (so its
+  ``elapsed_s`` stops there); a job whose process died is found (its file lock is free) and
+  marked ``failed`` on the next start.
+- **A cancel reaches the work**: each job's work checks its ``cancel`` event (a reindex between
+  documents, a drift comparison between queries, an ingest kills its parser workers); closing
+  the runner (the server stopping) cancels every job and waits for it.
 - **Every job is audited**: its start and its end (with the versions switched), under the actor
   that started it.
 """
@@ -17,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ragwall.errors import ModelError, RagwallError
+from ragwall.errors import (
+    IdempotencyKeyReused,
+    ModelError,
+    ModelNotAllowed,
+    RagwallError,
+    validation_message,
+)
 from ragwall.eval.drift.queries import QuerySet
 from ragwall.ingest.state import JobRecord, VersionRecord
 from ragwall.retrieval.store import Store
@@ -58,6 +74,7 @@ class _Running:
     cancel: threading.Event
     progress: Progress | None = None  # live: elapsed and ETA computed when read
     kind: str = "job"
+    release: Callable[[], None] | None = None  # lets go of what the job claimed, at its end
 
 
 class JobRunner:
@@ -81,9 +98,14 @@ class JobRunner:
             )
 
     def running(self) -> str | None:
-        """The id of the reindex that is queued or running, if any."""
+        """The id of the reindex or drift job that is queued or running, if any."""
+        busy = self._busy()
+        return busy.id if busy else None
+
+    def _busy(self) -> JobRecord | None:
         for job in self.service.state.unfinished_jobs():
-            return job.id
+            if job.kind not in PER_SOURCE:
+                return job
         return None
 
     def reports_dir(self, job_id: str) -> Path:
@@ -101,8 +123,9 @@ class JobRunner:
     ) -> JobRecord:
         """Validate, register and run a reindex; returns its job (finished, when not in the
         background). Raises InvalidRequest (bad changes, a model that does not load) before any
-        work starts, and Conflict while another reindex runs."""
-        from ragwall.service.core import Conflict, InvalidRequest
+        work starts, IdempotencyKeyReused for a key used with another request, and Conflict
+        while another reindex or drift job runs."""
+        from ragwall.service.core import InvalidRequest
 
         svc = self.service
         try:
@@ -113,36 +136,33 @@ class JobRunner:
             )
             new_settings = plan(svc.settings, svc.index.ensure_registry(), parsed)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-            raise InvalidRequest(f"{where}: {first.get('msg')}") from exc
+            raise InvalidRequest(validation_message(exc)) from exc
+        except ModelNotAllowed as exc:
+            raise InvalidRequest(str(exc)) from exc
         params = parsed.params()
         try:  # bad gate input is refused before any work starts
             gate_queries = parsed.gate.query_set() if parsed.gate else None
         except RagwallError as exc:
             raise InvalidRequest(f"gate: {exc}") from exc
-        if idempotency_key:
-            earlier = svc.state.job_by_key(idempotency_key)
-            if earlier is not None:
-                if earlier.params != params:
-                    raise Conflict(
-                        f"Idempotency-Key {idempotency_key!r} was used for job {earlier.id} with "
-                        "other settings; use a new key for a different reindex",
-                        job_id=earlier.id,
-                    )
-                return earlier
+        earlier = self._earlier("reindex", actor, params, idempotency_key)
+        if earlier is not None:
+            return earlier
         index = svc.index  # migrate/recover before anything else
         try:
             svc.encoder_for(new_settings.embedding_model)
-        except ModelError as exc:
-            raise InvalidRequest(f"embedding_model: {exc}") from exc
+        except ModelError as exc:  # one message, whatever went wrong: no probing of files
+            log.warning("reindex: embedding model did not load: %s", exc)
+            raise InvalidRequest(
+                f"embedding_model: {new_settings.embedding_model!r} could not be loaded as a "
+                "sentence-transformers model (the server's log has the cause)"
+            ) from exc
         claimed = self._claim("reindex", actor, params, idempotency_key)
         if isinstance(claimed, JobRecord):  # a retry that raced the first call: that call's job
             return claimed
         job_id, run = claimed
         svc.audit.append("index.reindex_start", actor, job_id=job_id, changes=params)
         gate = (
-            self._gate_check(job_id, parsed.gate, gate_queries)
+            self._gate_check(job_id, parsed.gate, gate_queries, run.cancel)
             if parsed.gate is not None and gate_queries is not None
             else None
         )
@@ -162,36 +182,65 @@ class JobRunner:
 
         return self._launch("reindex", job_id, run, work, background)
 
+    def _earlier(
+        self, kind: str, actor: str, params: dict[str, Any], idempotency_key: str | None
+    ) -> JobRecord | None:
+        """The job that ``actor``'s earlier request with this ``Idempotency-Key`` started, when
+        this request is the same; raises IdempotencyKeyReused when it is another."""
+        if not idempotency_key:
+            return None
+        earlier = self.service.state.job_by_key(_scoped(actor, idempotency_key))
+        if earlier is None:
+            return None
+        if earlier.kind != kind or earlier.params != params:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {idempotency_key!r} already started job {earlier.id} (a "
+                f"{earlier.kind}) with another request; use a new key for a new request",
+                job_id=earlier.id,
+            )
+        return earlier
+
     def _claim(
         self,
         kind: str,
         actor: str,
         params: dict[str, Any],
         idempotency_key: str | None = None,
+        hold: Callable[[], Callable[[], None]] | None = None,
     ) -> tuple[str, _Running] | JobRecord:
         """Register a new ``queued`` job, under the runner's lock; returns its id and run.
 
-        Returns the earlier job instead when a retry with the same ``Idempotency-Key`` and
-        parameters raced the first call; raises Conflict while another job is queued or
-        running (one job at a time)."""
+        Returns the earlier job instead when a retry with the same caller's ``Idempotency-Key``
+        and request raced the first call. ``hold`` claims what the job needs (an ingest: its
+        source), raising when it is taken, and returns how to let it go when the job ends;
+        without it, the job needs the runner alone: Conflict while another reindex or drift job
+        is queued or running."""
         from ragwall.service.core import Conflict
 
         state = self.service.state
         job_id = uuid.uuid4().hex[:16]
         with self._lock:
-            if idempotency_key:
-                earlier = state.job_by_key(idempotency_key)
-                if earlier is not None and earlier.params == params:
-                    return earlier
-            busy = self.running()
-            if busy:
+            earlier = self._earlier(kind, actor, params, idempotency_key)
+            if earlier is not None:
+                return earlier
+            release = None
+            if hold is not None:
+                release = hold()
+            elif (busy := self._busy()) is not None:
                 raise Conflict(
-                    f"job {busy} is running (one job at a time); wait for it "
-                    f"(GET /v1/jobs/{busy}) or cancel it (DELETE /v1/jobs/{{id}})",
-                    job_id=busy,
+                    f"a {busy.kind} job ({busy.id}) is running, and one reindex or drift job "
+                    f"runs at a time: wait for it (GET /v1/jobs/{busy.id}) or cancel it "
+                    f"(DELETE /v1/jobs/{busy.id})",
+                    job_id=busy.id,
                 )
-            state.add_job(job_id, kind, actor, params, _now(), idempotency_key=idempotency_key)
-            run = _Running(None, threading.Event(), kind=kind)
+            try:
+                scoped = _scoped(actor, idempotency_key) if idempotency_key else None
+                state.add_job(job_id, kind, actor, params, _now(), idempotency_key=scoped)
+            except BaseException:
+                if release is not None:
+                    release()
+                raise
+            run = _Running(None, threading.Event(), kind=kind, release=release)
             self._running[job_id] = run
         return job_id, run
 
@@ -214,6 +263,8 @@ class JobRunner:
                 lock.release()
                 with self._lock:
                     self._running.pop(job_id, None)
+                    if run.release is not None:
+                        run.release()
                 self._finished(job_id)
 
         if background:
@@ -260,9 +311,7 @@ class JobRunner:
                 force=force,
             )
         except GateFailed as exc:
-            state.update_job(
-                job_id, state="failed", finished_at=_now(), error=str(exc), result=exc.result
-            )
+            self._end(job_id, "failed", error=str(exc), result=exc.result)
             audit.append(
                 "index.gate_failed",
                 actor,
@@ -271,17 +320,17 @@ class JobRunner:
                 gates=exc.result["gate"]["gates"],
             )
         except JobCancelled:
-            state.update_job(job_id, state="cancelled", finished_at=_now())
+            self._end(job_id, "cancelled")
             audit.append("index.reindex_cancelled", actor, job_id=job_id)
         except BaseException as exc:
             message = _error_message(exc)
             log.exception("reindex job %s failed", job_id)
-            state.update_job(job_id, state="failed", finished_at=_now(), error=message)
+            self._end(job_id, "failed", error=message)
             audit.append("index.reindex_failed", actor, job_id=job_id, error=message[:500])
             if not isinstance(exc, Exception):
                 raise
         else:
-            state.update_job(job_id, state="succeeded", finished_at=_now(), result=result)
+            self._end(job_id, "succeeded", result=result)
             if result.get("forced"):
                 audit.append(
                     "index.gate_override",
@@ -300,9 +349,26 @@ class JobRunner:
                 retired=result["retired"],
             )
 
-    def _gate_check(self, job_id: str, spec: Any, queries: QuerySet) -> GateCheck:
+    def _end(self, job_id: str, end: str, **fields: Any) -> None:
+        """Write a job's end (``end``: its final state) in one update, with its progress as it
+        stood at the end: never behind what a reader saw while it ran, and its elapsed time
+        stopped there."""
+        with self._lock:
+            run = self._running.get(job_id)
+            current = run.progress if run is not None else None
+        if current is not None:
+            final = current.as_dict()
+            if end != "succeeded":
+                final["eta_s"] = None
+            fields["progress"] = final
+        self.service.state.update_job(job_id, state=end, finished_at=_now(), **fields)
+
+    def _gate_check(
+        self, job_id: str, spec: Any, queries: QuerySet, cancel: threading.Event
+    ) -> GateCheck:
         """The reindex gate (a ``DriftGate``): the active version and the one being built are
-        compared on the gate's queries; the report is written with the job."""
+        compared on the gate's queries (stopping between queries when the job is cancelled);
+        the report is written with the job."""
         from ragwall.eval.drift.report import write_report
         from ragwall.service.drift import compare_versions
 
@@ -311,7 +377,9 @@ class JobRunner:
         def check(store: Store, record: VersionRecord) -> dict[str, Any]:
             with svc.index.lease() as active:
                 building = svc.index.open_handle(record, store)  # the build's own store
-                result = compare_versions(svc, active, building, queries, spec.top_k, spec.gates())
+                result = compare_versions(
+                    svc, active, building, queries, spec.top_k, spec.gates(), cancel=cancel
+                )
             paths = write_report(result, self.reports_dir(job_id))
             result["report"] = str(paths["html"])
             return result
@@ -320,32 +388,23 @@ class JobRunner:
 
     def start_drift(self, actor: str, request: Any) -> JobRecord:
         """Run a drift comparison (a ``DriftRequest``) as a background job; its result is the
-        comparison and its report is kept with it. Raises InvalidRequest for bad input and
-        NotFound for an unknown version before any work starts; Conflict while a job runs."""
-        from ragwall.datasets import DatasetError
+        comparison and its report is kept with it. The request is checked as the CLI's is
+        (``ragwall.service.drift.check_request``) before any work starts: InvalidRequest for
+        bad input, NotFound for a version that is unknown or cannot serve; Conflict while a
+        job runs."""
         from ragwall.eval.drift.report import write_report
-        from ragwall.eval.drift.snapshot import select
         from ragwall.service.core import InvalidRequest, NotFound
+        from ragwall.service.drift import check_request
 
         svc = self.service
         try:
             queries = request.query_set()
             baseline, candidate = request.sides()
+            check_request(svc, queries, baseline, candidate)
+        except NotFound:
+            raise
         except RagwallError as exc:
             raise InvalidRequest(str(exc)) from exc
-        for name, side in (("baseline", baseline), ("candidate", candidate)):
-            if side.version is not None and svc.state.get_version(side.version) is None:
-                raise NotFound(f"no index version v{side.version}; see GET /v1/index")
-            if side.snapshot is not None:
-                try:
-                    if side.snapshot.index_id != svc.state.index_id():
-                        raise InvalidRequest(
-                            f"the {name} snapshot was taken on another index (index "
-                            f"{side.snapshot.index_id[:8]}); compare snapshots of this one"
-                        )
-                    select(side.snapshot, list(queries.queries), name)
-                except DatasetError as exc:
-                    raise InvalidRequest(str(exc)) from exc
         params = request.model_dump(exclude={"queries", "qrels", "baseline", "candidate"})
         params |= {
             "queries": len(queries.queries),
@@ -355,11 +414,16 @@ class JobRunner:
         claimed = self._claim("drift", actor, params)
         assert not isinstance(claimed, JobRecord)  # no idempotency key: always a new job
         job_id, run = claimed
+        run.progress = progress = Progress(stage="queued")
         svc.audit.append("eval.drift_start", actor, job_id=job_id, params=params)
 
+        def say(stage: str) -> None:
+            progress.stage = stage
+            svc.state.update_job(job_id, progress=progress.as_dict())
+
         def work() -> None:
-            state = svc.state
-            state.update_job(job_id, state="running", started_at=_now())
+            svc.state.update_job(job_id, state="running", started_at=_now())
+            progress.started = time.monotonic()
             try:
                 result = svc.drift(
                     actor,
@@ -368,15 +432,20 @@ class JobRunner:
                     candidate,
                     request.top_k,
                     request.gates(),
-                    progress=lambda m: state.update_job(job_id, progress={"stage": m}),
+                    progress=say,
                     job_id=job_id,
+                    cancel=run.cancel,
                 )
                 write_report(result, self.reports_dir(job_id))
-                state.update_job(job_id, state="succeeded", finished_at=_now(), result=result)
+                progress.stage = "done"
+                self._end(job_id, "succeeded", result=result)
+            except JobCancelled:
+                self._end(job_id, "cancelled")
+                svc.audit.append("eval.drift_cancelled", actor, job_id=job_id)
             except Exception as exc:
                 message = _error_message(exc)
                 log.exception("drift job %s failed", job_id)
-                state.update_job(job_id, state="failed", finished_at=_now(), error=message)
+                self._end(job_id, "failed", error=message)
                 svc.audit.append("eval.drift_failed", actor, job_id=job_id, error=message[:500])
 
         return self._launch("drift", job_id, run, work, background=True)
@@ -426,8 +495,21 @@ class JobRunner:
             return job
         return dataclasses.replace(job, progress=current.as_dict())
 
+    def start_ingest(
+        self,
+        actor: str,
+        source_id: str,
+        force: bool = False,
+        idempotency_key: str | None = None,
+    ) -> JobRecord:
+        """Ingest a source as a background job (``ragwall.service.ingest_jobs``)."""
+        from ragwall.service.ingest_jobs import start_ingest
+
+        return start_ingest(self, actor, source_id, force, idempotency_key)
+
     def cancel(self, job_id: str) -> JobRecord:
-        """Ask a running job to stop (it stops at its next document); a finished job is
+        """Ask a running job to stop (a reindex at its next document, a drift comparison at its
+        next query, an ingest at once: its parser workers are killed); a finished job is
         returned as it is."""
         from ragwall.service.core import NotFound
 
@@ -459,8 +541,19 @@ class JobRunner:
 
 def _error_message(exc: BaseException) -> str:
     """A failed job's error: our own errors say what to do; others name their type."""
+    if isinstance(exc, ValidationError):
+        return f"invalid value: {validation_message(exc)}"
     return str(exc) if isinstance(exc, RagwallError) else f"{type(exc).__name__}: {exc}"
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _scoped(actor: str, idempotency_key: str) -> str:
+    """An ``Idempotency-Key`` as stored: the caller's own (a header value holds no newline)."""
+    return f"{actor}\n{idempotency_key}"
+
+
+#: Job kinds claimed per source, not the runner: they run beside the others.
+PER_SOURCE = frozenset({"ingest"})

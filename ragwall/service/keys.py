@@ -3,6 +3,13 @@
 A key reads ``rw_<key id>_<secret>``. Only the SHA-256 of the secret is stored, so a key is shown
 once, at creation. Scopes: ``retrieve`` (read) and ``admin`` (sources, ingest; it may retrieve
 too). A key may be bound to access groups: it then sees only chunks that share one of them.
+
+Invariant: **a group-bound key never holds the admin scope.** Admin views (sources, flags, jobs,
+drift reports, quarantine lists, index versions, metrics, the audit trail) are whole-index views,
+so admin is for unrestricted keys only: :meth:`KeyStore.create` refuses ``admin`` with groups, and
+a key stored that way by an older release authenticates as a ``retrieve`` key
+(:attr:`Principal.group_bound_admin` set, so a refusal can say why); it still retrieves, filtered
+by its groups.
 """
 
 from __future__ import annotations
@@ -50,9 +57,27 @@ class Principal:
     scope: str
     groups: tuple[str, ...] | None
     policy: str | None = None  # the key's defense policy; None: the server's default
+    #: Stored as an admin key bound to groups (an older release allowed it): it acts as a
+    #: retrieve key, and admin routes say why they refuse it.
+    group_bound_admin: bool = False
 
     def allows(self, scope: str) -> bool:
         return self.scope == "admin" or self.scope == scope
+
+    def refusal(self, scope: str) -> str:
+        """Why this key may not use a route that needs ``scope`` (for a 403's message)."""
+        if scope == "admin" and self.group_bound_admin:
+            return group_bound_admin_message(self.key_id, self.groups or ())
+        return f"this key has scope {self.scope!r}; {scope!r} is needed"
+
+
+def group_bound_admin_message(key_id: str, groups: tuple[str, ...]) -> str:
+    return (
+        f"key {key_id} is an admin key bound to groups {list(groups)}; group-bound keys cannot "
+        "hold the admin scope (admin views cover the whole index), so it may only retrieve. "
+        "Replace it with an unrestricted admin key (`ragwall keys create --scope admin`, no "
+        f"--group) and revoke it (`ragwall keys revoke {key_id}`)"
+    )
 
 
 DEV_PRINCIPAL = Principal(key_id="dev-mode", scope="admin", groups=None)
@@ -67,6 +92,12 @@ class KeyRecord:
     created_at: str
     revoked_at: str | None
     policy: str | None = None
+
+    @property
+    def effective_scope(self) -> str:
+        """The scope the key acts with: an admin key bound to groups (stored by an older
+        release) acts as ``retrieve``."""
+        return "retrieve" if self.scope == "admin" and self.groups is not None else self.scope
 
 
 def _digest(secret: str) -> str:
@@ -98,6 +129,12 @@ class KeyStore:
             raise ApiKeyError(f"scope must be one of {list(SCOPES)}, not {scope!r}")
         if policy is not None and policy not in POLICIES:
             raise ApiKeyError(f"policy must be one of {list(POLICIES)}, not {policy!r}")
+        if scope == "admin" and groups:
+            raise ApiKeyError(
+                "an admin key cannot be bound to groups: admin views (sources, flags, jobs, drift "
+                "reports, metrics, the audit trail) cover the whole index. Create an unrestricted "
+                "admin key (no --group), or a retrieve key bound to the groups"
+            )
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         record = KeyRecord(
@@ -139,6 +176,8 @@ class KeyStore:
         if not hmac.compare_digest(row[0], _digest(secret)):
             return None
         groups = tuple(json.loads(row[2])) if row[2] is not None else None
+        if row[1] == "admin" and groups is not None:  # stored by an older release: not admin
+            return Principal(key_id, "retrieve", groups, row[4], group_bound_admin=True)
         return Principal(key_id=key_id, scope=row[1], groups=groups, policy=row[4])
 
     def list(self) -> list[KeyRecord]:

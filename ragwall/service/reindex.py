@@ -47,7 +47,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragwall.defend.detect import Signals, content_trust
-from ragwall.errors import RagwallError
+from ragwall.errors import JobCancelled, RagwallError
 from ragwall.ingest.pipeline import (
     PIPELINE_FIELDS,
     Ingester,
@@ -68,6 +68,7 @@ from ragwall.service.index import (
     version_name,
     version_settings,
 )
+from ragwall.service.model_roots import check_requested_models
 from ragwall.settings import Settings
 
 log = logging.getLogger("ragwall.service.reindex")
@@ -125,10 +126,6 @@ class ReindexChanges(BaseModel):
 OPTIONS = ("rebuild", "gate", "force")
 
 
-class JobCancelled(RagwallError):
-    """The job was cancelled (``DELETE /v1/jobs/{id}``)."""
-
-
 class ReindexCheckFailed(RagwallError):
     """The new version does not match the registry; it was not activated."""
 
@@ -156,6 +153,11 @@ class Progress:
     reused_vectors: int = 0
     stage: str = "queued"
     started: float = field(default_factory=time.monotonic)
+
+    def advance(self, documents_done: int, chunks: int) -> None:
+        """Move the counts forward (never back: a stage's own count may lag the job's)."""
+        self.documents_done = max(self.documents_done, documents_done)
+        self.chunks = max(self.chunks, chunks)
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
@@ -202,6 +204,14 @@ def lower_priority() -> None:
         log.debug("could not lower the build's priority")
 
 
+#: What an interrupted job left, by kind, for its error message.
+_INTERRUPTED = {
+    "reindex": "the active version was not changed. Start a new reindex.",
+    "ingest": "documents it had not switched live were left as they were; the next ingest of "
+    "the source clears its pending chunks. Ingest again.",
+}
+
+
 def recover(ctx: BuildContext) -> list[str]:
     """Mark jobs whose process died ``failed`` and delete their unfinished versions' data.
     Returns the ids of the jobs marked failed."""
@@ -218,8 +228,8 @@ def recover(ctx: BuildContext) -> list[str]:
                 job.id,
                 state="failed",
                 finished_at=now,
-                error="interrupted: the process running the job stopped (crash or kill); the "
-                "active version was not changed. Start a new reindex.",
+                error="interrupted: the process running the job stopped (crash or kill); "
+                + _INTERRUPTED.get(job.kind, "start it again."),
             )
             dead.append(job.id)
         finally:
@@ -303,13 +313,12 @@ def build_and_switch(
                 _stage: str, done: int, _total: int, base: int = base, chunks: int = chunks_base
             ) -> None:
                 written = ingester.current.chunks if ingester.current else 0
-                progress.documents_done = base + done
-                progress.chunks = chunks + written
+                progress.advance(base + done, chunks + written)
                 tick()
 
             rep = ingester.ingest(source, progress=on_doc)
-            progress.documents_done = base + rep.documents + len(rep.failed)
-            progress.chunks = chunks_base + rep.chunks
+            handled = rep.documents + len(rep.failed) + len(rep.skipped)
+            progress.advance(base + handled, chunks_base + rep.chunks)
         tick(force=True)
 
         drift = None
@@ -578,13 +587,15 @@ def plan(
 ) -> Settings:
     """The settings a reindex builds with: the active version's, then what the environment
     changed since that version was built, then ``changes`` (each validated like the
-    environment: a bad value raises pydantic's ValidationError). So a change made by an earlier
+    environment: a bad value raises pydantic's ValidationError; a model outside the allowed
+    ids and roots raises ModelNotAllowed). So a change made by an earlier
     reindex's body stays, and an edited environment takes effect."""
     given = (
         changes.given()
         if isinstance(changes, ReindexChanges)
         else ReindexChanges.model_validate(changes or {}).given()
     )
+    check_requested_models(settings, given)  # no path outside RAGWALL_MODEL_ROOTS
     merged = version_settings(settings, active.config)
     merged = version_settings(merged, environment_changes(settings, active))
     return type(settings).model_validate({**merged.model_dump(), **given})

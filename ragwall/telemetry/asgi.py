@@ -38,6 +38,18 @@ log = logging.getLogger("ragwall.request")
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+HTTP_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method as a label: a standard one as sent, anything else ``other``, so an
+    anonymous client cannot mint new series (``curl -X ZZMETHOD1``)."""
+    method = scope.get("method", "")
+    return method if method in HTTP_METHODS else "other"
+
+
 def route_template(scope: Scope) -> str:
     """The template of the route that served (or would have served) the request."""
     route = scope.get("route")
@@ -102,7 +114,7 @@ class Observe:
     async def _traced(self, scope: Scope, receive: Receive, send: Send, facts, status) -> None:  # noqa: ANN001
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
-        method = scope["method"]
+        method = method_label(scope)
         with tracing.tracer().start_as_current_span(
             method,
             kind=SpanKind.SERVER,
@@ -121,7 +133,7 @@ class Observe:
 
     def _record(self, scope: Scope, facts: RequestFacts, status: int, seconds: float) -> None:
         route = route_template(scope)
-        method = scope["method"]
+        method = method_label(scope)
         service = getattr(scope["app"].state, "service", None)
         if service is not None:
             service.metrics.request(method, route, status, seconds)

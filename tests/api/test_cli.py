@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,14 @@ def test_sources_add_list_and_errors(run, tmp_path):
     )
     bad = run("sources", "add", "x", str(tmp_path), "--trust", "sortof")
     assert bad.returncode == 2 and "trust tier" in bad.stderr
+    # Messages say what is wrong, without pydantic's boilerplate (issue 24).
+    for args in (
+        ("sources", "add", "bad id!", str(tmp_path)),
+        ("sources", "add", "y", str(tmp_path), "-g", "a b"),
+    ):
+        bad = run(*args)
+        assert bad.returncode == 2 and bad.stderr.startswith("error:"), bad.stderr
+        assert "pydantic" not in bad.stderr and "type=value_error" not in bad.stderr
     listed = json.loads(run("sources", "list", "--json").stdout)
     assert [(s["id"], s["trust_tier"], s["groups"]) for s in listed] == [
         ("kb", "verified", ["eng"])
@@ -70,14 +79,19 @@ def test_ingest_json_summary_and_exit_status(run, tmp_path):
         "unchanged": 2,
         "removed": 0,
         "failed": [],
+        "skipped": [],
         "notes": [],
     }
 
     shutil.copy(shared("docs", "empty.txt"), corpus)
+    (corpus / "diagram.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     third = run("ingest", "kb", "--json")
     assert third.returncode == 1
     summary = json.loads(third.stdout.strip().splitlines()[-1])
     assert [f["reason"] for f in summary["failed"]] == ["empty"]
+    # An image is skipped with its reason, not failed; the summary line counts both.
+    assert [s["reason"] for s in summary["skipped"]] == ["unsupported_type"]
+    assert "1 failed, 1 skipped" in third.stderr
 
     one_off = run("ingest", str(shared("docs", "fake-html.html")), "--source", "kb", "--json")
     assert one_off.returncode == 0, one_off.stderr
@@ -174,6 +188,31 @@ def test_keys_create_out_writes_a_private_file_and_never_prints_the_key(run, tmp
     assert again.returncode == 2 and target.read_text().strip() == key  # never overwritten
 
 
+def test_keys_create_out_refuses_links_before_creating_a_key(run, tmp_path):
+    """Issue 24: --out onto a link (dangling or not) exits 2 with a message, and no key exists
+    whose secret was lost (none created, none audited)."""
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere" / "key")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("")
+    linked = tmp_path / "linked"
+    linked.symlink_to(elsewhere)
+    for target in (dangling, linked):
+        done = run("keys", "create", "--out", str(target))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error:") and "symbolic link" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "nowhere").exists() and elsewhere.read_text() == ""  # never followed
+    # an admin key bound to a group is refused, and the file reserved for it is removed
+    target = tmp_path / "admin-key"
+    bound = run("keys", "create", "--scope", "admin", "--group", "finance", "--out", str(target))
+    assert bound.returncode == 2 and "cannot be bound to groups" in bound.stderr, bound.stderr
+    assert not target.exists()
+    db = sqlite3.connect(tmp_path / "data" / "ragwall.sqlite3")
+    assert db.execute("SELECT COUNT(*) FROM api_keys").fetchone() == (0,)
+    assert not [r for r in _audit(tmp_path) if r["action"] == "key.create"]
+
+
 def test_make_run_keeps_the_dev_key_private():
     """`make run` writes the key with --out (mode 0600) and prints how to read it, not it."""
     from tests.conftest import ROOT
@@ -198,3 +237,19 @@ def test_a_second_ingest_of_a_busy_source_is_refused(run, tmp_path):
     with FileLock(str(tmp_path / "data" / "locks" / "ingest-kb.lock")):  # a running ingest
         busy = run("ingest", "kb")
     assert busy.returncode == 2 and "is being ingested now" in busy.stderr, busy.stderr
+
+
+def test_output_for_scripts_is_never_wrapped_or_cut(run, tmp_path):
+    """Issue 24: off a terminal, `--help` and tables were cut at 80 columns ("2026-12-0…")."""
+    helped = run("reindex", "--help")
+    assert helped.returncode == 0
+    assert "--max-new-source-share" in helped.stdout and "…" not in helped.stdout
+    assert any(  # a long help text on one line
+        "re-process this source's documents in the active version, unchanged files included" in x
+        for x in helped.stdout.splitlines()
+    )
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    deep.mkdir()
+    assert run("sources", "add", "kb", str(deep)).returncode == 0
+    listed = run("sources", "list")
+    assert str(deep) in listed.stdout and "…" not in listed.stdout

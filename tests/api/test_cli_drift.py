@@ -112,6 +112,12 @@ def test_bad_input_exits_2_with_a_message(run, tmp_path, queries):
         (("eval", "drift", "--baseline", "version 9", "--queries", str(queries)),
          "no index version v9"),
         (("eval", "drift", "--baseline", "v1"), "give the queries"),
+        (("eval", "drift", "--baseline", "v1", "--queries", str(queries), "--min-mean-rbo",
+          "5"), "Invalid value for '--min-mean-rbo'"),
+        (("eval", "drift", "--baseline", "v1", "--queries", str(queries), "--alpha", "0"),
+          "--alpha"),
+        (("reindex", "--gate", str(queries), "--max-new-source-share", "-1"),
+         "Invalid value for '--max-new-source-share'"),
     ]  # fmt: skip
     for args, message in cases:
         got = run(*args)

@@ -157,7 +157,7 @@ def test_actions_without_csrf_or_with_an_expired_session_change_nothing(console)
     ]
 
     token = _csrf(c)
-    sessions = c.app.state.console_sessions
+    sessions = svc.console_sessions
     sessions.expire_now(c.cookies[COOKIE])
     before = len(_audit(svc))
     late = c.post("/admin/sources/kb/quarantine", data={"csrf": token, "reason": "late"})
@@ -211,7 +211,7 @@ def test_html_in_names_ids_reasons_and_text_is_escaped(console):
     # a source id can't carry markup (ids are validated), and an error naming one is escaped
     token = _csrf(c)
     bad = c.post("/admin/sources", data={"csrf": token, "source_id": EVIL, "path": "/tmp"})
-    assert EVIL not in bad.text and "&lt;script&gt;" in bad.text
+    assert EVIL not in bad.text and "a source id is" in bad.text  # shown; the id is not echoed
 
 
 def test_the_progress_endpoint_needs_a_session(console):
@@ -247,3 +247,155 @@ def test_https_cookies_are_secure_and_a_revoked_key_ends_its_session(console):
     svc.revoke_key("test", record.id)
     refused = d.post("/admin/sources/kb/quarantine", data={"csrf": token})
     assert refused.status_code == 403 and svc.state.quarantined() == ((), ())
+
+
+def test_sessions_survive_a_restart_and_only_their_hash_is_stored(console, encoder):
+    """Issue 24: sessions live in the registry (hashed), so a restart signs no one out."""
+    import hashlib
+    import sqlite3
+
+    _, keys, svc, _ = console
+    c = _fresh(console)
+    _sign_in(c, keys["admin"])
+    token = c.cookies[COOKIE]
+    posted = c.post("/admin/sources/nope/release", data={"csrf": _csrf(c)}, follow_redirects=False)
+    assert posted.status_code == 303  # its message is shown by the next page, on any server
+    with (
+        Service(svc.settings, encoder=encoder) as restarted,  # a second server, same data dir
+        TestClient(create_app(svc.settings, restarted), cookies={COOKIE: token}) as again,
+    ):
+        page = again.get("/admin/sources", follow_redirects=False)
+        assert page.status_code == 200, page.headers.get("location")
+        assert "source nope was already released" in page.text
+        assert "already released" not in again.get("/admin/sources").text  # shown once
+        rows = (
+            sqlite3.connect(svc.settings.state_path)
+            .execute("SELECT * FROM console_sessions")
+            .fetchall()
+        )
+        assert token not in repr(rows)  # the token is never stored
+        assert hashlib.sha256(token.encode()).hexdigest() in repr(rows)
+        out = again.post("/admin/logout", data={"csrf": _csrf(again)}, follow_redirects=False)
+        assert out.status_code == 303
+    # signed out on one server: signed out on every one, and its row is gone
+    assert c.get("/admin/sources", follow_redirects=False).headers["location"] == "/admin/login"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    db = sqlite3.connect(svc.settings.state_path)
+    assert db.execute(
+        "SELECT COUNT(*) FROM console_sessions WHERE token_sha256 = ?", (digest,)
+    ).fetchone() == (0,)
+    # an expired session is purged when presented
+    d = _fresh(console)
+    _sign_in(d, keys["admin"])
+    svc.console_sessions.expire_now(d.cookies[COOKIE])
+    assert d.get("/admin/jobs", follow_redirects=False).headers["location"].endswith("expired=1")
+    assert db.execute("SELECT COUNT(*) FROM console_sessions WHERE expires_at <= 0").fetchone() == (
+        0,
+    )
+
+
+def test_the_sources_page_states_who_sees_a_source_without_groups(console):
+    """Issue 24: one rule: a source without groups is seen by keys without groups only."""
+    _, keys, _, _ = console
+    c = _fresh(console)
+    _sign_in(c, keys["admin"])
+    page = c.get("/admin/sources").text
+    assert "all keys" not in page
+    assert "visible only to keys without groups (unrestricted keys)" in page
+    assert "no group-bound key sees it" in page
+    row = re.search(r'<tr data-source="kb".*?</tr>', page, re.S).group(0)
+    assert "unrestricted keys only" in row
+
+
+def test_the_sources_page_shows_the_active_versions_last_ingest(console, encoder):
+    """Issue 24: a reindex build's run (a version not yet active) is not the source's last
+    ingest on the page."""
+    from ragwall.ingest import Ingester
+    from ragwall.retrieval.store import open_store
+
+    _, keys, svc, root = console
+    build = root / "build-only"
+    build.mkdir(exist_ok=True)
+    (build / "broken.docx").write_bytes(b"PK\x03\x04 not a real docx")
+    store = open_store(svc.settings, encoder.dim, location=str(root / "shard-v9"))
+    try:
+        ingester = Ingester(svc.settings, svc.state, store, encoder, index_version=9)
+        report = ingester.ingest(svc.state.get_source("kb"), paths=[build / "broken.docx"])
+    finally:
+        store.close()
+    assert [f.reason for f in report.failed]  # the build's run of kb failed on the file
+    c = _fresh(console)
+    _sign_in(c, keys["admin"])
+    row = re.search(r'<tr data-source="kb".*?</tr>', c.get("/admin/sources").text, re.S).group(0)
+    assert "broken.docx" not in row and "failed" not in row, row
+    assert "never" not in row  # the active version's own run is shown
+
+
+@pytest.mark.parametrize(
+    "back",
+    ["/admin/../v1/sources", "/admin/%2e%2e/v1/sources", "/admin/%2E%2E/%2e%2e/healthz",
+     "//evil.example/admin/flags", "/admin\\..\\v1", "/admin/.%2e/v1", "https://evil/admin/x",
+     "/admin//evil.example", "/admin/./flags", "/adminx", "/v1/sources", "admin/flags",
+     "/admin/flags\r\nSet-Cookie: x=1"],
+)  # fmt: skip
+def test_back_is_a_normalised_console_path_or_the_default(console, back):
+    """Issue 24: the return address is normalised before its /admin prefix is checked."""
+    _, keys, svc, _ = console
+    c = _fresh(console)
+    _sign_in(c, keys["admin"])
+    sha = "b" * 64
+    got = c.post(f"/admin/documents/{sha}/release", data={"csrf": _csrf(c), "back": back},
+                 follow_redirects=False)  # fmt: skip
+    assert got.status_code == 303 and got.headers["location"] == "/admin/flags", back
+
+
+def test_back_keeps_a_console_page_and_its_query(console):
+    _, keys, _, _ = console
+    c = _fresh(console)
+    _sign_in(c, keys["admin"])
+    back = "/admin/flags?kind=hidden&source=kb"
+    got = c.post(f"/admin/documents/{'b' * 64}/release", data={"csrf": _csrf(c), "back": back},
+                 follow_redirects=False)  # fmt: skip
+    assert got.headers["location"] == back
+
+
+def test_the_favicon_is_answered_and_never_audited_as_a_refusal(console):
+    """Issue 24: a browser asks for /favicon.ico with every console page; that is no refusal."""
+    _, keys, svc, _ = console
+    c = _fresh(console)
+    _sign_in(c, keys["admin"])
+    before = len(_audit(svc))
+    page = c.get("/admin/sources")
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', page.text).group(1)
+    assert icon.startswith("/admin/static/") and c.get(icon).status_code == 200
+    for client in (c, _fresh(console)):  # signed in or not
+        assert client.get("/favicon.ico").status_code in (200, 204)
+    assert [r for r in _audit(svc)[before:] if r["action"] == "refused"] == []
+
+
+def test_a_source_is_removed_from_the_console(console):
+    """Issue 24: a Remove button (a confirmed POST with the CSRF token) calls remove_source."""
+    _, keys, svc, root = console
+    gone = root / "gone"
+    gone.mkdir(exist_ok=True)
+    (gone / "canteen.md").write_text("# Canteen\n\nThe canteen serves lunch from noon.\n")
+    svc.add_source("setup", "gone", str(gone))
+    svc.ingest("setup", "gone")
+    c = _fresh(console)
+    _sign_in(c, keys["admin"])
+    page = c.get("/admin/sources").text
+    form = re.search(r'<form method="post" action="/admin/sources/gone/remove"[^>]*>', page)
+    assert form and 'class="confirm"' in form.group(0) and "data-confirm=" in form.group(0)
+    assert c.post("/admin/sources/gone/remove", data={}).status_code == 403  # no CSRF token
+    assert "gone" in [s.id for s in svc.state.list_sources()]
+    before = len(_audit(svc))
+    done = c.post("/admin/sources/gone/remove", data={"csrf": _csrf(c)})
+    assert done.status_code == 200 and "source gone removed with its 1 chunks" in done.text
+    assert "gone" not in [s.id for s in svc.state.list_sources()]
+    [record] = _audit(svc)[before:]
+    assert (
+        record["action"] == "source.remove"
+        and record["key_id"] == svc.authenticate(keys["admin"]).key_id
+    )
+    missing = c.post("/admin/sources/gone/remove", data={"csrf": _csrf(c)})
+    assert "no source &#39;gone&#39;" in missing.text

@@ -137,8 +137,16 @@ def test_the_console_in_a_real_browser(served, tmp_path):
             page.click("#add-source button[type=submit]")
             expect(page.locator(".flash-ok")).to_contain_text("source handbook added")
             row = page.locator("tr[data-source=handbook]")
-            row.locator("button.ingest").click()
-            expect(page.locator(".flash").first).to_contain_text("ingested handbook: 3 documents")
+            row.locator("button.ingest").click()  # an ingest job, shown on the jobs page
+            page.wait_for_url("**/admin/jobs")
+            expect(page.locator(".flash").first).to_contain_text("ingest job")
+            (ingest_job,) = svc.state.recent_jobs(1, ("ingest",))
+            _wait_job(svc, ingest_job.id)
+            page.reload()
+            expect(page.locator(f"tr[data-job='{ingest_job.id}'] .ingest-summary")).to_contain_text(
+                "handbook: 3 documents"
+            )
+            page.goto(f"{url}/admin/sources")
             row = page.locator("tr[data-source=handbook]")
             expect(row.locator("td.num").first).to_have_text("3")
             page.screenshot(path=str(shots / "console-sources.png"))
@@ -155,8 +163,8 @@ def test_the_console_in_a_real_browser(served, tmp_path):
                 r for r in _audit(svc) if r["key_id"] == served["admin_id"]
             ]  # the same records the API writes, under the console's key
             assert [r["action"] for r in actions] == [
-                "console.sign_in", "source.add", "source.ingest", "source.quarantine",
-                "source.release",
+                "console.sign_in", "source.add", "source.ingest_start", "source.ingest",
+                "source.quarantine", "source.release",
             ]  # fmt: skip
 
             # -- flagged chunks: the injection's span highlighted, markup escaped -------------

@@ -140,3 +140,19 @@ def test_a_gated_reindex_over_http_switches_when_the_gate_passes(api):
     assert job["result"]["reused_vectors"] == 0  # rebuilt: every document re-embedded
     assert client.get(job["report"], headers=admin).status_code == 200
     assert client.get("/v1/index", headers=admin).json()["active"] == job["version"]
+
+
+def test_the_drift_route_takes_snapshots_over_the_general_body_limit(api):
+    """Issue 24: two snapshots do not fit in RAGWALL_MAX_REQUEST_BYTES (1 MiB); the drift route
+    has its own limit for admin keys (RAGWALL_MAX_DRIFT_REQUEST_BYTES), and nothing else does."""
+    client, keys, svc = api
+    snap = svc.snapshot("admin", QuerySet({"q0": QUERIES[0]}), 3).model_dump()
+    snap["padding"] = "x" * (svc.settings.max_request_bytes + 1)  # an ignored field
+    body = {"queries": {"q0": QUERIES[0]}, "baseline": snap, "top_k": 3}
+    got = client.post("/v1/eval/drift", json=body, headers=_h(keys["admin"]))
+    assert got.status_code == 202, got.text[:300]  # read and accepted, not refused as too large
+    assert _wait(client, keys["admin"], got.json()["job_id"])["state"] == "succeeded"
+    other = client.post("/v1/sources", json={"padding": snap["padding"]}, headers=_h(keys["admin"]))
+    assert other.status_code == 413
+    reader = client.post("/v1/eval/drift", json=body, headers=_h(keys["read"]))
+    assert reader.status_code == 413  # the larger limit is an admin's only

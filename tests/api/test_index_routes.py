@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,8 +16,11 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
+from ragwall.ingest.state import State
+from tests.conftest import shared
 from tests.service.test_index import _write_corpus
 
 RAGWALL = str(Path(sys.executable).with_name("ragwall"))
@@ -250,3 +254,69 @@ def test_cli_beside_a_running_server(served):
         "seconds",
     }
     assert (result["version"], result["previous"], result["documents"]) == ("v2", "v1", 63)
+    # Issue 24: every admin command that needs the server's lock can target the server.
+    local = _cli(env, "index", "rollback")
+    assert local.returncode == 2 and "--url" in local.stderr
+    back = _cli(env, "index", "rollback", "--url", server.url, "--key", key)
+    assert back.returncode == 0, back.stderr
+    assert "index v1 is active (was v2)" in back.stdout
+    again = _cli(env, "index", "activate", "v2", "--url", server.url, "--key", key)
+    assert again.returncode == 0 and "index v2 is active (was v1)" in again.stdout
+    refused = _cli(env, "index", "activate", "v9", "--url", server.url, "--key", key)
+    assert refused.returncode == 2 and "404" in refused.stderr
+    # A remote reindex whose gate fails names its job and exits 1; the new version waits.
+    queries = server.data.parent / "gate.txt"
+    queries.write_text("pump seal inspection\nvalve maintenance\nsafety procedure\n")
+    gated = _cli(
+        env,
+        *("reindex", "--url", server.url, "--key", key, "--chunk-max-tokens", "40"),
+        *("--gate", str(queries), "--min-mean-rbo", "1.0"),
+    )
+    assert gated.returncode == 1, gated.stderr
+    said = " ".join(gated.stderr.split())
+    assert "error: reindex job " in said and " failed" in said and "KeyError" not in said
+    assert json.loads(_cli(env, "index", "list", "--json").stdout)["active"] == "v2"
+    # Output for logs and scripts is not wrapped at 80 columns (stdout is a pipe here).
+    table = _cli(env, "index", "list")
+    model = json.loads(listed.stdout)["versions"][0]["fingerprint"]["embedding_model"]
+    assert table.returncode == 0 and model in table.stdout and "…" not in table.stdout
+    helped = _cli(env, "reindex", "--help")
+    assert "--max-new-source-share" in helped.stdout and "…" not in helped.stdout
+    # Issue 24: `ragwall ingest` runs as a job of the server with --url, and prints the same
+    # summary with the same exit status (1: a document failed, the rest were ingested).
+    local = _cli(env, "ingest", "kb")
+    assert local.returncode == 2 and "--url" in " ".join(local.stderr.split())
+    (server.data.parent / "kb" / "broken.docx").write_bytes(b"not a zip archive at all")
+    remote = _cli(env, "ingest", "kb", "--url", server.url, "--key", key, "--json")
+    assert remote.returncode == 1, remote.stderr
+    summary = json.loads(remote.stdout.strip().splitlines()[-1])
+    assert (summary["documents"], summary["unchanged"], len(summary["failed"])) == (0, 63, 1)
+    said = " ".join(remote.stderr.split())
+    assert "broken.docx" in said and "kb: 0 documents, 0 chunks written, 63 unchanged" in said
+    # Stopping the server (SIGTERM) cancels its running ingest job: no parser worker outlives it.
+    slow = server.data.parent / "slow"
+    slow.mkdir()
+    for i in range(20):
+        (slow / f"note-{i:02d}.md").write_text(f"# Note {i}\n\nThe pump seal {i} was checked.\n")
+    shutil.copy(shared("docs", "handbook-872p.docx"), slow / "zz-handbook.docx")
+    bearer = {"Authorization": f"Bearer {key}"}
+    added = httpx.post(
+        f"{server.url}/v1/sources", headers=bearer, json={"id": "slow", "path": str(slow)}
+    )
+    assert added.status_code == 201, added.text
+    job_id = httpx.post(f"{server.url}/v1/sources/slow/ingest", headers=bearer).json()["job_id"]
+    _wait_progress(server.url, bearer, job_id)
+    workers = [
+        p
+        for p in psutil.Process(server.proc.pid).children(recursive=True)
+        if "spawn_main" in " ".join(p.cmdline())
+    ]
+    assert workers, "the ingest runs no parser worker"
+    server.stop()
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"parser workers outlived the server: {alive}"
+    state = State(server.data / "ragwall.sqlite3")
+    try:
+        assert state.get_job(job_id).state == "cancelled"
+    finally:
+        state.close()

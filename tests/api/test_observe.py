@@ -134,6 +134,17 @@ def test_route_labels_are_templates_never_raw_paths(api):
     assert got[("ragwall_http_requests_total", unauth)] >= 1
 
 
+def test_unknown_methods_share_one_label(api):
+    """Issue 24: an anonymous `curl -X ZZMETHOD1` must not mint a new series per method."""
+    client, keys, _ = api
+    for method in ("ZZMETHOD1", "ZZMETHOD2", "get"):
+        client.request(method, "/healthz")
+    got = _samples(client, keys["admin"])
+    methods = {dict(k[1]).get("method") for k in got if k[0].startswith("ragwall_http_")}
+    assert "other" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other", None}
+
+
 def test_state_gauges_quarantine_and_process_memory(api):
     client, keys, svc = api
     before = _samples(client, keys["admin"])
@@ -310,10 +321,13 @@ def test_ragwall_serve_logs_json_lines_to_stderr(tmp_path):
 
 
 def test_an_ingest_is_counted_and_logged(api, log_lines):
-    client, keys, _ = api
+    client, keys, svc = api
     before = _samples(client, keys["admin"])
     r = client.post("/v1/sources/kb/ingest", headers=_auth(keys["admin"]))
-    assert r.status_code == 200 and r.json()["unchanged"] == 2
+    assert r.status_code == 202, r.text  # an ingest job: its summary is the job's result
+    svc.jobs.wait(r.json()["job_id"], 300)
+    job = svc.job(r.json()["job_id"])
+    assert job.state == "succeeded" and job.result["unchanged"] == 2
     after = _samples(client, keys["admin"])
     key = ("ragwall_ingest_documents_total", (("outcome", "unchanged"),))
     assert after[key] - before.get(key, 0) == 2

@@ -243,13 +243,14 @@ def test_every_call_is_audited_and_the_chain_verifies(api):
     client, keys, services, _ = api
     before = services.audit.verify().records
     _post(client, keys["all"], {"query": "refund"})
-    client.post("/v1/sources/fin/ingest", headers={"X-API-Key": keys["admin"]})
+    job = client.post("/v1/sources/fin/ingest", headers={"X-API-Key": keys["admin"]}).json()
+    services.jobs.wait(job["job_id"], 600)
     report = services.audit.verify()
-    assert report.ok and report.records == before + 2
-    last = [json.loads(x) for x in services.audit.path.read_text().splitlines()][-2:]
+    assert report.ok and report.records == before + 3
+    last = [json.loads(x) for x in services.audit.path.read_text().splitlines()][-3:]
     assert last[0]["action"] == "retrieve" and last[0]["query_sha256"] and last[0]["results"]
     assert "refund" not in json.dumps(last[0])  # the query itself is not stored, only its hash
-    assert last[1]["action"] == "source.ingest"
+    assert [r["action"] for r in last[1:]] == ["source.ingest_start", "source.ingest"]
 
 
 def test_docs_pages_work_offline(api):
@@ -279,4 +280,6 @@ def test_an_ingest_of_a_busy_source_is_409(api):
         r = client.post("/v1/sources/fin/ingest", headers={"X-API-Key": keys["admin"]})
     assert r.status_code == 409 and r.json()["error"]["code"] == "ingest_running", r.text
     r = client.post("/v1/sources/fin/ingest", headers={"X-API-Key": keys["admin"]})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 202, r.text  # a job (polled at GET /v1/jobs/{id})
+    services.jobs.wait(r.json()["job_id"], 600)
+    assert services.job(r.json()["job_id"]).state == "succeeded"

@@ -68,6 +68,30 @@ def test_identical_snapshots_show_no_drift_and_pass_every_gate():
     assert r["verdict"] == "pass" and all(g["passed"] for g in r["gates"].values())
 
 
+def test_a_version_compared_with_itself_has_an_rbo_of_exactly_one(settings, encoder, tmp_path):
+    """Through the service, on the real engine, over a corpus whose fused scores tie often
+    (``tests/retrieval/tied_corpus.py``): every tie is broken the same way in both snapshots."""
+    from ragwall.eval.drift.queries import QuerySet
+    from ragwall.service import Service
+    from ragwall.service.drift import Side
+    from tests.retrieval.tied_corpus import QUERY, write_tied_corpus
+
+    folder = write_tied_corpus(tmp_path / "tied")
+    queries = QuerySet(
+        {"tied": QUERY, "codes": "card reader fault codes", "back": "who pays customers back"},
+        None,
+        "tied corpus",
+    )
+    torch_queries = settings.model_copy(update={"query_encoder": "torch"})
+    with Service(torch_queries, encoder=encoder) as svc:
+        svc.add_source("admin", "tied", str(folder), "internal")
+        svc.ingest("admin", "tied")
+        r = svc.drift("admin", queries, Side(version=1), Side(version=1), top_k=10)
+    assert [q["rbo"] for q in r["per_query"]] == [1.0, 1.0, 1.0]
+    assert r["rbo"]["mean"] == 1.0 and r["jaccard@k"]["mean"] == 1.0
+    assert r["top1_changed"] == 0.0 and r["most_changed"] == []
+
+
 def test_a_new_source_in_many_results_heads_the_source_drift_and_fails_its_gate():
     poisoned = {
         q: ([("evil" + q, "web")] + docs[:4]) if i < 6 else docs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -147,10 +148,14 @@ def test_failures_are_isolated_and_leave_nothing(ingester, tmp_path):
     assert reasons == {
         "empty.txt": "empty",
         "password_protected.xlsx": "encrypted",
-        "simple.zip": "unsupported_type",
         "fake.docx": "corrupt",
-        "gone.md": "unreadable",
+        "moved.md": "unreadable",  # the link as found in the source, its target a detail
     }
+    (link,) = [f for f in report.failed if f.path.endswith("moved.md")]
+    assert link.target == str(tmp_path / "gone.md") and "dangling" in link.message
+    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+        ("simple.zip", "unsupported_type")
+    ]
     assert {h.payload["doc_name"] for h in _all(ingester.store)} == {"README.md"}
     # A document that was fine and turns corrupt is taken out, not left stale.
     (folder / "README.md").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
@@ -163,8 +168,17 @@ def test_summary_shape(ingester, tmp_path):
     folder = _folder(tmp_path, ["README.md", "empty.txt"])
     report = ingester.ingest(_register(ingester, folder))
     summary = report.summary()
-    assert set(summary) == {"documents", "chunks", "unchanged", "removed", "failed", "notes"}
+    assert set(summary) == {
+        "documents",
+        "chunks",
+        "unchanged",
+        "removed",
+        "failed",
+        "skipped",
+        "notes",
+    }
     assert summary["failed"][0]["path"].endswith("empty.txt") and summary["failed"][0]["reason"]
+    assert "target" not in summary["failed"][0]  # only a link's failure names a target
 
 
 class _CrashAfterUpsert:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ragwall.errors import SourceError, SourceExists, SourceNotFound
@@ -23,6 +25,27 @@ def test_folder_and_glob_sources(tmp_path):
     pattern = make_source("md", str(tmp_path / "**" / "*.md"), "internal", [])
     assert pattern.kind == "glob"
     assert [p.name for p in iter_source_files(pattern)] == ["a.md"]
+
+
+def test_deep_folders_and_folder_links_do_not_stop_the_walk(tmp_path):
+    """A folder nested 1,100 deep (Path.rglob and glob.glob raise RecursionError) and two links
+    to their own folder (glob.glob's ``**`` walks them 2^40 times) cost a walk nothing."""
+    deep = tmp_path
+    for _ in range(1100):  # (Path.mkdir(parents=True) itself recurses)
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "bottom.md").write_text("x")
+    (tmp_path / "top.md").write_text("y")
+    (tmp_path / "loop").symlink_to(".")
+    (tmp_path / "d" / "loop2").symlink_to("..")
+    (tmp_path / "self.md").symlink_to("self.md")  # a loop of links is kept: it is reported
+    started = time.monotonic()
+    folder = iter_source_files(make_source("kb", str(tmp_path), "internal", []))
+    assert [p.name for p in folder] == ["bottom.md", "self.md", "top.md"]
+    assert folder[0] == deep / "bottom.md"
+    globbed = iter_source_files(make_source("g", f"{tmp_path}/**/*.md", "internal", []))
+    assert globbed == folder
+    assert time.monotonic() - started < 10
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""ragwall.retrieval.fusion: document-level RRF over per-branch chunk rankings."""
+"""ragwall.retrieval.fusion: chunk-level RRF and DBSF (Qdrant's formulas, one total order) and
+document-level RRF over per-branch chunk rankings."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 import pytest
 
 from ragwall.eval.retrieval import _rrf
-from ragwall.retrieval.fusion import Ranked, document_ranking, rrf_documents
+from ragwall.retrieval.fusion import Ranked, document_ranking, fuse_chunks, rrf_documents
 
 
 def _branch(*pairs: str) -> list[Ranked]:
@@ -118,3 +119,47 @@ def test_weights_must_match_branches():
     with pytest.raises(ValueError, match="positive"):
         rrf_documents([_branch("a:a")], weights=[0.0])
     assert rrf_documents([]) == [] and rrf_documents([[], []]) == []
+
+
+def test_chunk_fusion_breaks_ties_by_best_rank_then_id():
+    # Weight 2 halves BM25 ranks: z (dense 1st) and a (BM25 2nd) both score 1 / 60.
+    dense, bm25 = [("z", 0.9), ("m", 0.8)], [("p", 5.0), ("a", 4.0)]
+    fused = fuse_chunks([dense, bm25], "rrf", k=60, weights=[1.0, 2.0])
+    assert [(f.chunk_id, f.best_rank) for f in fused] == [("p", 1), ("z", 1), ("a", 2), ("m", 2)]
+    assert fused[1].score == fused[2].score == 1 / 60  # z before a: its best rank is better
+    # Equal scores and equal best ranks: the id decides, whatever order the branches came in.
+    for dense, bm25 in (([("y", 0.9)], [("x", 2.0)]), ([("x", 0.9)], [("y", 2.0)])):
+        assert [f.chunk_id for f in fuse_chunks([dense, bm25], "rrf")] == ["x", "y"]
+        assert [f.chunk_id for f in fuse_chunks([dense, bm25], "dbsf")] == ["x", "y"]
+
+
+@pytest.mark.parametrize("backend", ["edge", "client"])
+def test_dbsf_is_the_engines(tmp_path, backend):
+    """fuse_chunks' DBSF gives the scores and order Qdrant's own DBSF gives (no ties here)."""
+    import uuid
+
+    from ragwall.retrieval.client_store import ClientStore
+    from ragwall.retrieval.edge_store import EdgeStore
+    from ragwall.retrieval.store import Branch, PointIn, Query, SparseVec
+
+    if backend == "edge":
+        store = EdgeStore.open(tmp_path / "shard", 2)
+    else:
+        store = ClientStore.connect(":memory:", "fusion", 2)
+    rows = [([1.0, 0.0], 0.1), ([0.8, 0.6], 1.0), ([0.0, 1.0], 5.0), ([0.6, 0.8], 2.5)]
+    store.upsert(
+        [
+            PointIn(str(uuid.UUID(int=i + 1)), vec, SparseVec([7], [w]), {"state": "live"})
+            for i, (vec, w) in enumerate(rows)
+        ]
+    )
+    try:
+        branches = [Branch("dense", [1.0, 0.2], 4), Branch("bm25", SparseVec([7], [1.0]), 3)]
+        (engine,) = store.query_batch([Query(branches, 4, None, "dbsf")])
+        alone = store.query_batch([Query([b], b.limit, None) for b in branches])
+        ours = fuse_chunks([[(h.id, h.score) for h in hits] for hits in alone], "dbsf")
+        assert [f.chunk_id for f in ours] == [h.id for h in engine]
+        for f, h in zip(ours, engine, strict=True):
+            assert f.score == pytest.approx(h.score, rel=1e-5)
+    finally:
+        store.close()

@@ -1,4 +1,5 @@
-"""ragwall.retrieval.search: mirrored passages, fusion levels and branch weights."""
+"""ragwall.retrieval.search: mirrored passages, fusion levels, branch weights, and one order for
+one request."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from ragwall.retrieval.search import (
     collapse_mirrors,
 )
 from tests.conftest import shared
+from tests.retrieval.tied_corpus import QUERY as TIED_QUERY
+from tests.retrieval.tied_corpus import write_tied_corpus
 
 
 def _hit(i: str, text: str, source: str, trust: float) -> ScoredChunk:
@@ -113,3 +116,40 @@ def test_branch_weight_moves_the_fused_order_towards_that_branch(two_sources, fu
     gain_bm25 = towards_dense.index(bm25_first) - towards_bm25.index(bm25_first)
     gain_dense = towards_bm25.index(dense_first) - towards_dense.index(dense_first)
     assert gain_bm25 >= 0 and gain_dense >= 0 and gain_bm25 + gain_dense > 0
+
+
+# --- one request, one order: ties broken the same way every time -------------------------------
+
+
+@pytest.fixture
+def tied(ingester, tmp_path):
+    """The tied corpus (``tests/retrieval/tied_corpus.py``) in the real embedded engine."""
+    from ragwall.ingest import make_source
+
+    source = make_source("tied", str(write_tied_corpus(tmp_path / "tied")), "internal", ["g"])
+    ingester.state.add_source(source)
+    assert not ingester.ingest(source).failed
+    return ingester
+
+
+def test_twenty_identical_searches_return_one_order_though_fused_scores_tie(tied):
+    from ragwall.defend.query import DefenseConfig
+
+    searcher = HybridSearcher(tied.store, tied.encoder)
+    flt = access_filter(["g"], SearchFilter())
+    cases = {
+        "the cut falls inside a tie": {"top_k": 7, "candidates": 8},
+        "deep": {"top_k": 30, "candidates": 30},
+        "document fusion": {"top_k": 10, "candidates": 30, "fuse": "document"},
+        "defended": {"top_k": 10, "candidates": 30, "defenses": DefenseConfig(policy="demote")},
+        "dbsf": {"top_k": 10, "candidates": 30, "fusion": "dbsf"},
+    }
+    for name, kw in cases.items():
+        runs = [[h.id for h in searcher.search(TIED_QUERY, flt, **kw).hits] for _ in range(20)]
+        assert all(run == runs[0] for run in runs), name
+    # The engine's fusion would have ordered these ties at random (4 orders in 20 in issue 24).
+    hits = searcher.search(TIED_QUERY, flt, top_k=30, candidates=30).hits
+    fused = [h.scores["fused"] for h in hits]
+    assert len(fused) - len(set(fused)) >= 10
+    assert fused == sorted(fused, reverse=True)
+    assert all(h.scores["dense"] is not None for h in hits)  # each branch scored every hit

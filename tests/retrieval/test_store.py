@@ -197,3 +197,159 @@ def test_query_batch_matches_single_queries(store):
     singles = [store.query(q.branches, q.limit, q.flt) for q in queries]
     assert [[h.id for h in r] for r in batch] == [[h.id for h in r] for r in singles]
     assert all(h.payload["state"] == "live" for r in batch for h in r)
+
+
+# --- the filters Ragwall runs, the same on both engines -----------------------------------------
+
+# source, groups, trust, state, hidden text, injection score: as the ingest writes them.
+ROWS = [
+    ("kb", ["eng"], 0.9, "live", False, 0.0),
+    ("kb", ["eng", "hr"], 0.5, "live", True, 0.7),
+    ("hr", ["hr"], 0.95, "live", True, 0.0),  # hidden text in a trusted chunk
+    ("hr", [], 0.3, "live", False, 0.95),
+    ("web", ["eng"], 0.2, "pending", True, 0.1),
+    ("web", ["ops"], 0.6, "live", False, 0.5),
+]
+
+
+def _sha(i: int) -> str:
+    return f"{i:064x}"
+
+
+def _contract_points() -> list[PointIn]:
+    from ragwall.payload import hidden_flag
+
+    return [
+        PointIn(
+            pid(i),
+            [1.0, float(i), 0.0],
+            SparseVec([i + 1], [1.0]),
+            {
+                "source_id": source,
+                "groups": groups,
+                "trust": trust,
+                "state": state,
+                "hidden_text": hidden_flag(hidden),
+                "injection_score": inj,
+                "doc_sha256": _sha(i),
+            },
+        )
+        for i, (source, groups, trust, state, hidden, inj) in enumerate(ROWS)
+    ]
+
+
+def _cases() -> dict[str, tuple[Filter, list[int]]]:
+    """Each filter and the rows it must match, named."""
+    from ragwall.payload import LIVE, Key, hidden_flag
+    from ragwall.retrieval.search import SearchFilter, access_filter
+    from ragwall.retrieval.store import IsEmpty
+
+    def rows(pred) -> list[int]:  # noqa: ANN001
+        return [i for i, r in enumerate(ROWS) if pred(*r)]
+
+    hidden = Match(Key.HIDDEN_TEXT, hidden_flag(True))
+    return {
+        "keyword": (Filter(must=(Match(Key.SOURCE_ID, "kb"),)), rows(lambda s, *_: s == "kb")),
+        "list contains": (
+            Filter(must=(Match(Key.GROUPS, "hr"),)),
+            rows(lambda s, g, *_: "hr" in g),
+        ),
+        "match any": (
+            Filter(must=(MatchAny(Key.GROUPS, ("ops", "zz")),)),
+            rows(lambda s, g, *_: "ops" in g),
+        ),
+        "range gte": (
+            Filter(must=(Range(Key.TRUST, gte=0.5),)),
+            rows(lambda s, g, t, *_: t >= 0.5),
+        ),
+        "range lte": (
+            Filter(must=(Range(Key.TRUST, lte=0.5),)),
+            rows(lambda s, g, t, *_: t <= 0.5),
+        ),
+        "hidden text": (Filter(must=(hidden,)), rows(lambda *r: r[4])),
+        "no hidden text": (
+            Filter(must=(Match(Key.HIDDEN_TEXT, hidden_flag(False)),)),
+            rows(lambda *r: not r[4]),
+        ),
+        "console: live hidden text of a source": (
+            Filter(must=(Match(Key.STATE, LIVE), hidden, Match(Key.SOURCE_ID, "hr"))),
+            rows(lambda s, g, t, st, h, i: st == LIVE and h and s == "hr"),
+        ),
+        "console: injection": (
+            Filter(must=(Match(Key.STATE, LIVE), Range(Key.INJECTION_SCORE, gte=0.5))),
+            rows(lambda s, g, t, st, h, i: st == LIVE and i >= 0.5),
+        ),
+        "must not": (
+            Filter(must_not=(Match(Key.STATE, "pending"), hidden)),
+            rows(lambda s, g, t, st, h, i: st != "pending" and not h),
+        ),
+        "no groups": (Filter(must=(IsEmpty(Key.GROUPS),)), rows(lambda s, g, *_: not g)),
+        "ids but one": (
+            Filter(must=(HasId((pid(1), pid(2))),), must_not=(HasId((pid(2),)),)),
+            [1],
+        ),
+        "access: a group, min trust, a quarantined source": (
+            access_filter(["eng"], SearchFilter(min_trust=0.4), quarantined_sources=("web",)),
+            rows(lambda s, g, t, st, *_: st == LIVE and "eng" in g and t >= 0.4 and s != "web"),
+        ),
+        "access: unrestricted, sources, a quarantined document": (
+            access_filter(None, SearchFilter(sources=("kb", "hr")), quarantined_docs=(_sha(1),)),
+            [0, 2, 3],
+        ),
+        "access: groups narrowed by the request": (
+            access_filter(["eng", "hr"], SearchFilter(groups=("hr",))),
+            rows(lambda s, g, t, st, *_: st == LIVE and "hr" in g),
+        ),
+        "access: a key with no groups sees nothing": (access_filter([], SearchFilter()), []),
+    }
+
+
+def test_both_engines_match_the_same_points_for_every_filter_ragwall_runs(tmp_path):
+    """Counts, scrolls and filtered queries agree between the engines, and with the rows."""
+    stores = {
+        "edge": EdgeStore.open(tmp_path / "shard", dim=3),
+        "client": ClientStore.connect(":memory:", "conformance", dim=3),
+    }
+    try:
+        for store in stores.values():
+            store.upsert(_contract_points())
+        for name, (flt, expected) in _cases().items():
+            want = sorted(pid(i) for i in expected)
+            for engine, store in stores.items():
+                where = f"{name} on {engine}"
+                assert store.count(flt) == len(want), where
+                page, _ = store.scroll(flt, limit=100)
+                assert sorted(h.id for h in page) == want, where
+                hits = store.query([Branch("dense", [1.0, 0.0, 0.0], 100)], limit=100, flt=flt)
+                assert sorted(h.id for h in hits) == want, where
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "client"])
+def test_an_older_index_with_boolean_hidden_text_is_rewritten_when_opened(tmp_path, backend):
+    from ragwall.payload import Key, provenance
+
+    old = _contract_points()
+    for p, row in zip(old, ROWS, strict=True):
+        p.payload[Key.HIDDEN_TEXT] = row[4]  # what ingest wrote before: a JSON boolean
+    hidden = Filter(must=(Match(Key.HIDDEN_TEXT, 1),))
+    if backend == "edge":
+        store = EdgeStore.open(tmp_path / "shard", dim=3)
+        store.upsert(old)
+        store.close()
+        store = EdgeStore.open(tmp_path / "shard", dim=3)
+    else:
+        first = ClientStore.connect(":memory:", "old", dim=3)
+        first.upsert(old)
+        store = ClientStore(first.client, "old", dim=3)
+        store.ensure_collection()
+    try:
+        assert store.count(hidden) == sum(r[4] for r in ROWS)
+        page, _ = store.scroll(None, limit=100)
+        assert sorted(h.payload[Key.HIDDEN_TEXT] for h in page) == [0, 0, 0, 1, 1, 1]
+        assert {provenance(h.payload)[Key.HIDDEN_TEXT] for h in page} == {True, False}
+        assert provenance({Key.HIDDEN_TEXT: True})[Key.HIDDEN_TEXT] is True  # read both forms
+    finally:
+        store.close()

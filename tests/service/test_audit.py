@@ -167,3 +167,40 @@ def test_records_written_before_the_key_was_set_are_a_warning(tmp_path, log):
     assert report.ok and report.records == 6
     assert any("records 1..5" in w and "not authenticated" in w for w in report.warnings)
     keyed.close()
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from ragwall.service.audit import AuditLog
+
+folder, name, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+log = AuditLog(folder / "audit.log", folder / "state.sqlite3")
+for i in range(n):
+    log.append("retrieve", name, n=i)
+log.close()
+"""
+
+
+def test_writers_in_many_processes_keep_one_chain(tmp_path):
+    """A server and CLI commands append to one log: each append chains from the log's real
+    head, never from one remembered before another process appended (issue 24: the chain
+    forked when `keys create` ran beside a server)."""
+    import subprocess
+    import sys
+
+    server = AuditLog(tmp_path / "audit.log", tmp_path / "state.sqlite3")
+    server.append("source.add", "admin")  # the server's head is now in memory
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), f"cli{i}", "80"])
+        for i in range(3)
+    ]
+    for i in range(120):  # the server keeps appending while the CLI processes do
+        server.append("retrieve", "server", n=i)
+    assert all(w.wait(timeout=120) == 0 for w in writers)
+    server.append("retrieve", "server", n="last")
+    report = server.verify()
+    assert report.ok, report.problems
+    assert report.records == 1 + 120 + 3 * 80 + 1
+    assert server.records == report.records
+    server.close()

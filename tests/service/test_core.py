@@ -132,8 +132,9 @@ def test_source_roots_refuse_folders_and_links_outside_them(settings, encoder, t
         report = svc.ingest("k1", "kb")
         assert report.documents == 1
         assert [(Path(f.path).name, f.reason) for f in report.failed] == [
-            ("secret.md", "outside_source_roots")
+            ("link.md", "outside_source_roots")  # the file in the source; its target a detail
         ]
+        assert report.failed[0].target == str((outside / "secret.md").resolve())
 
 
 def test_one_ingest_of_a_source_at_a_time(service):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ragwall.errors import IdempotencyKeyReused
 from ragwall.retrieval.search import SearchFilter
 from ragwall.service import DEV_PRINCIPAL, Conflict, InvalidRequest, RetrieveParams, Service
 from ragwall.service.reindex import ReindexChanges
@@ -174,8 +175,12 @@ def test_one_reindex_at_a_time_and_idempotency(service, tmp_path):
     with pytest.raises(Conflict) as busy:
         svc.start_reindex("admin", {"chunk_max_tokens": 90}, idempotency_key="k-2")
     assert busy.value.job_id == first.id
-    with pytest.raises(Conflict):  # the key names another reindex
+    with pytest.raises(Conflict):  # another caller's equal key is another key: a new request
+        svc.start_reindex("other-admin", {"chunk_max_tokens": 80}, idempotency_key="k-1")
+    with pytest.raises(IdempotencyKeyReused) as reused:  # the key names another reindex
         svc.start_reindex("admin", {"chunk_max_tokens": 70}, idempotency_key="k-1")
+    assert reused.value.job_id == first.id and "use a new key" in str(reused.value)
+    assert "reindex job" in str(busy.value) and first.id in str(busy.value)
     with pytest.raises(Conflict):  # switching is refused while a build runs
         svc.rollback("admin")
     svc.jobs.wait(first.id, timeout=600)
@@ -221,6 +226,12 @@ def test_bad_changes_are_refused_before_any_work(service, tmp_path):
         svc.start_reindex("admin", {"chunk_max_tokens": 3})
     with pytest.raises(InvalidRequest, match="embedding_model"):
         svc.start_reindex("admin", {"embedding_model": str(tmp_path / "no-such-model")})
+    said = set()
+    for probe in ("/etc", "/nonexistent", str(svc.settings.data_dir / "models" / "no-such")):
+        with pytest.raises(InvalidRequest, match="embedding_model") as info:
+            svc.start_reindex("admin", {"embedding_model": probe})
+        said.add(str(info.value).replace(probe, "PATH"))
+    assert len(said) == 2  # outside the roots: one answer; inside: "could not be loaded"
     assert svc.state.unfinished_jobs() == [] and len(svc.state.versions()) == 1
     assert ReindexChanges.model_json_schema()["additionalProperties"] is False
 

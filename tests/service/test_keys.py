@@ -34,3 +34,21 @@ def test_admin_keys_are_unrestricted_and_revocation_works(tmp_path):
         store.revoke(record.id)
     with pytest.raises(ApiKeyError, match="scope"):
         store.create("superuser")
+
+
+def test_an_admin_key_cannot_be_bound_to_groups_and_a_stored_one_is_not_admin(tmp_path):
+    """Issue 24: admin views cover the whole index, so admin is for unrestricted keys only."""
+    path = tmp_path / "s.sqlite3"
+    store = KeyStore(path)
+    with pytest.raises(ApiKeyError, match="admin key cannot be bound to groups"):
+        store.create("admin", ["finance"])
+    assert store.list() == []  # nothing stored
+    # one stored by an older release authenticates as a retrieve key, bound to its groups
+    key, record = store.create("admin")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE api_keys SET groups = ? WHERE id = ?", ('["finance"]', record.id))
+    who = store.authenticate(key)
+    assert who.groups == ("finance",) and who.group_bound_admin
+    assert who.allows("retrieve") and not who.allows("admin")
+    assert "group-bound keys cannot hold the admin scope" in who.refusal("admin")
+    assert f"ragwall keys revoke {record.id}" in who.refusal("admin")
