@@ -92,6 +92,37 @@ def test_a_version_compared_with_itself_has_an_rbo_of_exactly_one(settings, enco
     assert r["top1_changed"] == 0.0 and r["most_changed"] == []
 
 
+def test_a_rebuild_of_the_same_files_ranks_and_scores_exactly_as_the_first_build(
+    settings, encoder, tmp_path
+):
+    """Two builds of the same files (an ingest, then ``reindex --rebuild``) write the same
+    dense and BM25 vectors: documents are embedded and weighted in the source's order, whatever
+    order the parser workers finish in, so every score and every rank is the same."""
+    from ragwall.eval.drift.queries import QuerySet
+    from ragwall.service import Service
+    from ragwall.service.drift import Side
+    from tests.retrieval.tied_corpus import QUERY, write_tied_corpus
+
+    folder = write_tied_corpus(tmp_path / "tied")
+    queries = QuerySet({"tied": QUERY, "codes": "card reader fault codes"}, None, "tied corpus")
+    torch_queries = settings.model_copy(update={"query_encoder": "torch"})
+    with Service(torch_queries, encoder=encoder) as svc:
+        svc.add_source("admin", "tied", str(folder), "internal")
+        svc.ingest("admin", "tied")
+        job = svc.reindex("admin", {"rebuild": True})
+        assert job.state == "succeeded", job.error
+        first = svc.snapshot("admin", queries, version=1, top_k=10)
+        second = svc.snapshot("admin", queries, version=2, top_k=10)
+        r = svc.drift("admin", queries, Side(version=1), Side(version=2), top_k=10)
+    assert r["rbo"]["mean"] == 1.0 and r["top1_changed"] == 0.0
+
+    def hits(snap) -> list:  # noqa: ANN001 - a Snapshot
+        return [[(h.chunk, h.scores) for h in q.hits] for q in snap.queries]
+
+    assert all(q and any(scores.get("sparse") for _, scores in q) for q in hits(first))
+    assert hits(first) == hits(second)
+
+
 def test_a_new_source_in_many_results_heads_the_source_drift_and_fails_its_gate():
     poisoned = {
         q: ([("evil" + q, "web")] + docs[:4]) if i < 6 else docs
