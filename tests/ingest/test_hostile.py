@@ -170,7 +170,7 @@ def test_hostile_files_fail_alone_in_bounded_time_and_memory(ingester, tmp_path)
         fh.truncate(60 << 20)
     (folder / "e-binary.txt").write_bytes(shared("docs", "img", "DA-1p.png").read_bytes())
     shutil.copy(shared("docs", "README.md"), folder / "f-good.md")
-    bounded = _with(ingester, parse_memory_mb=640, parse_timeout_s=120)
+    bounded = _with(ingester, parse_memory_mb=1024, parse_timeout_s=120)
     started = time.monotonic()
     report = bounded.ingest(_register(bounded, folder))
     assert time.monotonic() - started < 110  # the heavy .docx alone parses for minutes unbounded
