@@ -670,31 +670,51 @@ def defend_train(
             "cisi/, squad/, docs/."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder (model.onnx, card.json).")] = Path(
-        "defend/models/injection-minilm"
-    ),
-    seed: Annotated[int, typer.Option()] = 7,
-    epochs: Annotated[int, typer.Option(help="Epochs of the shipped model.")] = 3,
-    leave_one_out: Annotated[
-        bool, typer.Option(help="Also train one model per left-out attack dataset.")
-    ] = True,
-    cache: Annotated[
-        Path | None,
-        typer.Option(help="Keep examples and backbone states here between runs (~1.5 GB)."),
+    out: Annotated[
+        Path, typer.Option(help="Output folder (model.onnx, tokenizer.json, card.json).")
+    ] = Path("defend/models/injection-minilm"),
+    work: Annotated[
+        Path,
+        typer.Option(help="Checkpoints and finished steps; run the same command again to resume."),
+    ] = Path(".train/defend"),
+    steps: Annotated[int, typer.Option(min=1, help="Training steps of the shipped model.")] = 1200,
+    layers: Annotated[
+        int, typer.Option(min=1, max=6, help="Backbone layers kept (all fine-tuned).")
+    ] = 6,
+    train_tokens: Annotated[
+        int, typer.Option(min=16, max=256, help="Token window per training text.")
+    ] = 128,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    leave_out: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A source to leave out for a leave-one-source-out figure (repeat it); "
+            "default: injecagent, spikee, cyberseceval, tasktracker, bipia."
+        ),
     ] = None,
+    loso_steps: Annotated[int, typer.Option(min=1, help="Steps of each left-out model.")] = 250,
+    no_leave_out: Annotated[
+        bool, typer.Option("--no-leave-out", help="Skip the leave-one-source-out models.")
+    ] = False,
+    seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
-    """Train the injection model (CPU, or a GPU if torch sees one), calibrate, export ONNX int8."""
-    from ragwall.defend.train import Recipe, train_model
+    """Fine-tune the injection classifier (every layer; CPU, or a GPU if torch sees one),
+    calibrate it on held-back families, export ONNX int8 with its card. Resumable."""
+    from ragwall.defend.finetune import FineTune
+    from ragwall.defend.trainer import DEFAULT_LOSO, train
 
+    recipe = FineTune(
+        layers=layers,
+        train_tokens=train_tokens,
+        steps=steps,
+        loso_steps=loso_steps,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    sources = () if no_leave_out else tuple(leave_out or DEFAULT_LOSO)
+    command = "ragwall defend train " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else [])
     try:
-        card = train_model(
-            data,
-            out,
-            Recipe(seed=seed, epochs=epochs),
-            leave_one_out=leave_one_out,
-            say=lambda m: err.print(m),
-            cache=cache,
-        )
+        card = train(data, out, work, recipe, sources, lambda m: err.print(m), command.strip())
     except RagwallError as exc:
         raise _fail(exc) from exc
     print(json.dumps(card))

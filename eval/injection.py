@@ -7,7 +7,7 @@ contribution shows:
 - ``rules``: the rules alone;
 - ``old_head``: the rules plus the previous detector (a logistic head on the chunk embedding,
   ``defend/models/injection_head.json``, kept only for this comparison);
-- ``model``: the injection model alone, on the whole text (in backbone passes);
+- ``model``: the injection model alone, on the whole text (in passes of its own);
 - ``detector``: the rules plus the model, as ingest scores chunks.
 
 Benign windows: ordinary documents cut into 1,000-character windows (a BEIR folder's
@@ -130,7 +130,7 @@ def _scorer(threshold: float | None) -> tuple[float, Callable[[list[str]], dict[
     encoder = DenseEncoder(
         settings.embedding_model, settings.embedding_device, settings.embed_batch_size
     )
-    detector = make_detector(settings, encoder)
+    detector = make_detector(settings)
     if detector.model is None:
         raise ModelError("no injection model is packaged or configured; nothing to evaluate")
     head = InjectionHead.from_file(PACKAGED_HEAD)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ragwall.defend.detect import Detector, content_trust
+from ragwall.defend.detect import Detector, Signals, content_trust
 from ragwall.defend.hidden_html import HiddenSegment
 from ragwall.embed import DenseEncoder, resolve_model_path
 from ragwall.errors import IngestCancelled
@@ -64,6 +64,7 @@ __all__ = [  # the report's types live in ingest.report; callers import them fro
 POINT_NAMESPACE = uuid.UUID("6f1c9a5e-3b0d-4d7e-9a51-7c2f0e8b4a11")
 UPSERT_BATCH = 256
 PARSE_AHEAD = 16  # documents parsed ahead of the embedder
+DETECT_BATCH = 64  # chunks the injection model scores between two checks for a cancel
 
 
 @dataclass
@@ -159,7 +160,7 @@ class Ingester:
         self.encoder = encoder
         self.fingerprint = pipeline_fingerprint(settings)
         self.model_path = resolve_model_path(settings.embedding_model)
-        self.detector = make_detector(settings, encoder)
+        self.detector = make_detector(settings)
         self._optimized_at = 0
         self.current: IngestReport | None = None
 
@@ -380,10 +381,14 @@ class Ingester:
     ) -> None:
         texts = [c["text"] for p in buffer for c in p.parsed["chunks"]]
         t = time.perf_counter()
-        detect_before = report.stage_seconds.get("detect", 0.0)
-        vectors, model_scores = self._embed(texts, report, cancel)
-        report._add("embed", t)  # less the model's own time, which is ``detect``'s
-        report.stage_seconds["embed"] -= report.stage_seconds.get("detect", 0.0) - detect_before
+        vectors = self._embed(texts, cancel)
+        report._add("embed", t)
+        t = time.perf_counter()
+        signals: list[Signals] = []
+        for lo in range(0, len(texts), DETECT_BATCH):  # rules and the model's own pass
+            _check(cancel)
+            signals += self.detector.score_texts(texts[lo : lo + DETECT_BATCH])
+        report._add("detect", t)
         corpus_terms, corpus_chunks = self.state.corpus_terms(version=self.index_version)
         new_terms = sum(len(c["terms"]) for p in buffer for c in p.parsed["chunks"])
         avg_len = (corpus_terms + new_terms) / max(corpus_chunks + len(texts), 1)
@@ -391,42 +396,33 @@ class Ingester:
         for pending in buffer:
             _check(cancel)  # between documents: each write-and-commit runs whole
             n = len(pending.parsed["chunks"])
-            scores = model_scores[offset : offset + n] if model_scores else None
             self._write_document(
-                source, pending, vectors[offset : offset + n], scores, avg_len, report
+                source,
+                pending,
+                vectors[offset : offset + n],
+                signals[offset : offset + n],
+                avg_len,
+                report,
             )
             offset += n
 
-    def _embed(
-        self, texts: list[str], report: IngestReport, cancel: threading.Event | None = None
-    ) -> tuple[np.ndarray, list | None]:
-        """Chunk vectors, and the injection model's scores where it reads this encoder's states.
-
-        The model reads the hidden states of the embedding pass itself, batch by batch, so it
-        costs only its own layers (its time is reported as the ``detect`` stage). ``cancel`` is
-        checked between batches.
-        """
-        detector = self.detector
-        _check(cancel)
-        if not detector.reads_states_of(self.encoder):
-            return self.encoder.encode(texts), None
-        vectors = np.zeros((len(texts), self.encoder.dim), dtype=np.float32)
-        scores: list = [None] * len(texts)
-        for idx, vecs, states in self.encoder.iter_with_states(texts, detector.model.tap_layer):
+    def _embed(self, texts: list[str], cancel: threading.Event | None = None) -> np.ndarray:
+        """Chunk vectors, a batch at a time; ``cancel`` is checked between batches."""
+        size = max(1, self.encoder.batch_size)
+        parts = []
+        for lo in range(0, len(texts), size):
             _check(cancel)
-            vectors[idx] = vecs
-            t = time.perf_counter()
-            for i, score in zip(idx, detector.model_scores(states), strict=True):
-                scores[i] = score
-            report._add("detect", t)
-        return vectors, scores
+            parts.append(self.encoder.encode(texts[lo : lo + size]))
+        if not parts:
+            return np.zeros((0, self.encoder.dim), dtype=np.float32)
+        return np.concatenate(parts)
 
     def _write_document(
         self,
         source: Source,
         pending: _Pending,
         vectors: np.ndarray,
-        model_scores: list | None,
+        signals: list[Signals],
         avg_len: float,
         report: IngestReport,
     ) -> None:
@@ -439,9 +435,10 @@ class Ingester:
         parsed = pending.parsed
         chunks = parsed["chunks"]
         hidden = [HiddenSegment(**h) for h in parsed.get("hidden", ())]
-        t = time.perf_counter()
-        signals = self.detector.score_chunks([c["text"] for c in chunks], model_scores, hidden)
-        report._add("detect", t)
+        if hidden:  # what the page's markup hides, matched against these chunks
+            t = time.perf_counter()
+            signals = self.detector.score_chunks([c["text"] for c in chunks], hidden, signals)
+            report._add("detect", t)
         t = time.perf_counter()
         points = []
         for chunk, vector, sig in zip(chunks, vectors, signals, strict=True):
@@ -517,24 +514,16 @@ class Ingester:
 
 DETECTOR_VERSION = "defend-4"  # bump when the rules change: documents are then re-scored
 
-
 RULES_ONLY = {"none", "off"}  # RAGWALL_INJECTION_MODEL values that turn the model off
 
 
-def make_detector(settings: Settings, encoder: DenseEncoder | None = None) -> Detector:
-    """Rules always; the injection model (``RAGWALL_INJECTION_MODEL``, else the packaged one).
-
-    Where ``encoder`` is the model's backbone it also computes the states the model reads
-    outside ingest, so the backbone is loaded once.
-    """
+def make_detector(settings: Settings) -> Detector:
+    """Rules always; the injection model (``RAGWALL_INJECTION_MODEL``, else the packaged one)."""
     from ragwall.defend.model import load_model
 
     chosen = str(settings.injection_model) if settings.injection_model else None
     model = None if chosen and chosen.lower() in RULES_ONLY else load_model(chosen)
-    detector = Detector(model, flag_at=settings.injection_threshold)
-    if encoder is not None and detector.reads_states_of(encoder):
-        detector.backbone = encoder
-    return detector
+    return Detector(model, flag_at=settings.injection_threshold)
 
 
 def detector_fingerprint(settings: Settings) -> str:

@@ -62,7 +62,7 @@ CORE_USES = {
     "ragwall.rerank": {"ragwall.retrieval"},
     "ragwall.defend": set(),
 }
-TRAINERS = {"ragwall.defend.train", "ragwall.defend.data", "ragwall.rerank.train"}
+TRAINERS = {"ragwall.defend.trainer", "ragwall.defend.data", "ragwall.rerank.train"}
 MEASURES = {"ragwall.eval.metrics", "ragwall.eval.drift"}
 
 

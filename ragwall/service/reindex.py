@@ -430,9 +430,15 @@ def _carry(
 ) -> None:
     """Copy the active version's live points into the new one with their stored vectors;
     recompute trust, and the detector's scores where the detector changed. Documents with text
-    hidden by their markup are left to the ingest (their hidden segments are not stored)."""
+    hidden by their markup are left to the ingest (their hidden segments are not stored).
+
+    The detector changed for a document when the new settings name another detector than the
+    active version's, or when the document's stored fingerprint is not what the active
+    version's settings give today: the packaged model (or the model folder a setting names)
+    was replaced under the same setting, as an upgrade of Ragwall does."""
     new_settings = ingester.settings
-    rescore = detector_fingerprint(new_settings) != detector_fingerprint(active.settings)
+    changed = detector_fingerprint(new_settings) != detector_fingerprint(active.settings)
+    today = pipeline_fingerprint(active.settings)
     fingerprint = ingester.fingerprint
     state, version = ingester.state, ingester.index_version
     for source in sources:
@@ -453,6 +459,7 @@ def _carry(
             rec = records.get(uri)
             if rec is None or len(hits) != rec.chunks:
                 continue  # mid-write or unknown: the ingest redoes it
+            rescore = changed or rec.fingerprint != today
             if rescore and any(h.payload.get(Key.HIDDEN_TEXT) for h in hits):
                 continue
             hits.sort(key=lambda h: h.payload[Key.CHUNK_INDEX])

@@ -96,11 +96,6 @@ def test_stored_injection_and_hidden_text_come_back_as_flags(api):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known weakness of the injection model (README, Defenses): a two-sentence how-to "
-    "page ('To reset your password, open Settings, ...') reads to it like a short injected task",
-)
 def test_a_short_how_to_page_is_not_flagged(api):
     client, keys, _ = api
     how_to = _by_doc(_ask(client, keys["reader"], query="how do I reset my password"))

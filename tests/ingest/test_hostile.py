@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import psutil
@@ -21,7 +20,7 @@ from ragwall.errors import IngestCancelled
 from ragwall.ingest import Ingester, make_source
 from ragwall.retrieval.store import Filter, Match
 from tests.conftest import ROOT, shared
-from tests.ingest.test_limits import SECRET, deep_html, docx_with_body
+from tests.ingest.test_limits import SECRET, deep_html, docx_with_body, docx_with_xml
 
 PENDING = Filter(must=(Match("state", "pending"),))
 LIVE = Filter(must=(Match("state", "live"),))
@@ -56,21 +55,7 @@ def _heavy_docx(path: Path) -> Path:
     """A .docx within every archive limit (74 MB of varied XML, inflating 16 times) whose
     parse needs far more memory than a parser process is given below."""
     block = b"".join(b"<w:p><w:r><w:t>w%d</w:t></w:r></w:p>" % i for i in range(100_000))
-    with (
-        zipfile.ZipFile(shared("docs", "simple.docx")) as src,
-        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out,
-    ):
-        for info in src.infolist():
-            if info.filename != "word/document.xml":
-                out.writestr(info, src.read(info))
-                continue
-            with out.open("word/document.xml", "w", force_zip64=True) as fh:
-                fh.write(
-                    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document '
-                    b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
-                    b"<w:body>" + block * 20 + b"</w:body></w:document>"
-                )
-    return path
+    return docx_with_xml(path, [block] * 20)
 
 
 def _workers(parent: psutil.Process) -> list[psutil.Process]:

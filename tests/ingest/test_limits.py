@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,9 @@ DEEP = 200_000
 SECRET = "The deep secret text lives here, below two hundred thousand levels of nesting."
 
 
-def docx_with_body(path: Path, body_bytes: int, paragraph: bytes = b"a" * 200) -> Path:
-    """A real .docx (simple.docx's parts) whose word/document.xml is ``body_bytes`` of XML,
+def docx_with_xml(path: Path, blocks: Iterable[bytes]) -> Path:
+    """A real .docx (simple.docx's parts) whose word/document.xml body is ``blocks`` of XML,
     streamed into the package (small on disk when the XML is regular)."""
-    unit = b"<w:p><w:r><w:t>" + paragraph + b"</w:t></w:r></w:p>"
-    block = unit * (1024 * 1024 // len(unit))
     with (
         zipfile.ZipFile(shared("docs", "simple.docx")) as src,
         zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out,
@@ -40,10 +40,17 @@ def docx_with_body(path: Path, body_bytes: int, paragraph: bytes = b"a" * 200) -
                     b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
                     b"<w:body>"
                 )
-                for _ in range(body_bytes // len(block)):
+                for block in blocks:
                     fh.write(block)
                 fh.write(b"</w:body></w:document>")
     return path
+
+
+def docx_with_body(path: Path, body_bytes: int, paragraph: bytes = b"a" * 200) -> Path:
+    """A .docx whose body is ``body_bytes`` of one paragraph repeated."""
+    unit = b"<w:p><w:r><w:t>" + paragraph + b"</w:t></w:r></w:p>"
+    block = unit * (1024 * 1024 // len(unit))
+    return docx_with_xml(path, itertools.repeat(block, body_bytes // len(block)))
 
 
 def deep_html(path: Path, depth: int = DEEP, inner: str = f"<p>{SECRET}</p>") -> Path:
