@@ -189,10 +189,6 @@ class InjectionModel:
     def pass_stride(self) -> int:
         return int(self.card["pass_stride"])
 
-    @property
-    def backbone(self) -> str:
-        return str(self.card["backbone"])
-
     @classmethod
     def load(cls, folder: Path) -> InjectionModel:
         folder = Path(folder)

@@ -45,7 +45,14 @@ from ragwall.defend.finetune import (
     span_tokens,
     torch_forward,
 )
-from ragwall.defend.model import KIND, InjectionModel, encode, load_tokenizer, score_texts
+from ragwall.defend.model import (
+    KIND,
+    InjectionModel,
+    encode,
+    load_tokenizer,
+    score_texts,
+    special_ids,
+)
 from ragwall.embed import resolve_model_path
 from ragwall.settings import DEFAULT_EMBEDDING_MODEL
 
@@ -105,8 +112,6 @@ def train(
     started = time.perf_counter()
     backbone = resolve_model_path(DEFAULT_EMBEDDING_MODEL)
     tok = load_tokenizer(Path(backbone) / "tokenizer.json")
-    from ragwall.defend.model import special_ids
-
     special = special_ids(tok)
     examples = subsample(build_examples(data, seed=recipe.seed), recipe)
     data_key = digest(examples)
