@@ -11,10 +11,6 @@ class RagwallError(Exception):
     """Root of every error Ragwall raises on purpose."""
 
 
-class ConfigError(RagwallError):
-    """A setting is missing or invalid."""
-
-
 class SourceError(RagwallError):
     """A source is unknown, duplicated or invalid."""
 
@@ -66,6 +62,42 @@ class IdempotencyKeyReused(RagwallError):
     def __init__(self, message: str, job_id: str) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class InvalidRequest(RagwallError):
+    """An operation's argument is malformed (e.g. a document named by anything but its sha256)."""
+
+
+class NotFound(RagwallError):
+    """The thing an operation names does not exist (or cannot serve)."""
+
+
+class JobNotFound(NotFound):
+    """No job with that id."""
+
+
+class VersionNotFound(NotFound):
+    """No index version with that name, or one that cannot serve (retired, failed)."""
+
+
+class ReportNotFound(NotFound):
+    """A job has no report (yet), or there is no such job."""
+
+
+class Conflict(RagwallError):
+    """The operation clashes with one in progress; ``job_id`` names it when there is one."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobRunning(Conflict):
+    """A reindex or drift job is queued or running, and one runs at a time."""
+
+
+class SwitchRefused(Conflict):
+    """An index switch (activate, rollback) cannot happen now or to that version."""
 
 
 class DocumentError(RagwallError):

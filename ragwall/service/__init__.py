@@ -1,10 +1,8 @@
 """The service layer: wiring and operations, with their audit records (see ``core``)."""
 
+from ragwall.errors import Conflict, InvalidRequest, NotFound
 from ragwall.service.audit import AuditLog, VerifyReport
 from ragwall.service.core import (
-    Conflict,
-    InvalidRequest,
-    NotFound,
     Retrieval,
     RetrieveParams,
     Service,

@@ -49,12 +49,17 @@ from filelock import FileLock, Timeout
 from ragwall.defend.spotlight import Context, Passage, build_context
 from ragwall.embed import DenseEncoder
 from ragwall.errors import (
+    InvalidRequest,
+    JobNotFound,
     ModelError,
     RagwallError,
+    ReportNotFound,
     SourceBusy,
     SourceExists,
     SourceOutsideRoots,
     StoreLocked,
+    SwitchRefused,
+    VersionNotFound,
 )
 from ragwall.eval.drift import Gates, QuerySet, Snapshot
 from ragwall.ingest.pipeline import Ingester, IngestReport
@@ -63,7 +68,7 @@ from ragwall.ingest.state import State
 from ragwall.payload import Key
 from ragwall.retrieval.search import HybridSearcher, SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Filter, Match, Store, Stores
-from ragwall.service.audit import AuditLog
+from ragwall.service.audit import AuditLog, VerifyReport
 from ragwall.service.datadir import make_private
 from ragwall.service.drift import DriftRequest, Side
 from ragwall.service.index import ActiveIndex, IndexHandle, parse_version, version_name
@@ -79,22 +84,6 @@ log = logging.getLogger("ragwall.service")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 QUARANTINE_KINDS: tuple[str, ...] = ("source", "document")
-
-
-class InvalidRequest(RagwallError):
-    """An operation's argument is malformed (e.g. a document named by anything but its sha256)."""
-
-
-class Conflict(RagwallError):
-    """The operation clashes with one in progress; ``job_id`` names it when there is one."""
-
-    def __init__(self, message: str, job_id: str | None = None) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-
-
-class NotFound(RagwallError):
-    """No such job or index version."""
 
 
 class _WriteLock:
@@ -554,6 +543,27 @@ class Service:
     def authenticate(self, key: str) -> Principal | None:
         return self.keys.authenticate(key)
 
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key the registry holds (revoked ones too), without secrets."""
+        return self.keys.list()
+
+    def verify_audit(self) -> VerifyReport:
+        """Re-hash the audit chain end to end (``AuditLog.verify``)."""
+        return self.audit.verify()
+
+    def metrics_text(self) -> bytes:
+        """The metrics in the Prometheus text format (``GET /metrics``)."""
+        return self.metrics.exposition()
+
+    def warm_up(self) -> None:
+        """Open the active index and load its embedding model now (a server before it serves,
+        a command before it starts work), so a missing model or a locked index fails here."""
+        _ = self.index.current().searcher
+
+    def stop_jobs(self) -> None:
+        """Cancel the running jobs and wait for them to clean up (the server stopping)."""
+        self.jobs.close()
+
     # -- retrieve -----------------------------------------------------------------------------
     def defense_config(self, policy: str) -> DefenseConfig:
         """The query-time defenses as the settings describe them, with the sources' history."""
@@ -878,12 +888,15 @@ class Service:
         """The file of a job's report (``report.html`` or ``drift.json``)."""
         from ragwall.eval.drift.report import DRIFT_JSON, REPORT
 
-        self.job(job_id)  # NotFound for an unknown job
+        try:
+            self.job(job_id)
+        except JobNotFound as exc:
+            raise ReportNotFound(str(exc)) from exc
         if name not in (REPORT, DRIFT_JSON):
             raise InvalidRequest(f"a job's report is {REPORT} or {DRIFT_JSON}, not {name!r}")
         path = self.jobs.reports_dir(job_id) / name
         if not path.is_file():
-            raise NotFound(
+            raise ReportNotFound(
                 f"job {job_id} has no report (yet): drift jobs and gated reindex jobs write one "
                 "when their comparison ends"
             )
@@ -892,7 +905,7 @@ class Service:
     def job(self, job_id: str):  # noqa: ANN201 - a JobRecord
         job = self.state.get_job(job_id)
         if job is None:
-            raise NotFound(f"no job {job_id!r}; GET /v1/index lists the versions and their jobs")
+            raise JobNotFound(f"no job {job_id!r}; GET /v1/index lists the versions and their jobs")
         return self.jobs.live(job)
 
     def cancel_job(self, actor: str, job_id: str):  # noqa: ANN201 - a JobRecord
@@ -915,10 +928,10 @@ class Service:
             raise InvalidRequest(str(exc)) from exc
         record = self.state.get_version(number)
         if record is None:
-            raise NotFound(f"no index version {version_name(number)}; see GET /v1/index")
+            raise VersionNotFound(f"no index version {version_name(number)}; see GET /v1/index")
         busy = self.jobs.running()
         if busy:
-            raise Conflict(
+            raise SwitchRefused(
                 f"job {busy} (a reindex or a drift eval) is running; switch versions after it ends",
                 job_id=busy,
             )
@@ -926,7 +939,7 @@ class Service:
         if record.id == active.id:
             return {"active": version_name(record.id), "previous": version_name(record.id)}
         if record.state != "ready":
-            raise Conflict(
+            raise SwitchRefused(
                 f"version {version_name(number)} is {record.state}; only a ready version can be "
                 "activated"
             )
@@ -957,7 +970,7 @@ class Service:
         # The previous good version, not one that a drift gate kept from being activated.
         older = [v for v in older if not gate_rejected(v)] or older
         if not older:
-            raise Conflict(
+            raise SwitchRefused(
                 f"no ready version older than {version_name(active.id)} to roll back to "
                 "(RAGWALL_KEEP_VERSIONS keeps how many)"
             )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragwall.datasets import DatasetError
-from ragwall.errors import JobCancelled
+from ragwall.errors import JobCancelled, VersionNotFound
 from ragwall.eval.drift.compare import Gates, compare
 from ragwall.eval.drift.embedding import embedding_drift
 from ragwall.eval.drift.queries import QuerySet, plain_query_id
@@ -164,16 +164,14 @@ def parse_side(text: str | None) -> Side:
 def serving_record(svc: Service, version: int) -> VersionRecord:
     """The registry record of ``version`` when it can serve; ``NotFound`` when it is unknown or
     its data is gone (retired, failed) or incomplete (building)."""
-    from ragwall.service.core import NotFound
-
     record = svc.state.get_version(version)
     if record is None:
-        raise NotFound(
+        raise VersionNotFound(
             f"no index version {version_name(version)}; `ragwall index list` or GET /v1/index "
             "lists them"
         )
     if record.state not in SERVING:
-        raise NotFound(
+        raise VersionNotFound(
             f"version {version_name(version)} is {record.state}: its data is gone or incomplete; "
             "compare an active or ready version (`ragwall index list`, GET /v1/index)"
         )

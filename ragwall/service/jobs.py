@@ -38,8 +38,12 @@ from pydantic import ValidationError
 
 from ragwall.errors import (
     IdempotencyKeyReused,
+    InvalidRequest,
+    JobNotFound,
+    JobRunning,
     ModelError,
     ModelNotAllowed,
+    NotFound,
     RagwallError,
     validation_message,
 )
@@ -125,8 +129,6 @@ class JobRunner:
         background). Raises InvalidRequest (bad changes, a model that does not load) before any
         work starts, IdempotencyKeyReused for a key used with another request, and Conflict
         while another reindex or drift job runs."""
-        from ragwall.service.core import InvalidRequest
-
         svc = self.service
         try:
             parsed = (
@@ -215,8 +217,6 @@ class JobRunner:
         source), raising when it is taken, and returns how to let it go when the job ends;
         without it, the job needs the runner alone: Conflict while another reindex or drift job
         is queued or running."""
-        from ragwall.service.core import Conflict
-
         state = self.service.state
         job_id = uuid.uuid4().hex[:16]
         with self._lock:
@@ -227,7 +227,7 @@ class JobRunner:
             if hold is not None:
                 release = hold()
             elif (busy := self._busy()) is not None:
-                raise Conflict(
+                raise JobRunning(
                     f"a {busy.kind} job ({busy.id}) is running, and one reindex or drift job "
                     f"runs at a time: wait for it (GET /v1/jobs/{busy.id}) or cancel it "
                     f"(DELETE /v1/jobs/{busy.id})",
@@ -393,7 +393,6 @@ class JobRunner:
         bad input, NotFound for a version that is unknown or cannot serve; Conflict while a
         job runs."""
         from ragwall.eval.drift.report import write_report
-        from ragwall.service.core import InvalidRequest, NotFound
         from ragwall.service.drift import check_request
 
         svc = self.service
@@ -511,11 +510,9 @@ class JobRunner:
         """Ask a running job to stop (a reindex at its next document, a drift comparison at its
         next query, an ingest at once: its parser workers are killed); a finished job is
         returned as it is."""
-        from ragwall.service.core import NotFound
-
         job = self.service.state.get_job(job_id)
         if job is None:
-            raise NotFound(f"no job {job_id!r}")
+            raise JobNotFound(f"no job {job_id!r}")
         with self._lock:
             run = self._running.get(job_id)
         if run is not None:
