@@ -75,7 +75,7 @@ from ragwall.service.index import ActiveIndex, IndexHandle, parse_version, versi
 from ragwall.service.ingest_jobs import audit_ingest
 from ragwall.service.jobs import JobRunner
 from ragwall.service.keys import KeyRecord, KeyStore, Principal
-from ragwall.service.sessions import SessionStore
+from ragwall.service.sessions import ConsoleSession, SessionStore
 from ragwall.settings import DefenseConfig, Settings, within_roots
 from ragwall.telemetry import Metrics, StateReading, event, tracing
 from ragwall.telemetry import current as current_request
@@ -193,6 +193,7 @@ class Service:
         self._encoders: dict[str, DenseEncoder] = {}
         self._query_encoders: dict[str, Any] = {}
         self._owner_lock: FileLock | None = None
+        self._audit_checker: Any = None
         self._refusal_lock = threading.Lock()
         self._refusal_window = time.monotonic()
         self._refusals_in_window = self._refusals_suppressed = 0
@@ -720,6 +721,74 @@ class Service:
         if action not in ("sign_in", "sign_out"):
             raise InvalidRequest(f"action must be sign_in or sign_out, not {action!r}")
         self.audit.append(f"console.{action}", key_id)
+
+    def sign_in(self, who: Principal) -> ConsoleSession:
+        """Open an admin console session for ``who`` (an admin key's principal; the key itself
+        is never stored) lasting ``RAGWALL_CONSOLE_SESSION_MINUTES``; audited."""
+        if not who.allows("admin"):
+            raise InvalidRequest(who.refusal("admin"))
+        session = self.console_sessions.create(
+            who.key_id, who.scope, self.settings.console_session_minutes
+        )
+        self.record_session(who.key_id, "sign_in")
+        return session
+
+    def console_session(self, token: str | None) -> tuple[ConsoleSession | None, bool]:
+        """The live session a console cookie holds, and whether one had expired; a session whose
+        key has been revoked since ends here (``None, True``)."""
+        session, expired = self.console_sessions.lookup(token)
+        if session is not None and not any(
+            k.id == session.key_id and k.revoked_at is None for k in self.keys.list()
+        ):
+            self.console_sessions.end(session.id)
+            return None, True
+        return session, expired
+
+    def sign_out(self, session: ConsoleSession) -> None:
+        """End a console session; audited."""
+        self.console_sessions.end(session.id)
+        self.record_session(session.key_id, "sign_out")
+
+    # -- console views ---------------------------------------------------------------------
+    def console_sources(self) -> list[Any]:
+        """The sources page's rows (``SourceRow``)."""
+        from ragwall.service import console as views
+
+        return views.sources(self)
+
+    def latest_reindex(self) -> Any:
+        """The newest reindex job (live progress), or None."""
+        from ragwall.service import console as views
+
+        return views.latest_reindex(self)
+
+    def recent_jobs(self, limit: int = 50) -> list[Any]:
+        """The newest jobs, newest first, with live progress."""
+        from ragwall.service import console as views
+
+        return views.jobs(self, limit)
+
+    def drift_jobs(self, limit: int = 50) -> list[Any]:
+        """Drift jobs and gated reindexes, each with whether its report exists."""
+        from ragwall.service import console as views
+
+        return views.drift_jobs(self, limit)
+
+    def flagged(
+        self, kind: str, after: str | None, limit: int, source_id: str | None = None
+    ) -> Any:
+        """A page of flagged chunks (``FlaggedPage``)."""
+        from ragwall.service import console as views
+
+        return views.flagged(self, kind, after, limit, source_id)
+
+    def audit_status(self) -> Any:
+        """The audit chain's verification, re-run at most once a minute (``AuditStatus``)."""
+        from ragwall.service import console as views
+
+        if self._audit_checker is None:
+            self._audit_checker = views.AuditChecker(self)
+        return self._audit_checker.status()
 
     # -- refusals ------------------------------------------------------------------------------
     def record_refusal(
