@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ragwall.settings import TRUST_TIERS
+from ragwall.settings import RETRIEVE, TRUST_TIERS, Policy
 
 MAX_QUERY_CHARS = 4096
 
@@ -56,11 +56,13 @@ class RetrieveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is not an int
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The search text.")
-    top_k: int = Field(default=8, ge=1, le=100, description="Hits to return.")
+    top_k: int = Field(
+        default=RETRIEVE.top_k, ge=1, le=RETRIEVE.max_top_k, description="Hits to return."
+    )
     candidates: int = Field(
-        default=30,
+        default=RETRIEVE.candidates,
         ge=1,
-        le=1000,
+        le=RETRIEVE.max_candidates,
         description="Candidates each branch fetches (and the reranker sees).",
     )
     filters: Filters = Field(default_factory=Filters)
@@ -72,7 +74,7 @@ class RetrieveRequest(BaseModel):
         default=None,
         description="Run the query-time defenses (flags); default: the server's setting (on).",
     )
-    policy: Literal["flag", "demote", "drop"] | None = Field(
+    policy: Policy | None = Field(
         default=None,
         description=(
             "Flagged hits: 'flag' returns them with their flags, 'demote' ranks them after every "
@@ -84,7 +86,10 @@ class RetrieveRequest(BaseModel):
         default=False, description="Also return a spotlighted `context` string for a prompt."
     )
     max_context_tokens: int = Field(
-        default=2000, ge=64, le=100_000, description="Token budget of `context`."
+        default=RETRIEVE.max_context_tokens,
+        ge=RETRIEVE.context_tokens_range[0],
+        le=RETRIEVE.context_tokens_range[1],
+        description="Token budget of `context`.",
     )
 
     @field_validator("query")

@@ -37,9 +37,11 @@ from retrieve import RAGWALL, served  # noqa: E402
 
 from ragwall.payload import LIVE, Key, hidden_flag  # noqa: E402
 from ragwall.retrieval.store import Filter, Match, PointIn  # noqa: E402
-from ragwall.service import Service  # noqa: E402
+from ragwall.service import (
+    DriftRequest,  # noqa: E402
+    Service,  # noqa: E402
+)
 from ragwall.service import console as views  # noqa: E402
-from ragwall.service.drift import DriftRequest  # noqa: E402
 from ragwall.settings import Settings  # noqa: E402
 
 NS = uuid.UUID("6f1d2a7c-0c55-4a5e-9a51-2c0f3e8d4b11")
@@ -52,7 +54,7 @@ def build(workdir: Path, n_sources: int, n_flagged: int) -> tuple[Service, str]:
     shutil.rmtree(workdir, ignore_errors=True)
     settings = Settings(data_dir=workdir / "data", qdrant_url=None, query_encoder="torch")
     svc = Service(settings)
-    key, record = svc.keys.create("admin", None, "bench")
+    key, record = svc.runtime.keys.create("admin", None, "bench")
     t = time.perf_counter()
     for i in range(n_sources):
         folder = workdir / "sources" / f"src-{i:02d}"
@@ -67,7 +69,7 @@ def build(workdir: Path, n_sources: int, n_flagged: int) -> tuple[Service, str]:
     print(f"{n_sources} sources ingested in {time.perf_counter() - t:.1f} s", flush=True)
 
     t = time.perf_counter()
-    with svc.index.lease() as active:
+    with svc.runtime.index.lease() as active:
         store = active.store
         (base,), _ = store.scroll(Filter(must=(Match(Key.STATE, LIVE),)), 1, with_vectors=True)
         batch: list[PointIn] = []

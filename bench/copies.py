@@ -27,17 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from ragwall.ingest.pipeline import pipeline_fingerprint  # noqa: E402
-from ragwall.ingest.state import State  # noqa: E402
+from ragwall.ingest.registry import Registry  # noqa: E402
 from ragwall.payload import LIVE, Key  # noqa: E402
-from ragwall.retrieval.store import (  # noqa: E402
-    Filter,
-    Hit,
-    Match,
-    PointIn,
-    Stores,
-    version_location,
-)
-from ragwall.service.reindex import version_config  # noqa: E402
+from ragwall.retrieval.backends import Stores, version_location  # noqa: E402
+from ragwall.retrieval.store import Filter, Hit, Match, PointIn  # noqa: E402
+from ragwall.service.index import version_config  # noqa: E402
 from ragwall.settings import Settings  # noqa: E402
 
 NS = uuid.UUID("0b5a1f0e-6c1e-4c55-8f0a-3f3b1c2d9e77")
@@ -46,7 +40,7 @@ NS = uuid.UUID("0b5a1f0e-6c1e-4c55-8f0a-3f3b1c2d9e77")
 def source_points(data_dir: Path, version: int) -> list[Hit]:
     """Every live point of a data dir's version, with its vectors."""
     settings = Settings(data_dir=data_dir, qdrant_url=None)
-    state = State(settings.state_path)
+    state = Registry(settings.state_path)
     record = state.get_version(version)
     assert record is not None and record.state in ("active", "ready"), f"no version {version}"
     stores = Stores(settings)
@@ -77,7 +71,7 @@ def write_copies(
     copies = max(1, round(chunks / len(base)))
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(data_dir=data_dir, qdrant_url=None)
-    state = State(settings.state_path)
+    state = Registry(settings.state_path)
     stores = Stores(settings)
     config = version_config(settings, settings)
     rng = np.random.default_rng(0)

@@ -39,8 +39,10 @@ from ragwall.eval.drift.compare import Gates  # noqa: E402
 from ragwall.eval.drift.queries import QuerySet, load_dataset_queries  # noqa: E402
 from ragwall.eval.drift.report import write_report  # noqa: E402
 from ragwall.eval.drift.snapshot import save_snapshot  # noqa: E402
-from ragwall.service import Service  # noqa: E402
-from ragwall.service.drift import Side  # noqa: E402
+from ragwall.service import (
+    Service,  # noqa: E402
+    Side,  # noqa: E402
+)
 from ragwall.settings import Settings  # noqa: E402
 
 ACTOR = "bench"

@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from copies import source_points, write_copies  # noqa: E402
 
 from ragwall.eval.drift.queries import QuerySet, load_dataset_queries  # noqa: E402
-from ragwall.service import Service  # noqa: E402
-from ragwall.service.drift import Side  # noqa: E402
+from ragwall.service import (
+    Service,  # noqa: E402
+    Side,  # noqa: E402
+)
 from ragwall.settings import Settings  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -67,7 +69,9 @@ def main() -> None:
     queries = {**dev.queries, **{f"prag-{k}": v["question"] for k, v in attack.items()}}
     chosen = QuerySet(dict(list(queries.items())[: args.queries]), None, "bench")
     with Service(settings) as svc:
-        _ = svc.searcher  # the model and the active version open before the clock starts
+        _ = (
+            svc.runtime.index.current().searcher
+        )  # the model and the active version open before the clock starts
         t = time.perf_counter()
         result = svc.drift("bench", chosen, Side(version=1), Side(version=2), 10)
         seconds = time.perf_counter() - t

@@ -155,7 +155,7 @@ def main() -> None:
 
     with Service(settings) as svc:
         svc.add_source("bench", "bench", str(corpus), "internal", ["bench"])
-        ingester = svc.ingester
+        ingester = svc.runtime.index.current().ingester
         _ = ingester.encoder.dim  # load the model before the clock starts
         bar = tqdm(desc="ingest", unit="doc")
 

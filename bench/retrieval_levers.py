@@ -71,7 +71,7 @@ def _docs(hits: list) -> list[str]:
 
 def _prf(svc: Service, query: str, flt, m: int, terms: int, lam: float, beta: float) -> list[str]:
     """One feedback round: RM3 (sparse) and/or Rocchio (dense) from the top ``m`` fused hits."""
-    searcher = svc.searcher
+    searcher = svc.runtime.index.current().searcher
     dense = np.asarray(searcher.query_encoder.encode_query(query), dtype=np.float32)
     q_terms = Counter(tokenize(query))
     sparse = bm25_query_vector(list(q_terms.elements()))
@@ -125,13 +125,13 @@ def _collection(name: str, workdir: Path) -> dict:
             bm25s_ranked, dense_ranked = json.loads(peers_file.read_text())
         else:
             print(f"{name}: peers", flush=True)
-            bm25s_ranked, dense_ranked = peer_rankings(data, svc.encoder)
+            bm25s_ranked, dense_ranked = peer_rankings(data, svc.runtime.encoder)
             peers_file.write_text(json.dumps([bm25s_ranked, dense_ranked]))
         flt = access_filter(None, SearchFilter())
         runs: dict[str, dict[str, list[str]]] = {
             PEER: {q: _rrf([bm25s_ranked[q], dense_ranked[q]])[:DEPTH] for q in queries}
         }
-        searcher = svc.searcher
+        searcher = svc.runtime.index.current().searcher
         for params in FUSION_GRID:
             runs[json.dumps(params)] = {
                 q: _docs(

@@ -188,6 +188,7 @@ def document_chunks(folder: Path, per_document: int = 60) -> list[Example]:
     """Ingest chunks of the real documents in ``folder`` (parsed and chunked as ingest does)."""
     from dataclasses import asdict
 
+    # deferred: the ingest worker loads unstructured and spaCy
     from ragwall.embed import resolve_model_path
     from ragwall.ingest.chunk import ChunkConfig
     from ragwall.ingest.worker import parse_and_chunk

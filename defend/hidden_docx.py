@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragwall.defend.hidden_html import MIN_CHARS, HiddenSegment
+from ragwall.defend.hidden_html import MIN_CHARS, HiddenSegment, find_hidden
 
 _MAX_VISIBLE_PT = 2.0
 _LIGHT_HIGHLIGHTS = {None, 0, 16}  # none, "auto", white (WD_COLOR_INDEX)
@@ -67,3 +67,16 @@ def find_hidden_docx(path: Path) -> list[HiddenSegment]:
             if run is not None and hides is not None:
                 texts.append(run.text)
     return out
+
+
+def find_hidden_in_file(path: Path) -> list[HiddenSegment]:
+    """Hidden text of an HTML page or a Word document; [] for other kinds of file."""
+    suffix = path.suffix.lower()
+    if suffix == ".docx":
+        return find_hidden_docx(path)
+    if suffix not in (".html", ".htm", ".xhtml"):
+        return []
+    try:
+        return find_hidden(path.read_bytes())
+    except OSError:
+        return []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 _HIDING_STYLE = [
     (re.compile(r"display\s*:\s*none", re.I), "display:none"),
@@ -94,21 +93,6 @@ def find_hidden(html: str | bytes) -> list[HiddenSegment]:
                 kind = "white_text" if how == "white text" else "css_hidden"
                 out.append(HiddenSegment(kind, how, text))
     return out
-
-
-def find_hidden_in_file(path: Path) -> list[HiddenSegment]:
-    """Hidden text of an HTML page or a Word document; [] for other kinds of file."""
-    suffix = path.suffix.lower()
-    if suffix == ".docx":
-        from ragwall.defend.hidden_docx import find_hidden_docx
-
-        return find_hidden_docx(path)
-    if suffix not in (".html", ".htm", ".xhtml"):
-        return []
-    try:
-        return find_hidden(path.read_bytes())
-    except OSError:
-        return []
 
 
 def normalize(text: str) -> str:

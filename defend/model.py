@@ -218,7 +218,7 @@ class InjectionModel:
     @property
     def session(self):  # noqa: ANN201 - onnxruntime.InferenceSession, opened once
         if "_session" not in self.__dict__:
-            from ragwall.onnx_runtime import cpu_session
+            from ragwall.onnx_runtime import cpu_session  # deferred: onnxruntime
 
             self.__dict__["_session"] = cpu_session(self.folder / "model.onnx")
         return self.__dict__["_session"]

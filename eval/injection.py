@@ -26,12 +26,23 @@ from typing import Any
 
 import numpy as np
 
+from ragwall.datasets import DatasetError, load_corpus
+from ragwall.defend.classifier import PACKAGED_HEAD, InjectionHead
+from ragwall.defend.data import part_of
+from ragwall.defend.rules import scan
+from ragwall.embed import DenseEncoder
+from ragwall.errors import ModelError, RagwallError
+from ragwall.eval.metrics import detection_rates
+from ragwall.ingest.parse import parse_file
+from ragwall.ingest.pipeline import make_detector
+from ragwall.service import Service
+from ragwall.settings import Settings
+
 DETECTORS = ("rules", "old_head", "model", "detector")
 WINDOW_CHARS = 1000
 
 
 def load_labeled(path: Path) -> list[dict[str, Any]]:
-    from ragwall.datasets import DatasetError
 
     rows = []
     try:
@@ -70,8 +81,6 @@ def benign_windows(
     path: Path, unseen_only: bool = False, max_windows: int | None = None
 ) -> list[str]:
     """1,000-character windows of the ordinary documents at ``path`` (see the module docstring)."""
-    from ragwall.datasets import DatasetError, load_corpus
-    from ragwall.defend.data import part_of
 
     def keep(key: str) -> bool:
         return not unseen_only or part_of(key) == "test"
@@ -93,9 +102,6 @@ def benign_windows(
             if keep("squad:" + r["title"]):
                 windows += cut_windows(r["text"])
     elif path.is_dir():
-        from ragwall.errors import RagwallError
-        from ragwall.ingest.parse import parse_file
-
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             if not keep("docs:" + file.name):
                 continue
@@ -118,12 +124,6 @@ def benign_windows(
 
 def _scorer(threshold: float | None) -> tuple[float, Callable[[list[str]], dict[str, np.ndarray]]]:
     """The threshold, and a function giving every detector's scores for a list of texts."""
-    from ragwall.defend.classifier import PACKAGED_HEAD, InjectionHead
-    from ragwall.defend.rules import scan
-    from ragwall.embed import DenseEncoder
-    from ragwall.errors import ModelError
-    from ragwall.ingest.pipeline import make_detector
-    from ragwall.settings import Settings
 
     settings = Settings()
     cut = settings.injection_threshold if threshold is None else threshold
@@ -149,7 +149,6 @@ def _scorer(threshold: float | None) -> tuple[float, Callable[[list[str]], dict[
 
 
 def _rates(labels: np.ndarray, scores: np.ndarray, cut: float) -> dict[str, Any]:
-    from ragwall.eval.metrics import detection_rates
 
     predicted = (scores >= cut).astype(int)
     r = detection_rates(labels.tolist(), predicted.tolist())
@@ -214,9 +213,6 @@ def evaluate_documents(folder: Path) -> dict[str, Any]:
     on ordinary text (how-to pages, emails, tables)."""
     import tempfile
 
-    from ragwall.service import Service
-    from ragwall.settings import Settings
-
     with tempfile.TemporaryDirectory(prefix="ragwall-fpr-") as tmp:
         settings = Settings(data_dir=Path(tmp) / "data", qdrant_url=None)
         with Service(settings) as svc:
@@ -224,7 +220,9 @@ def evaluate_documents(folder: Path) -> dict[str, Any]:
             report = svc.ingest("eval", "docs")
             chunks, offset = [], None
             while True:
-                hits, offset = svc.store.scroll(None, limit=256, offset=offset)
+                hits, offset = svc.runtime.index.current().store.scroll(
+                    None, limit=256, offset=offset
+                )
                 chunks += [h.payload for h in hits]
                 if offset is None:
                     break

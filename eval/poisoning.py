@@ -18,8 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragwall.datasets import load_corpus, load_qrels, write_documents
+from ragwall.datasets import DatasetError, _jsonl, load_corpus, load_qrels, write_documents
 from ragwall.eval.metrics import mean, ndcg_at_k
+from ragwall.retrieval.search import SearchFilter, access_filter
+from ragwall.service import Service
+from ragwall.settings import Settings
 
 TOP = 5
 ACTOR = "eval"  # the audit actor of the eval's own throwaway data dir
@@ -28,7 +31,6 @@ DEPTH = 30
 
 def load_attack(path: Path) -> list[dict[str, Any]]:
     """PoisonedRAG's ``{id: {question, correct answer, incorrect answer, adv_texts}}``."""
-    from ragwall.datasets import DatasetError
 
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -51,9 +53,6 @@ def evaluate_poisoning(
     clean: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    from ragwall.retrieval.search import SearchFilter, access_filter
-    from ragwall.service import Service
-    from ragwall.settings import Settings
 
     say = progress or (lambda _m: None)
     items = load_attack(attack)
@@ -94,7 +93,7 @@ def evaluate_poisoning(
                 say(f"ingesting attack passages ({sid})")
                 svc.ingest(ACTOR, sid)
 
-            searcher = svc.searcher
+            searcher = svc.runtime.index.current().searcher
             on = svc.defense_config("flag")
 
             def asr(attack_source: str, defenses) -> float:  # noqa: ANN001
@@ -137,8 +136,6 @@ def evaluate_poisoning(
 
 
 def _clean(clean: Path, source_id, names, searcher, on) -> dict[str, Any]:  # noqa: ANN001
-    from ragwall.datasets import DatasetError, _jsonl
-    from ragwall.retrieval.search import SearchFilter, access_filter
 
     qrels_files = sorted((clean / "qrels").glob("*.tsv"))
     if len(qrels_files) != 1:

@@ -22,7 +22,11 @@ from typing import Any
 import numpy as np
 
 from ragwall.datasets import BeirDataset, document_text, load_beir, write_documents
+from ragwall.eval.drift.stats import paired_bootstrap_ci, randomization_p
 from ragwall.eval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
+from ragwall.retrieval.search import SearchFilter, access_filter
+from ragwall.service import Service
+from ragwall.settings import Settings
 
 DEPTH = 100  # documents ranked per query (Recall@100)
 # Chunks fetched per query: documents are ranked by their best chunk, and a long document has
@@ -55,7 +59,6 @@ def versus(peer: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
     """A stage against a peer, query by query: the mean paired difference of nDCG@10 with its 95 %
     bootstrap interval (resampling queries) and a paired randomization p-value, plus how many
     queries each side wins. An interval that contains 0 means the gap is within the noise."""
-    from ragwall.eval.drift.stats import paired_bootstrap_ci, randomization_p
 
     base, cand = peer["per_query_ndcg@10"], stage["per_query_ndcg@10"]
     qs = sorted(base)
@@ -167,9 +170,6 @@ def evaluate_retrieval(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Ingest the corpus into a scratch index and score every stage; returns the results."""
-    from ragwall.retrieval.search import SearchFilter, access_filter
-    from ragwall.service import Service
-    from ragwall.settings import Settings
 
     data = load_beir(dataset, split)
     say = progress or (lambda _msg: None)
@@ -186,13 +186,13 @@ def evaluate_retrieval(
             reranker_model=reranker_model,
         )
         with Service(settings) as svc:
-            encoder = svc.encoder
+            encoder = svc.runtime.encoder
             say(f"ingesting {len(data.corpus)} documents")
             t = time.perf_counter()
             svc.add_source("eval", "eval", str(docs), "verified")
             report = svc.ingest("eval", "eval")
             ingest_s = time.perf_counter() - t
-            searcher = svc.searcher
+            searcher = svc.runtime.index.current().searcher
             reranker = searcher.reranker
             flt = access_filter(None, SearchFilter())
             stages: dict[str, dict[str, Any]] = {

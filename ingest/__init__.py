@@ -5,7 +5,7 @@ build one by hand only to use the pipeline on its own.
 """
 
 from ragwall.ingest.pipeline import Failure, Ingester, IngestReport, Skipped
+from ragwall.ingest.registry import Registry
 from ragwall.ingest.sources import Source, make_source
-from ragwall.ingest.state import State
 
-__all__ = ["Failure", "Ingester", "IngestReport", "Skipped", "Source", "State", "make_source"]
+__all__ = ["Failure", "Ingester", "IngestReport", "Skipped", "Source", "Registry", "make_source"]

@@ -43,10 +43,10 @@ from ragwall.defend.hidden_html import HiddenSegment
 from ragwall.embed import DenseEncoder, resolve_model_path
 from ragwall.errors import IngestCancelled
 from ragwall.ingest.pool import ParserPool
+from ragwall.ingest.registry import DocumentRecord, Registry
 from ragwall.ingest.report import Failure, IngestReport, Note, Skipped
 from ragwall.ingest.scan import Found, file_sha256, scan_file
 from ragwall.ingest.sources import Source, iter_source_files
-from ragwall.ingest.state import DocumentRecord, State
 from ragwall.payload import LIVE, PENDING, ChunkPayload, Key, hidden_flag
 from ragwall.retrieval.sparse import bm25_document_vector
 from ragwall.retrieval.store import Filter, Match, PointIn, SparseVec, Store
@@ -146,7 +146,7 @@ class Ingester:
     def __init__(
         self,
         settings: Settings,
-        state: State,
+        state: Registry,
         store: Store,
         encoder: DenseEncoder,
         index_version: int = 1,
@@ -519,7 +519,7 @@ RULES_ONLY = {"none", "off"}  # RAGWALL_INJECTION_MODEL values that turn the mod
 
 def make_detector(settings: Settings) -> Detector:
     """Rules always; the injection model (``RAGWALL_INJECTION_MODEL``, else the packaged one)."""
-    from ragwall.defend.model import load_model
+    from ragwall.defend.model import load_model  # deferred: onnxruntime
 
     chosen = str(settings.injection_model) if settings.injection_model else None
     model = None if chosen and chosen.lower() in RULES_ONLY else load_model(chosen)
@@ -528,7 +528,7 @@ def make_detector(settings: Settings) -> Detector:
 
 def detector_fingerprint(settings: Settings) -> str:
     """What decides the injection scores: the rules' version, the model's card, the threshold."""
-    from ragwall.defend.model import PACKAGED_MODEL
+    from ragwall.defend.model import PACKAGED_MODEL  # deferred: onnxruntime
 
     card = Path(settings.injection_model or PACKAGED_MODEL) / "card.json"
     digest = hashlib.sha256(card.read_bytes()).hexdigest()[:12] if card.is_file() else "none"

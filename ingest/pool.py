@@ -138,7 +138,7 @@ def init_worker(memory_mb: int, parent_pid: int) -> None:
     die_with_parent(parent_pid)
     from threadpoolctl import threadpool_limits
 
-    from ragwall.ingest.worker import warm_up
+    from ragwall.ingest.worker import warm_up  # deferred: the worker loads unstructured and spaCy
 
     threadpool_limits(1)  # one BLAS thread per parser process: the embedder owns the cores
     warm_up()
@@ -188,7 +188,7 @@ def _parse_job(
     max_bytes: int,
     archive: dict[str, Any],
 ) -> dict:
-    from ragwall.ingest.worker import parse_and_chunk
+    from ragwall.ingest.worker import parse_and_chunk  # deferred: the worker loads unstructured
 
     try:
         return parse_and_chunk(path, model_path, chunk_config, max_bytes, ArchiveLimits(**archive))

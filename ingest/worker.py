@@ -12,11 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragwall.defend.hidden_html import find_hidden, find_hidden_in_file
+from ragwall.defend.hidden_docx import find_hidden_in_file
+from ragwall.defend.hidden_html import find_hidden
 from ragwall.errors import DocumentError
 from ragwall.ingest.chunk import ChunkConfig, chunk_elements, load_tokenizer
 from ragwall.ingest.limits import ArchiveLimits
-from ragwall.ingest.parse import parse_file
+from ragwall.ingest.parse import (
+    _sentence_pipeline,
+    _spacy_pipeline,
+    _use_packaged_spacy_model,
+    parse_file,
+)
 from ragwall.retrieval.sparse import tokenize
 
 
@@ -27,7 +33,6 @@ def _tokenizer(model_path: str):  # noqa: ANN202
 
 def warm_up() -> None:
     """Load the parsers' models before the first document arrives."""
-    from ragwall.ingest.parse import _sentence_pipeline, _spacy_pipeline, _use_packaged_spacy_model
 
     _use_packaged_spacy_model()
     _spacy_pipeline()

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: What a flagged hit's policy does: keep it with its flag, move it down, or drop it.
 Policy = Literal["flag", "demote", "drop"]
+POLICIES: tuple[str, ...] = ("flag", "demote", "drop")
+
+
+@dataclass(frozen=True)
+class RetrieveDefaults:
+    """A retrieve's defaults and limits, the one home every front door and eval reads."""
+
+    top_k: int = 8
+    max_top_k: int = 100
+    candidates: int = 30
+    max_candidates: int = 1000
+    fusion: str = "rrf"
+    max_context_tokens: int = 2000
+    context_tokens_range: tuple[int, int] = (64, 100_000)
+
+
+RETRIEVE = RetrieveDefaults()
 #: The least non-zero ``parse_memory_mb``: a warm parser process holds about 450 MB.
 MIN_PARSE_MEMORY_MB = 512
 
@@ -192,7 +209,7 @@ class Settings(BaseSettings):
     defenses_by_default: bool = Field(
         default=True, description="Run the query-time defenses unless a request turns them off."
     )
-    default_policy: Literal["flag", "demote", "drop"] = Field(
+    default_policy: Policy = Field(
         default="flag",
         description="What happens to flagged hits when neither the request nor the key says.",
     )
@@ -359,7 +376,22 @@ class Settings(BaseSettings):
     def shard_path(self) -> Path:
         return self.data_dir / "qdrant" / self.collection
 
+    @property
+    def locks_dir(self) -> Path:
+        """File locks: one per source's ingest, one per running job."""
+        return self.data_dir / "locks"
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+    @property
+    def reports_dir(self) -> Path:
+        """Job reports (``<job id>/report.html``, ``drift.json``)."""
+        return self.data_dir / "reports"
+
+    @property
+    def models_dir(self) -> Path:
+        """Models exported or downloaded here (ONNX query encoder, reranker)."""
+        return self.data_dir / "models"
+
+    @property
+    def owner_lock_path(self) -> Path:
+        """Held by the one process that opens the embedded index."""
+        return self.data_dir / "index.lock"

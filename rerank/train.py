@@ -90,6 +90,7 @@ def mine_negatives(
     docs: list[tuple[str, str, str]], k: int, seed: int, say: Callable[[str], None]
 ) -> list[TrainingPair]:
     """Hard negatives from the hybrid retriever over the same passages (a scratch Qdrant shard)."""
+    # deferred: training loads torch and qdrant-edge only when it runs
     from ragwall.embed import DenseEncoder
     from ragwall.retrieval.edge_store import EdgeStore
     from ragwall.retrieval.search import HybridSearcher
@@ -137,6 +138,8 @@ def train(config: TrainConfig, say: Callable[[str], None] = print) -> ModelCard:
     import numpy as np
     import torch
     from tqdm import tqdm
+
+    # deferred: training loads transformers only when it runs
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ragwall.embed import resolve_model_path

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragwall.embed import DenseEncoder
+from ragwall.embed import DenseEncoder, resolve_model_path
 from ragwall.errors import ModelError
 from ragwall.onnx_runtime import cpu_session, folder_digest, run_encodings
 
@@ -203,7 +203,6 @@ class OnnxEncoder:
 
 
 def _cache_dir(encoder: DenseEncoder, base: Path) -> Path:
-    from ragwall.embed import resolve_model_path
 
     path = Path(resolve_model_path(encoder.model_id))
     key = folder_digest(

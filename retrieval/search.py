@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ragwall.defend.query import DefenseConfig
+from ragwall.defend.query import Candidate, DefenseConfig, defend
 from ragwall.embed import DenseEncoder
 from ragwall.payload import LIVE, Key, provenance
 from ragwall.retrieval.candidates import FuseLevel, fetch_candidates
@@ -304,7 +304,6 @@ def _copy_of(hit: ScoredChunk) -> dict[str, Any]:
 def _defend(
     query: str, hits: list[ScoredChunk], cfg: DefenseConfig
 ) -> tuple[list[ScoredChunk], int]:
-    from ragwall.defend.query import Candidate, defend
 
     cands = [
         Candidate(

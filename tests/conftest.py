@@ -55,10 +55,10 @@ def settings(tmp_path, monkeypatch):
 @pytest.fixture
 def ingester(settings, encoder):
     """An Ingester on the embedded store, in a temporary data dir, sharing the session's model."""
-    from ragwall.ingest import Ingester, State
-    from ragwall.retrieval.store import open_store
+    from ragwall.ingest import Ingester, Registry
+    from ragwall.retrieval.backends import open_store
 
-    state = State(settings.state_path)
+    state = Registry(settings.state_path)
     store = open_store(settings, encoder.dim)
     yield Ingester(settings, state, store, encoder)
     store.close()

@@ -1,5 +1,16 @@
 """The distribution's shape: one `ragwall` namespace, and imports that only point down.
 
+Rules (each enforced by a test below):
+
+- **Imports point down** the layers listed next, and **the full import graph has no cycle**:
+  module-level, in-function and type-checking imports all count (importing a submodule does not
+  count as importing its parent package's ``__init__``).
+- **An in-function import exists only to defer a heavy dependency, and says so**: a comment
+  with ``deferred`` on its line or above its block of imports (``# deferred: onnxruntime``).
+- **Front doors** (``ragwall.api``) import the service layer only as ``ragwall.service`` and
+  touch a ``Service`` only through its public methods and ``settings``.
+- **Service modules stay small**: at most ``MAX_SERVICE_LINES`` lines each.
+
 Layers, bottom to top (a module may import its own layer and the ones below):
 
 - base: ``ragwall.settings``, ``ragwall.errors``, ``ragwall.payload``;
@@ -36,7 +47,9 @@ FOLDERS = {
     "ragwall.defend": ROOT / "defend",
     "ragwall.eval": ROOT / "eval",
     "ragwall.api": ROOT / "api",
+    "ragwall.service": ROOT / "service",
 }
+MAX_SERVICE_LINES = 400
 LAYER = {
     "ragwall.settings": 0,
     "ragwall.errors": 0,
@@ -98,6 +111,144 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.add(node.module)
     return {m for m in out if m == "ragwall" or m.startswith("ragwall.")}
+
+
+def _all_imports(path: Path, modules: set[str]) -> set[str]:
+    """Every ragwall module ``path`` imports, wherever the import stands; ``from P import m``
+    counts as importing ``P.m`` when that is a module, else ``P``."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                out.add(sub if sub in modules else node.module)
+    return {m for m in out if m in modules}
+
+
+def test_the_import_graph_has_no_cycle():
+    modules = _modules()
+    names = set(modules)
+    graph = {m: _all_imports(p, names) - {m} for m, p in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def _deferred(lines: list[str], lineno: int) -> bool:
+    """Whether the import at ``lineno`` (1-based) says it defers: ``deferred`` in a comment on
+    its line or on a comment line above its block of imports."""
+    if "defer" in lines[lineno - 1].lower():
+        return True
+    n = lineno - 2
+    while n >= 0:
+        text = lines[n].strip()
+        if text.startswith("#"):
+            if "defer" in text.lower():
+                return True
+        elif text and not text.startswith(("from ", "import ", ")")) and not text.endswith(","):
+            return False
+        n -= 1
+    return False
+
+
+def test_in_function_imports_of_ragwall_modules_say_they_defer():
+    problems = []
+    for path in _modules().values():
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    targets = [node.module]
+                else:
+                    continue
+                if any(t.startswith("ragwall") for t in targets) and not _deferred(
+                    lines, node.lineno
+                ):
+                    problems.append(f"{path.relative_to(ROOT)}:{node.lineno} {targets[0]}")
+    assert not problems, (
+        "in-function imports must defer a heavy dependency and say so (# deferred: ...); "
+        "else import at module level:\n" + "\n".join(problems)
+    )
+
+
+def _service_api() -> set[str]:
+    tree = ast.parse((ROOT / "service" / "facade.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Service")
+    methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+    return {m for m in methods if not m.startswith("_")} | {"settings"}
+
+
+def _is_service(node: ast.expr) -> bool:
+    """``svc``, ``service``, ``x.service`` (``app.state.service``) or ``_svc(request)``."""
+    if isinstance(node, ast.Name):
+        return node.id in ("svc", "service")
+    if isinstance(node, ast.Attribute):
+        return node.attr == "service"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return node.func.id in ("_svc", "svc", "service", "_service")
+    return False
+
+
+def test_front_doors_use_only_the_service_facade():
+    public = _service_api()
+    problems = []
+    for module, path in _modules().items():
+        if not module.startswith("ragwall.api"):
+            continue
+        for target in _imports(path):
+            if target.startswith("ragwall.service."):
+                problems.append(f"{module} imports {target}: import from ragwall.service")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and _is_service(node.value)
+                and node.attr not in public
+            ):
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno} uses .{node.attr}")
+    assert not problems, "\n".join(problems)
+
+
+def test_service_modules_stay_small():
+    long = {
+        p.name: n
+        for p in (ROOT / "service").glob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_SERVICE_LINES
+    }
+    assert not long, f"service modules over {MAX_SERVICE_LINES} lines: {long}"
 
 
 def test_no_module_imports_a_layer_above_it():
@@ -185,7 +336,7 @@ def test_the_wheel_installs_only_the_ragwall_package(tmp_path):
         "ragwall/api/cli.py",
         "ragwall/ingest/pipeline.py",
         "ragwall/retrieval/search.py",
-        "ragwall/service/core.py",
+        "ragwall/service/facade.py",
         "ragwall/defend/models/injection-minilm/model.onnx",
         "ragwall/defend/models/injection-minilm/card.json",
     ):

@@ -45,8 +45,8 @@ def console(tmp_path_factory, encoder):
     svc.add_source("setup", "kb", str(kb), "external")
     svc.ingest("setup", "kb")
     keys = {
-        "read": svc.keys.create("retrieve", None)[0],
-        "admin": svc.keys.create("admin", None)[0],
+        "read": svc.runtime.keys.create("retrieve", None)[0],
+        "admin": svc.runtime.keys.create("admin", None)[0],
     }
     with TestClient(create_app(settings, svc)) as client:
         yield client, keys, svc, root
@@ -54,7 +54,7 @@ def console(tmp_path_factory, encoder):
 
 
 def _audit(svc: Service) -> list[dict]:
-    return [json.loads(line) for line in svc.audit.path.read_text().splitlines()]
+    return [json.loads(line) for line in svc.runtime.audit.path.read_text().splitlines()]
 
 
 def _login_token(client: TestClient) -> str:
@@ -148,8 +148,8 @@ def test_actions_without_csrf_or_with_an_expired_session_change_nothing(console)
     bad = {"csrf": "forged", "source_id": "kb2", "path": str(kb2), "trust": "internal"}
     refused = c.post("/admin/sources", data=bad)
     assert refused.status_code == 403 and refused.headers["x-frame-options"] == "DENY"
-    assert svc.state.quarantined() == ((), ())
-    assert "kb2" not in [s.id for s in svc.state.list_sources()]
+    assert svc.runtime.registry.quarantined() == ((), ())
+    assert "kb2" not in [s.id for s in svc.runtime.registry.list_sources()]
     new = _audit(svc)[before:]
     assert [(r["action"], r["reason"], r["status"]) for r in new] == [
         ("refused", "csrf_failed", 403),
@@ -157,12 +157,12 @@ def test_actions_without_csrf_or_with_an_expired_session_change_nothing(console)
     ]
 
     token = _csrf(c)
-    sessions = svc.console_sessions
+    sessions = svc.runtime.sessions
     sessions.expire_now(c.cookies[COOKIE])
     before = len(_audit(svc))
     late = c.post("/admin/sources/kb/quarantine", data={"csrf": token, "reason": "late"})
     assert late.status_code == 403 and "sign in again" in late.text
-    assert svc.state.quarantined() == ((), ())
+    assert svc.runtime.registry.quarantined() == ((), ())
     assert [(r["action"], r["reason"]) for r in _audit(svc)[before:]] == [
         ("refused", "session_expired")
     ]
@@ -182,9 +182,9 @@ def test_actions_go_through_the_service_with_the_key_as_actor(console):
                                            "trust": "untrusted", "groups": "ops, hr"})  # fmt: skip
     assert added.status_code == 200 and "source kb3 added" in added.text
     c.post("/admin/sources/kb3/quarantine", data={"csrf": token, "reason": "why"})
-    assert svc.state.quarantined()[0] == ("kb3",)
+    assert svc.runtime.registry.quarantined()[0] == ("kb3",)
     page = c.post("/admin/sources/kb3/release", data={"csrf": token})
-    assert "source kb3 released" in page.text and svc.state.quarantined()[0] == ()
+    assert "source kb3 released" in page.text and svc.runtime.registry.quarantined()[0] == ()
     dup = c.post("/admin/sources", data={"csrf": token, "source_id": "kb3", "path": str(kb3)})
     assert "already exists" in dup.text  # a service error is shown, not a crash
     new = _audit(svc)[before:]
@@ -240,13 +240,13 @@ def test_https_cookies_are_secure_and_a_revoked_key_ends_its_session(console):
     cookie = next(v for k, v in signed.headers.multi_items() if k == "set-cookie" and COOKIE in v)
     assert "Secure" in cookie
     assert c.get("/admin/jobs").status_code == 200
-    key, record = svc.keys.create("admin", None)
+    key, record = svc.runtime.keys.create("admin", None)
     d = _fresh(console)
     _sign_in(d, key)
     token = _csrf(d)
     svc.revoke_key("test", record.id)
     refused = d.post("/admin/sources/kb/quarantine", data={"csrf": token})
-    assert refused.status_code == 403 and svc.state.quarantined() == ((), ())
+    assert refused.status_code == 403 and svc.runtime.registry.quarantined() == ((), ())
 
 
 def test_sessions_survive_a_restart_and_only_their_hash_is_stored(console, encoder):
@@ -287,7 +287,7 @@ def test_sessions_survive_a_restart_and_only_their_hash_is_stored(console, encod
     # an expired session is purged when presented
     d = _fresh(console)
     _sign_in(d, keys["admin"])
-    svc.console_sessions.expire_now(d.cookies[COOKIE])
+    svc.runtime.sessions.expire_now(d.cookies[COOKIE])
     assert d.get("/admin/jobs", follow_redirects=False).headers["location"].endswith("expired=1")
     assert db.execute("SELECT COUNT(*) FROM console_sessions WHERE expires_at <= 0").fetchone() == (
         0,
@@ -311,7 +311,7 @@ def test_the_sources_page_shows_the_active_versions_last_ingest(console, encoder
     """Issue 24: a reindex build's run (a version not yet active) is not the source's last
     ingest on the page."""
     from ragwall.ingest import Ingester
-    from ragwall.retrieval.store import open_store
+    from ragwall.retrieval.backends import open_store
 
     _, keys, svc, root = console
     build = root / "build-only"
@@ -319,8 +319,10 @@ def test_the_sources_page_shows_the_active_versions_last_ingest(console, encoder
     (build / "broken.docx").write_bytes(b"PK\x03\x04 not a real docx")
     store = open_store(svc.settings, encoder.dim, location=str(root / "shard-v9"))
     try:
-        ingester = Ingester(svc.settings, svc.state, store, encoder, index_version=9)
-        report = ingester.ingest(svc.state.get_source("kb"), paths=[build / "broken.docx"])
+        ingester = Ingester(svc.settings, svc.runtime.registry, store, encoder, index_version=9)
+        report = ingester.ingest(
+            svc.runtime.registry.get_source("kb"), paths=[build / "broken.docx"]
+        )
     finally:
         store.close()
     assert [f.reason for f in report.failed]  # the build's run of kb failed on the file
@@ -387,11 +389,11 @@ def test_a_source_is_removed_from_the_console(console):
     form = re.search(r'<form method="post" action="/admin/sources/gone/remove"[^>]*>', page)
     assert form and 'class="confirm"' in form.group(0) and "data-confirm=" in form.group(0)
     assert c.post("/admin/sources/gone/remove", data={}).status_code == 403  # no CSRF token
-    assert "gone" in [s.id for s in svc.state.list_sources()]
+    assert "gone" in [s.id for s in svc.runtime.registry.list_sources()]
     before = len(_audit(svc))
     done = c.post("/admin/sources/gone/remove", data={"csrf": _csrf(c)})
     assert done.status_code == 200 and "source gone removed with its 1 chunks" in done.text
-    assert "gone" not in [s.id for s in svc.state.list_sources()]
+    assert "gone" not in [s.id for s in svc.runtime.registry.list_sources()]
     [record] = _audit(svc)[before:]
     assert (
         record["action"] == "source.remove"

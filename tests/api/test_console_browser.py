@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from ragwall.api.app import create_app
-from ragwall.service import Service
-from ragwall.service.drift import DriftRequest
+from ragwall.service import DriftRequest, Service
 from tests.browser import launch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +50,8 @@ def served(tmp_path, encoder):
     )
     settings = Settings(data_dir=tmp_path / "data", query_encoder="torch")
     svc = Service(settings, encoder=encoder)
-    admin_key, admin = svc.keys.create("admin", None)
-    reader_key, _ = svc.keys.create("retrieve", None)
+    admin_key, admin = svc.runtime.keys.create("admin", None)
+    reader_key, _ = svc.runtime.keys.create("retrieve", None)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, svc), host="127.0.0.1", port=port, log_level="warning")
@@ -140,7 +139,7 @@ def test_the_console_in_a_real_browser(served, tmp_path):
             row.locator("button.ingest").click()  # an ingest job, shown on the jobs page
             page.wait_for_url("**/admin/jobs")
             expect(page.locator(".flash").first).to_contain_text("ingest job")
-            (ingest_job,) = svc.state.recent_jobs(1, ("ingest",))
+            (ingest_job,) = svc.runtime.registry.recent_jobs(1, ("ingest",))
             _wait_job(svc, ingest_job.id)
             page.reload()
             expect(page.locator(f"tr[data-job='{ingest_job.id}'] .ingest-summary")).to_contain_text(
@@ -184,7 +183,7 @@ def test_the_console_in_a_real_browser(served, tmp_path):
             )
             # An ingest's share of the write lock holds the job at its replay, so the bar is
             # seen moving on a running job (a three-document build is otherwise done at once).
-            hold = svc.writes.shared()
+            hold = svc.runtime.writes.shared()
             hold.__enter__()
             try:
                 page.click("#start-reindex")
@@ -250,4 +249,4 @@ def test_the_console_in_a_real_browser(served, tmp_path):
 def _audit(svc: Service) -> list[dict]:
     import json
 
-    return [json.loads(line) for line in svc.audit.path.read_text().splitlines()]
+    return [json.loads(line) for line in svc.runtime.audit.path.read_text().splitlines()]

@@ -57,7 +57,7 @@ def api(tmp_path_factory):
         (web / f"post{i}.txt").write_text(text)
     for sid, folder, tier in (("kb", kb, "internal"), ("web", web, "external")):
         source = make_source(sid, str(folder), tier, [])
-        services.state.add_source(source)
+        services.runtime.registry.add_source(source)
         report = services.ingester.ingest(source)
         assert not report.failed
     keys = {

@@ -39,8 +39,8 @@ def api(tmp_path_factory):
     svc.add_source("admin", "kb", str(kb), "internal")
     svc.ingest("admin", "kb")
     keys = {
-        "read": svc.keys.create("retrieve", None)[0],
-        "admin": svc.keys.create("admin", None)[0],
+        "read": svc.runtime.keys.create("retrieve", None)[0],
+        "admin": svc.runtime.keys.create("admin", None)[0],
     }
     with TestClient(create_app(settings, svc)) as client:
         yield client, keys, svc

@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from ragwall.ingest.state import State
+from ragwall.ingest.registry import Registry
 from tests.conftest import shared
 from tests.service.test_index import _write_corpus
 
@@ -315,7 +315,7 @@ def test_cli_beside_a_running_server(served):
     server.stop()
     _, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, f"parser workers outlived the server: {alive}"
-    state = State(server.data / "ragwall.sqlite3")
+    state = Registry(server.data / "ragwall.sqlite3")
     try:
         assert state.get_job(job_id).state == "cancelled"
     finally:

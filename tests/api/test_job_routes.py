@@ -28,8 +28,8 @@ def api(tmp_path_factory, encoder):
     svc.add_source("setup", "kb", str(root / "kb"), "internal")
     svc.ingest("setup", "kb")
     keys = {
-        "one": svc.keys.create("admin", None)[0],
-        "two": svc.keys.create("admin", None)[0],
+        "one": svc.runtime.keys.create("admin", None)[0],
+        "two": svc.runtime.keys.create("admin", None)[0],
     }
     with TestClient(create_app(settings, svc)) as client:
         yield client, keys, svc, root
@@ -53,7 +53,7 @@ def _wait(client: TestClient, key: str, job_id: str) -> dict:
 
 
 def _audit(svc: Service, job_id: str) -> list[dict]:
-    lines = svc.audit.path.read_text().splitlines()
+    lines = svc.runtime.audit.path.read_text().splitlines()
     return [r for r in map(json.loads, lines) if r.get("job_id") == job_id]
 
 
@@ -101,7 +101,7 @@ def test_the_consoles_ingest_button_starts_a_job_and_shows_it(api):
     assert _sign_in(c, keys["one"]).status_code == 303
     got = c.post("/admin/sources/kb/ingest", data={"csrf": _csrf(c)}, follow_redirects=False)
     assert got.status_code == 303 and got.headers["location"] == "/admin/jobs"
-    (job,) = [j for j in svc.state.recent_jobs(1) if j.kind == "ingest"]
+    (job,) = [j for j in svc.runtime.registry.recent_jobs(1) if j.kind == "ingest"]
     assert _wait(client, keys["one"], job.id)["state"] == "succeeded"
     page = c.get("/admin/jobs").text
     assert f"ingest job {job.id} of kb started" in page
@@ -164,8 +164,8 @@ def test_a_drift_request_the_cli_refuses_is_refused_before_any_job(api):
     """A retired version (as `ragwall eval drift` refuses it): 404, and no job."""
     client, keys, svc, root = api
     svc.jobs.wait(svc.jobs.running() or "", 600)  # the previous test's job has ended
-    svc.state.add_version("retired", str(root / "gone"), {}, "fp", "now", version=50)
-    jobs = len(svc.state.recent_jobs(1000))
+    svc.runtime.registry.add_version("retired", str(root / "gone"), {}, "fp", "now", version=50)
+    jobs = len(svc.runtime.registry.recent_jobs(1000))
     for body in (
         {"queries": ["water pump seal"], "baseline": "v50"},
         {"queries": ["water pump seal"], "baseline": "v1", "candidate": "v50"},
@@ -174,4 +174,4 @@ def test_a_drift_request_the_cli_refuses_is_refused_before_any_job(api):
         assert got.status_code == 404, got.text
         error = got.json()["error"]
         assert error["code"] == "version_not_found" and "v50 is retired" in error["message"]
-    assert len(svc.state.recent_jobs(1000)) == jobs
+    assert len(svc.runtime.registry.recent_jobs(1000)) == jobs

@@ -52,15 +52,15 @@ def api(tmp_path_factory, encoder):
         (root / sid / f"{sid}.md").write_text(text)
         svc.add_source("setup", sid, str(root / sid), "internal", [group] if group else [])
         svc.ingest("setup", sid)
-    admin, _ = svc.keys.create("admin")
-    legacy, record = svc.keys.create("admin")
+    admin, _ = svc.runtime.keys.create("admin")
+    legacy, record = svc.runtime.keys.create("admin")
     # what `keys create --scope admin -g finance` stored before issue 24
     with sqlite3.connect(settings.state_path) as db:
         db.execute("UPDATE api_keys SET groups = ? WHERE id = ?", ('["finance"]', record.id))
     keys = {
         "admin": admin,
         "legacy": legacy,
-        "finance": svc.keys.create("retrieve", ["finance"])[0],
+        "finance": svc.runtime.keys.create("retrieve", ["finance"])[0],
     }
     with TestClient(create_app(settings, svc)) as client:
         yield client, keys, svc, root
@@ -72,7 +72,7 @@ def _h(key: str) -> dict[str, str]:
 
 
 def _audit(svc: Service) -> list[dict]:
-    return [json.loads(line) for line in svc.audit.path.read_text().splitlines()]
+    return [json.loads(line) for line in svc.runtime.audit.path.read_text().splitlines()]
 
 
 def _sources(client: TestClient, key: str, query: str) -> set[str]:
@@ -83,10 +83,12 @@ def _sources(client: TestClient, key: str, query: str) -> set[str]:
 
 def test_an_admin_key_cannot_be_bound_to_groups(api):
     _, _, svc, _ = api
-    before, keys = len(_audit(svc)), len(svc.keys.list())
+    before, keys = len(_audit(svc)), len(svc.runtime.keys.list())
     with pytest.raises(ApiKeyError, match="cannot be bound to groups"):
         svc.create_key("test", "admin", ["finance"])
-    assert len(svc.keys.list()) == keys and len(_audit(svc)) == before  # nothing made or audited
+    assert (
+        len(svc.runtime.keys.list()) == keys and len(_audit(svc)) == before
+    )  # nothing made or audited
 
 
 def _admin_calls(app) -> Iterator[tuple[str, str]]:  # noqa: ANN001 - the FastAPI app
@@ -121,9 +123,14 @@ def test_a_stored_group_bound_admin_key_is_refused_by_every_admin_view(api):
     # an unrestricted admin key is let through the same routes
     assert client.get("/v1/index", headers=_h(keys["admin"])).status_code == 200
     # nothing changed
-    assert sorted(s.id for s in svc.state.list_sources()) == ["fin", "gone", "gone2", "open"]
-    assert svc.state.quarantined() == ((), ())
-    assert svc.state.recent_jobs() == []
+    assert sorted(s.id for s in svc.runtime.registry.list_sources()) == [
+        "fin",
+        "gone",
+        "gone2",
+        "open",
+    ]
+    assert svc.runtime.registry.quarantined() == ((), ())
+    assert svc.runtime.registry.recent_jobs() == []
     # console sign-in: refused, and why
     page = client.get("/admin/login")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
@@ -152,11 +159,11 @@ def test_a_source_is_removed_over_http_while_the_server_runs(api):
     with FileLock(str(svc.settings.data_dir / "locks" / "ingest-gone.lock")):  # an ingest runs
         busy = client.delete("/v1/sources/gone", headers=_h(keys["admin"]))
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "ingest_running"
-    assert "gone" in [s.id for s in svc.state.list_sources()]
+    assert "gone" in [s.id for s in svc.runtime.registry.list_sources()]
     before = len(_audit(svc))
     done = client.delete("/v1/sources/gone", headers=_h(keys["admin"]))
     assert done.status_code == 200 and done.json() == {"source_id": "gone", "chunks": 1}, done.text
-    assert "gone" not in [s.id for s in svc.state.list_sources()]
+    assert "gone" not in [s.id for s in svc.runtime.registry.list_sources()]
     assert "gone" not in _sources(client, keys["admin"], "when does the canteen serve lunch")
     [record] = _audit(svc)[before:-1]  # the retrieve above came after it
     assert record["action"] == "source.remove" and record["key_id"] == admin_id
@@ -212,7 +219,7 @@ def test_sources_remove_with_url_goes_to_the_running_server(api):
         assert missing.returncode == 2 and "source_not_found" in missing.stderr
         legacy = cli("sources", "remove", "open", "--url", url, "--key", keys["legacy"])
         assert legacy.returncode == 2 and "group-bound" in legacy.stderr
-    assert [s.id for s in svc.state.list_sources()] == ["fin", "open"]
+    assert [s.id for s in svc.runtime.registry.list_sources()] == ["fin", "open"]
     # `keys list` shows the scope such a key acts with, and why.
     legacy_id = keys["legacy"].split("_")[1]
     listed = cli("keys", "list")

@@ -37,11 +37,11 @@ def api(tmp_path_factory):
     )
     (docs / "vendor.md").write_text(INJECTED)
     source = make_source("kb", str(docs), "external", ["staff"])
-    svc.state.add_source(source)
+    svc.runtime.registry.add_source(source)
     svc.ingest("test", "kb")
     keys = {
-        "reader": svc.keys.create("retrieve", ["staff"])[0],
-        "admin": svc.keys.create("admin", None)[0],
+        "reader": svc.runtime.keys.create("retrieve", ["staff"])[0],
+        "admin": svc.runtime.keys.create("admin", None)[0],
     }
     with TestClient(create_app(settings, svc)) as client:
         yield client, keys, svc
@@ -84,13 +84,13 @@ def _retrieve(client, key, query="how do I reset my password", **extra):
 
 def test_metrics_need_the_token_or_an_admin_key(api):
     client, keys, svc = api
-    before = svc.audit.records
+    before = svc.runtime.audit.records
     r = client.get("/metrics")
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
     assert client.get("/metrics", headers=_auth("scrape-me-wrong")).status_code == 401
     r = client.get("/metrics", headers=_auth(keys["reader"]))
     assert r.status_code == 403 and "admin" in r.json()["error"]["message"]
-    assert svc.audit.records == before + 3  # each refusal is audited
+    assert svc.runtime.audit.records == before + 3  # each refusal is audited
     assert _samples(client, "scrape-me-0123456789")
     assert _samples(client, keys["admin"])
 
@@ -155,11 +155,11 @@ def test_state_gauges_quarantine_and_process_memory(api):
     for action in ("quarantine", "release"):
         key = ("ragwall_quarantine_changes_total", (("action", action), ("kind", "source")))
         assert got[key] - before.get(key, 0) == 1
-    active = svc.state.active_version().id
+    active = svc.runtime.registry.active_version().id
     assert got[("ragwall_index_active_version", ())] == active
     assert got[("ragwall_index_chunks", (("version", str(active)),))] >= 2
     assert 0 <= got[("ragwall_audit_head_age_seconds", ())] < 60
-    assert got[("ragwall_audit_records", ())] == svc.audit.records
+    assert got[("ragwall_audit_records", ())] == svc.runtime.audit.records
     assert got[("process_resident_memory_bytes", ())] > 50e6
     assert got[("ragwall_ingest_runs_total", (("outcome", "succeeded"),))] >= 1
 
@@ -271,7 +271,7 @@ def test_telemetry_off_records_nothing(tmp_path):
 
     settings = Settings(data_dir=tmp_path / "data", telemetry=False)
     with Service(settings) as svc:
-        admin = svc.keys.create("admin", None)[0]
+        admin = svc.runtime.keys.create("admin", None)[0]
         with TestClient(create_app(settings, svc)) as client:
             r = client.get("/metrics", headers=_auth(admin))
             assert r.status_code == 404 and r.json()["error"]["code"] == "metrics_off"

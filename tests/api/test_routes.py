@@ -36,7 +36,7 @@ def api(tmp_path_factory):
         ("eng", eng, "eng", "untrusted"),
     ):
         source = make_source(sid, str(folder), tier, [group])
-        services.state.add_source(source)
+        services.runtime.registry.add_source(source)
         services.ingester.ingest(source)
     keys = {
         "finance": services.keys.create("retrieve", ["finance"])[0],

@@ -7,8 +7,7 @@ import pytest
 from docx.enum.text import WD_COLOR_INDEX
 from docx.shared import Pt, RGBColor
 
-from ragwall.defend.hidden_docx import find_hidden_docx
-from ragwall.defend.hidden_html import find_hidden_in_file
+from ragwall.defend.hidden_docx import find_hidden_docx, find_hidden_in_file
 from ragwall.ingest import make_source
 from ragwall.retrieval.store import Filter, Match
 from tests.conftest import shared

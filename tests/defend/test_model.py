@@ -112,8 +112,8 @@ def test_bad_input_is_scored_without_error_in_bounded_time(detector):
 
 
 def test_ingest_stores_the_span_and_uses_the_threshold_for_trust(settings, encoder, tmp_path):
-    from ragwall.ingest import Ingester, State, make_source
-    from ragwall.retrieval.store import open_store
+    from ragwall.ingest import Ingester, Registry, make_source
+    from ragwall.retrieval.backends import open_store
 
     folder = tmp_path / "mail"
     folder.mkdir()
@@ -123,7 +123,7 @@ def test_ingest_stores_the_span_and_uses_the_threshold_for_trust(settings, encod
         s = settings.model_copy(
             update={"injection_threshold": threshold, "data_dir": tmp_path / f"data-{threshold}"}
         )
-        state = State(s.state_path)
+        state = Registry(s.state_path)
         store = open_store(s, encoder.dim)
         try:
             source = make_source("mail", str(folder), "internal", [])

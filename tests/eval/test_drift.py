@@ -72,8 +72,7 @@ def test_a_version_compared_with_itself_has_an_rbo_of_exactly_one(settings, enco
     """Through the service, on the real engine, over a corpus whose fused scores tie often
     (``tests/retrieval/tied_corpus.py``): every tie is broken the same way in both snapshots."""
     from ragwall.eval.drift.queries import QuerySet
-    from ragwall.service import Service
-    from ragwall.service.drift import Side
+    from ragwall.service import Service, Side
     from tests.retrieval.tied_corpus import QUERY, write_tied_corpus
 
     folder = write_tied_corpus(tmp_path / "tied")
@@ -99,8 +98,7 @@ def test_a_rebuild_of_the_same_files_ranks_and_scores_exactly_as_the_first_build
     dense and BM25 vectors: documents are embedded and weighted in the source's order, whatever
     order the parser workers finish in, so every score and every rank is the same."""
     from ragwall.eval.drift.queries import QuerySet
-    from ragwall.service import Service
-    from ragwall.service.drift import Side
+    from ragwall.service import Service, Side
     from tests.retrieval.tied_corpus import QUERY, write_tied_corpus
 
     folder = write_tied_corpus(tmp_path / "tied")

@@ -224,9 +224,9 @@ def test_a_crash_never_leaves_a_document_half_indexed(ingester, tmp_path):
 
 
 def test_client_store_backend_runs_the_same_pipeline(settings, encoder, tmp_path):
-    from ragwall.ingest import State
+    from ragwall.ingest import Registry
 
-    state = State(settings.state_path)
+    state = Registry(settings.state_path)
     store = ClientStore.connect(":memory:", "ragwall", encoder.dim)
     try:
         ingester = Ingester(settings, state, store, encoder)
@@ -242,8 +242,8 @@ def test_client_store_backend_runs_the_same_pipeline(settings, encoder, tmp_path
 
 def test_index_built_in_steps_answers_like_one_built_at_the_end(encoder, tmp_path, monkeypatch):
     """Long runs build the index every `optimize_every_chunks` into capped segments."""
-    from ragwall.ingest import State
-    from ragwall.retrieval.store import open_store
+    from ragwall.ingest import Registry
+    from ragwall.retrieval.backends import open_store
     from ragwall.settings import Settings
 
     folder = _folder(tmp_path, ["README.md", "fake-email.eml", "handbook-1p.docx", "simple.docx"])
@@ -259,7 +259,7 @@ def test_index_built_in_steps_answers_like_one_built_at_the_end(encoder, tmp_pat
         settings = Settings(
             embed_buffer_chunks=8, optimize_every_chunks=every, segment_max_kb=seg_kb
         )
-        state, store = State(settings.state_path), open_store(settings, encoder.dim)
+        state, store = Registry(settings.state_path), open_store(settings, encoder.dim)
         try:
             ingester = Ingester(settings, state, store, encoder)
             report = ingester.ingest(_register(ingester, folder))

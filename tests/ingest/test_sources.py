@@ -7,8 +7,8 @@ import time
 import pytest
 
 from ragwall.errors import SourceError, SourceExists, SourceNotFound
+from ragwall.ingest.registry import Registry
 from ragwall.ingest.sources import iter_source_files, make_source
-from ragwall.ingest.state import State
 from ragwall.settings import Settings
 
 
@@ -63,12 +63,12 @@ def test_invalid_sources_are_refused(sid, path, tier, match):
 
 def test_registry_is_durable(tmp_path):
     path = tmp_path / "state.sqlite3"
-    state = State(path)
+    state = Registry(path)
     state.add_source(make_source("kb", str(tmp_path), "untrusted", ["ops"]))
     with pytest.raises(SourceExists):
         state.add_source(make_source("kb", str(tmp_path), "untrusted", ["ops"]))
     state.close()
-    reopened = State(path)
+    reopened = Registry(path)
     source = reopened.get_source("kb")
     assert (source.trust_tier, source.groups) == ("untrusted", ["ops"])
     with pytest.raises(SourceNotFound, match="kb"):

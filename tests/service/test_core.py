@@ -59,7 +59,7 @@ def test_each_admin_operation_appends_one_record(service):
     assert actions[-3:] == ["key.create", "key.revoke", "source.remove"]
     assert all(r["key_id"] == "k1" for r in _records(svc))
     assert key not in svc.settings.audit_path.read_text()
-    assert svc.audit.verify().ok
+    assert svc.runtime.audit.verify().ok
 
 
 def test_refused_operations_change_nothing_and_record_nothing(service):
@@ -78,7 +78,7 @@ def test_refused_operations_change_nothing_and_record_nothing(service):
     with pytest.raises(SourceNotFound):
         svc.ingest("k1", "nope")
     assert len(_records(svc)) == n
-    assert "store" not in svc.__dict__  # none of these opened the store
+    assert not svc.runtime.index_opened()  # none of these opened the store
 
 
 def test_retrieve_filters_by_groups_honours_quarantine_and_records_a_hash(service):
@@ -109,7 +109,7 @@ def test_refusal_records_are_rate_limited(settings, encoder):
     with Service(limited, encoder=encoder) as svc:
         written = [svc.record_refusal(None, "GET", "/v1/x", 401, "unauthorized") for _ in range(5)]
         assert written == [True, True, False, False, False]
-        svc._refusal_window -= 61  # a minute later
+        svc._access._refusal_window -= 61  # a minute later
         assert svc.record_refusal("k1", "GET", "/v1/x", 403, "forbidden")
         records = _records(svc)
         assert len(records) == 3 and records[-1]["suppressed_before"] == 3
@@ -127,7 +127,7 @@ def test_source_roots_refuse_folders_and_links_outside_them(settings, encoder, t
         for path in (str(outside), f"{allowed}/../outside", f"{allowed}/../outside/*.md"):
             with pytest.raises(SourceOutsideRoots, match="RAGWALL_SOURCE_ROOTS"):
                 svc.add_source("k1", "x", path)
-        assert svc.state.list_sources() == []
+        assert svc.runtime.registry.list_sources() == []
         svc.add_source("k1", "kb", str(allowed / "kb"))
         report = svc.ingest("k1", "kb")
         assert report.documents == 1
@@ -157,7 +157,7 @@ def test_one_ingest_of_a_source_at_a_time(service):
         n = len(_records(svc))
         with pytest.raises(SourceBusy) as busy:
             svc.ingest("k1", "kb")
-        assert busy.value.run_id == svc.state.running_run("kb") is not None
+        assert busy.value.run_id == svc.runtime.registry.running_run("kb") is not None
         assert busy.value.run_id in str(busy.value)
         assert len(_records(svc)) == n  # the refused ingest claims nothing
     finally:
@@ -180,7 +180,7 @@ def test_a_locked_index_is_reported_before_the_model_loads(settings, tmp_path):
             svc.add_source("k1", "kb", str(corpus))
             with pytest.raises(StoreLocked, match="another process"):
                 svc.ingest("k1", "kb")
-            assert "encoder" not in svc.__dict__  # refused without loading the model
+            assert "encoder" not in svc.runtime.__dict__  # refused without loading the model
     finally:
         held.release()
 

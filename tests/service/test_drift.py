@@ -10,8 +10,7 @@ import pytest
 from ragwall.datasets import DatasetError, load_corpus, write_documents
 from ragwall.eval.drift.compare import Gates
 from ragwall.eval.drift.queries import QuerySet, load_dataset_queries
-from ragwall.service import NotFound, Service
-from ragwall.service.drift import Side, parse_side
+from ragwall.service import NotFound, Service, Side, parse_side
 from tests.conftest import shared
 
 QUERIES = 15  # Cranfield dev queries in the subset
@@ -136,7 +135,9 @@ def test_bad_versions_and_foreign_snapshots_are_refused(service, data, tmp_path)
     _, cranfield, _ = data
     with pytest.raises(NotFound, match="no index version v7"):
         service.snapshot("admin", cranfield, 10, version=7)
-    service.state.add_version("retired", str(tmp_path / "gone"), {}, "fp", "now", version=5)
+    service.runtime.registry.add_version(
+        "retired", str(tmp_path / "gone"), {}, "fp", "now", version=5
+    )
     with pytest.raises(NotFound, match="v5 is retired"):
         service.snapshot("admin", cranfield, 10, version=5)
     # The CLI's comparison is checked as the HTTP job is (check_request): a retired version is

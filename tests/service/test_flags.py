@@ -1,4 +1,4 @@
-"""ragwall.service.console's flagged-chunk lists: hidden text found by the engine's filter,
+"""ragwall.service.views' flagged-chunk lists: hidden text found by the engine's filter,
 counted and paged, whatever the chunk's trust, in new indexes and in ones written before."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import pytest
 from ragwall.payload import LIVE, Key, hidden_flag
 from ragwall.retrieval.store import PointIn, SparseVec
 from ragwall.service import Service
-from ragwall.service import console as views
 
 # (trust, hidden text): the first is a trusted chunk with hidden text, which a list bounded by
 # trust (hidden text lowers it) would never show.
@@ -45,7 +44,7 @@ def _all_hidden(svc: Service) -> tuple[int, list[str]]:
     """The hidden-text list's total and every item's id, two to a page."""
     ids, offset, total = [], None, None
     while True:
-        page = views.flagged(svc, "hidden", offset, limit=2)
+        page = svc.flagged("hidden", offset, 2)
         total = page.total if total is None else total
         assert page.total == total and len(page.items) <= 2
         ids += [f.id for f in page.items]
@@ -56,19 +55,19 @@ def _all_hidden(svc: Service) -> tuple[int, list[str]]:
 
 def test_hidden_text_is_listed_and_counted_whatever_the_chunks_trust(torch_settings, encoder):
     with Service(torch_settings, encoder=encoder) as svc:
-        with svc.index.lease() as active:
+        with svc.runtime.index.lease() as active:
             active.store.upsert(_points(encoder.dim))
         total, ids = _all_hidden(svc)
         hidden = sorted(str(uuid.UUID(int=i + 1)) for i, (_, h) in enumerate(ROWS) if h)
         assert total == 3 and sorted(ids) == hidden
-        first = views.flagged(svc, "hidden", None, limit=50).items
+        first = svc.flagged("hidden", None, 50).items
         assert first[0].trust == 0.95 and "first class" in first[0].reasons[0]
 
 
 def test_an_index_written_with_boolean_hidden_text_is_listed_after_a_restart(
     torch_settings, encoder
 ):
-    with Service(torch_settings, encoder=encoder) as svc, svc.index.lease() as active:
+    with Service(torch_settings, encoder=encoder) as svc, svc.runtime.index.lease() as active:
         active.store.upsert(_points(encoder.dim, hidden_as=bool))  # the older form
     with Service(torch_settings, encoder=encoder) as svc:
         total, ids = _all_hidden(svc)

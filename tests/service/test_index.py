@@ -12,8 +12,14 @@ import pytest
 
 from ragwall.errors import IdempotencyKeyReused
 from ragwall.retrieval.search import SearchFilter
-from ragwall.service import DEV_PRINCIPAL, Conflict, InvalidRequest, RetrieveParams, Service
-from ragwall.service.reindex import ReindexChanges
+from ragwall.service import (
+    DEV_PRINCIPAL,
+    Conflict,
+    InvalidRequest,
+    ReindexChanges,
+    RetrieveParams,
+    Service,
+)
 from tests.conftest import ROOT
 
 LEGACY = ROOT / "tests" / "fixtures" / "datadir-c78174e.tgz"
@@ -76,7 +82,7 @@ def test_a_data_dir_made_before_versions_is_version_1_in_place(tmp_path, setting
         tar.extractall(tmp_path, filter="data")
     s = settings.model_copy(update={"data_dir": tmp_path / "data", "query_encoder": "torch"})
     with Service(s, encoder=encoder) as svc:
-        assert svc.state.migrated
+        assert svc.runtime.registry.migrated
         info = svc.index_info()
         assert info["active"] == "v1"
         (v1,) = info["versions"]
@@ -86,10 +92,10 @@ def test_a_data_dir_made_before_versions_is_version_1_in_place(tmp_path, setting
         assert {h.provenance["doc_name"] for h in got.result.hits} == {"pumps.md", "valves.md"}
         assert "well to the tank" in got.result.hits[0].text + got.result.hits[1].text
         # The old shard stays where it was: version 1 is the pre-versions location.
-        assert Path(svc.state.get_version(1).location) == s.shard_path
-        assert svc.audit.verify().ok
+        assert Path(svc.runtime.registry.get_version(1).location) == s.shard_path
+        assert svc.runtime.audit.verify().ok
     with Service(s, encoder=encoder) as again:  # the migration ran once
-        assert not again.state.migrated
+        assert not again.runtime.registry.migrated
         assert again.index_info()["active"] == "v1"
 
 
@@ -117,7 +123,7 @@ def test_reindex_builds_a_new_version_and_rollback_restores_the_exact_results(se
     switches = [r for r in _records(svc) if r["action"] == "index.switch"]
     assert [r["reason"] for r in switches] == ["reindex", "rollback", "activate"]
     assert "index.reindex_start" in actions
-    assert svc.audit.verify().ok
+    assert svc.runtime.audit.verify().ok
 
 
 def test_a_trust_prior_change_reuses_the_stored_vectors(service):
@@ -139,7 +145,7 @@ def test_a_trust_prior_change_reuses_the_stored_vectors(service):
     # The change stays with the index: a later reindex without a body keeps it.
     again = svc.reindex("admin")
     assert again.result["reused_vectors"] == chunks
-    assert svc.state.get_version(3).config["trust_priors"] == priors
+    assert svc.runtime.registry.get_version(3).config["trust_priors"] == priors
 
 
 def test_a_new_injection_model_rescores_flags_and_trust_without_re_embedding(
@@ -158,7 +164,10 @@ def test_a_new_injection_model_rescores_flags_and_trust_without_re_embedding(
     with Service(rules_only, encoder=encoder) as svc:
         svc.add_source("admin", "kb", str(corpus), "internal")
         svc.ingest("admin", "kb")
-        before = {h.payload["doc_name"]: h.payload for h in svc.store.scroll(None, limit=50)[0]}
+        before = {
+            h.payload["doc_name"]: h.payload
+            for h in svc.runtime.index.current().store.scroll(None, limit=50)[0]
+        }
         assert before["vendor.md"]["injection_score"] < 0.5  # no rule fires on it
         shutil.copytree(PACKAGED_MODEL, rules_only.data_dir / "models" / "injection")
         job = svc.reindex(
@@ -200,14 +209,20 @@ def test_an_upgraded_injection_model_under_the_same_setting_is_applied_by_a_rein
     with Service(old, encoder=encoder) as svc:
         svc.add_source("admin", "kb", str(corpus), "internal")
         svc.ingest("admin", "kb")
-        before = {h.payload["doc_name"]: h.payload for h in svc.store.scroll(None, limit=50)[0]}
+        before = {
+            h.payload["doc_name"]: h.payload
+            for h in svc.runtime.index.current().store.scroll(None, limit=50)[0]
+        }
         assert before["vendor.md"]["injection_score"] < 0.5
         # the upgrade: the same folder now holds the shipped card
         (model / "card.json").write_text(json.dumps(card))
         job = svc.reindex("admin", {})
         assert job.state == "succeeded", job.error
         assert job.result["reused_vectors"] == job.result["chunks"] == len(before)
-        after = {h.payload["doc_name"]: h.payload for h in svc.store.scroll(None, limit=50)[0]}
+        after = {
+            h.payload["doc_name"]: h.payload
+            for h in svc.runtime.index.current().store.scroll(None, limit=50)[0]
+        }
         assert after["vendor.md"]["injection_score"] >= 0.5
         assert after["vendor.md"]["trust"] < before["vendor.md"]["trust"]
         for name in ("refunds.md", "laptops.md", "travel.md"):
@@ -290,9 +305,9 @@ def test_a_cancelled_build_leaves_the_active_version_and_no_data(service):
     svc.cancel_job("admin", job.id)
     svc.jobs.wait(job.id, timeout=300)
     assert svc.job(job.id).state == "cancelled"
-    failed = svc.state.get_version(2)
+    failed = svc.runtime.registry.get_version(2)
     assert failed.state == "failed" and not Path(failed.location).exists()
-    assert svc.state.version_counts(version=2) == {}
+    assert svc.runtime.registry.version_counts(version=2) == {}
     assert svc.index_info()["active"] == "v1" and _results(svc) == before
     assert svc.reindex("admin", {"chunk_max_tokens": 72}).state == "succeeded"
 
@@ -311,19 +326,21 @@ def test_bad_changes_are_refused_before_any_work(service, tmp_path):
             svc.start_reindex("admin", {"embedding_model": probe})
         said.add(str(info.value).replace(probe, "PATH"))
     assert len(said) == 2  # outside the roots: one answer; inside: "could not be loaded"
-    assert svc.state.unfinished_jobs() == [] and len(svc.state.versions()) == 1
+    assert (
+        svc.runtime.registry.unfinished_jobs() == [] and len(svc.runtime.registry.versions()) == 1
+    )
     assert ReindexChanges.model_json_schema()["additionalProperties"] is False
 
 
 def test_retention_keeps_the_newest_versions_and_deletes_the_rest(service):
     svc, _ = service
-    v1_location = Path(svc.state.get_version(1).location)
+    v1_location = Path(svc.runtime.registry.get_version(1).location)
     for tokens in (100, 110):
         assert svc.reindex("admin", {"chunk_max_tokens": tokens}).state == "succeeded"
     states = {v["version"]: v["state"] for v in svc.index_info()["versions"]}
     assert states == {"v3": "active", "v2": "ready", "v1": "retired"}
     assert not v1_location.exists()
-    assert svc.state.version_counts(version=1) == {}
+    assert svc.runtime.registry.version_counts(version=1) == {}
 
 
 def test_a_removed_source_does_not_come_back_with_a_rollback(service, tmp_path):
@@ -350,7 +367,7 @@ def test_server_mode_switches_a_collection_alias(settings, encoder, tmp_path):
         svc.ingest("admin", "kb")
         before = _results(svc)
         assert svc.reindex("admin", {"chunk_max_tokens": 100}).state == "succeeded"
-        client = svc.stores.client()
+        client = svc.runtime.stores.client()
         aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
         assert aliases == {"ragwall__active": "ragwall__v2"}
         svc.rollback("admin")
@@ -368,11 +385,11 @@ def test_server_mode_switches_a_collection_alias(settings, encoder, tmp_path):
 def test_a_store_error_fails_the_job_and_leaves_the_active_version(service):
     svc, _ = service
     before = _results(svc)
-    blocker = Path(svc.stores.settings.shard_path.with_name("ragwall__v2"))
+    blocker = Path(svc.runtime.stores.settings.shard_path.with_name("ragwall__v2"))
     blocker.write_text("not a shard")  # the new version's shard cannot be created here
     job = svc.reindex("admin", {"chunk_max_tokens": 100})
     assert job.state == "failed" and "the embedded index at" in job.error
-    assert svc.state.get_version(2).state == "failed"
+    assert svc.runtime.registry.get_version(2).state == "failed"
     assert svc.index_info()["active"] == "v1" and _results(svc) == before
     failed = [r for r in _records(svc) if r["action"] == "index.reindex_failed"]
     assert len(failed) == 1 and failed[0]["job_id"] == job.id
@@ -387,4 +404,6 @@ def test_force_reprocesses_unchanged_documents_in_the_active_version(service):
     assert (forced.documents, forced.unchanged) == (3, 0) and forced.chunks > 0
     last = _records(svc)[-1]
     assert (last["action"], last["force"], last["index_version"]) == ("source.ingest", True, "v1")
-    assert len(svc.state.versions()) == 1  # no new version: the active one, document by document
+    assert (
+        len(svc.runtime.registry.versions()) == 1
+    )  # no new version: the active one, document by document

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from ragwall.errors import SourceBusy, SourceError
-from ragwall.ingest.state import State
+from ragwall.ingest.registry import Registry
 from ragwall.payload import PENDING, Key
 from ragwall.retrieval.store import Filter, Match
 from ragwall.service import Service
@@ -116,7 +116,7 @@ def test_an_ingest_job_runs_beside_others_and_ends_with_its_summary(service):
         ("source.ingest", "key-a"),
     ]
     assert mine[1]["outcome"] == "succeeded" and mine[1]["summary"]["documents"] == 3
-    assert svc.audit.verify().ok
+    assert svc.runtime.audit.verify().ok
 
 
 def test_a_failed_ingest_is_audited_with_its_outcome(service):
@@ -144,19 +144,19 @@ def test_a_failed_ingest_is_audited_with_its_outcome(service):
         ("source.ingest_start", None),
         ("source.ingest", "failed"),
     ]
-    assert svc.audit.verify().ok
+    assert svc.runtime.audit.verify().ok
 
 
 def test_a_cancelled_jobs_progress_never_goes_back_and_its_time_stops_at_its_end(service):
     svc, _ = service
-    _write_corpus(Path(svc.state.get_source("kb").location), n_extra=60)
+    _write_corpus(Path(svc.runtime.registry.get_source("kb").location), n_extra=60)
     svc.ingest("admin", "kb")
     began = time.monotonic()
     job = svc.start_reindex("admin", {"chunk_max_tokens": 72})
     seen: list[tuple[int, float]] = []
     for _ in range(12000):
         live = svc.job(job.id).progress  # what GET /v1/jobs/{id} shows while it runs
-        stored = svc.state.get_job(job.id).progress or {}
+        stored = svc.runtime.registry.get_job(job.id).progress or {}
         if live:
             seen.append((live["documents_done"], live["elapsed_s"]))
             # Cancel when the live count is ahead of the row's (written once a second).
@@ -191,7 +191,7 @@ def test_cancel_and_close_reach_an_ingests_workers(service):
     assert cancelled.result["documents"] < 21  # stopped before the handbook was done
     assert cancelled.progress["documents_done"] <= 21
     assert not _no_parsers_within(10), "a parser worker outlived the cancel"
-    with svc.index.lease() as active:
+    with svc.runtime.index.lease() as active:
         pending = Filter(must=(Match(Key.SOURCE_ID, "slow"), Match(Key.STATE, PENDING)))
         assert active.store.count(pending) == 0
     mine = [r for r in _records(svc) if r.get("job_id") == job.id]
@@ -209,7 +209,7 @@ def test_cancel_and_close_reach_an_ingests_workers(service):
     svc.close()
     assert time.monotonic() - asked < 30, "closing waited for the ingest to finish"
     assert not _no_parsers_within(10), "a parser worker outlived the service"
-    state = State(svc.settings.state_path)
+    state = Registry(svc.settings.state_path)
     try:
         assert state.get_job(job.id).state == "cancelled"
     finally:

@@ -26,104 +26,47 @@ Protocol (each step leaves the active version untouched until the last one):
    included); delete the others' data.
 
 A failure or a cancel at any step before 5 marks the version ``failed`` and deletes its data; a
-crash leaves it ``building`` with its job ``running``, which :func:`recover` turns into
+crash leaves it ``building`` with its job ``running``, which ``ragwall.service.upkeep.recover`` turns into
 ``failed`` on the next start (the job's file lock tells a dead job from a live one).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, Field
-
 from ragwall.defend.detect import Signals, content_trust
 from ragwall.errors import JobCancelled, RagwallError
 from ragwall.ingest.pipeline import (
-    PIPELINE_FIELDS,
     Ingester,
     detector_fingerprint,
-    pipeline_config,
     pipeline_fingerprint,
     vectors_key,
 )
-from ragwall.ingest.sources import Source
-from ragwall.ingest.state import DocumentRecord, State, VersionRecord
+from ragwall.ingest.registry import DocumentRecord, Registry, VersionRecord
+from ragwall.ingest.sources import Source, iter_source_files
 from ragwall.payload import LIVE, Key
-from ragwall.retrieval.store import Filter, Match, PointIn, Store, Stores, version_location
-from ragwall.service.drift import DriftGate
+from ragwall.retrieval.backends import version_location
+from ragwall.retrieval.store import Filter, Match, PointIn, Store
 from ragwall.service.index import (
-    ENVIRONMENT,
-    ActiveIndex,
+    GATE_REJECTED,
     IndexHandle,
+    version_config,
     version_name,
-    version_settings,
 )
-from ragwall.service.model_roots import check_requested_models
+from ragwall.service.jobs import PROGRESS_EVERY_S, Progress
+from ragwall.service.upkeep import BuildContext, enforce_retention
 from ragwall.settings import Settings
 
 log = logging.getLogger("ragwall.service.reindex")
 
 SCROLL_PAGE = 512
-GATE_REJECTED = "drift gate failed"  # how a gate-rejected version's note begins
-PROGRESS_EVERY_S = 1.0
-
-
-class ReindexChanges(BaseModel):
-    """Settings a reindex may change (the body of ``POST /v1/index/reindex``); any other key is
-    refused. Unset fields keep the environment's value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    embedding_model: str | None = Field(
-        default=None, description="A Hugging Face model id or a local sentence-transformers folder."
-    )
-    chunk_max_tokens: int | None = None
-    chunk_overlap_tokens: int | None = None
-    chunk_max_chars: int | None = None
-    chunk_new_after_chars: int | None = None
-    chunk_combine_under_chars: int | None = None
-    bm25_k1: float | None = None
-    bm25_b: float | None = None
-    injection_model: str | None = Field(
-        default=None, description="An injection model folder, or `none` for the rules alone."
-    )
-    injection_threshold: float | None = None
-    trust_priors: dict[str, float] | None = None
-    rebuild: bool = Field(
-        default=False,
-        description="Re-parse and re-embed every document, even where the stored vectors could "
-        "be carried over (to check that a rebuild reproduces the index).",
-    )
-    gate: DriftGate | None = Field(
-        default=None,
-        description="Compare the new version with the active one on these queries before the "
-        "switch; a failing gate leaves the new version `ready`, not active.",
-    )
-    force: bool = Field(
-        default=False, description="Switch even when the gate fails (the override is audited)."
-    )
-
-    def given(self) -> dict[str, Any]:
-        """The pipeline settings this reindex changes."""
-        return self.model_dump(exclude_none=True, exclude=set(OPTIONS))
-
-    def params(self) -> dict[str, Any]:
-        """Everything asked for (settings and options): what a job records and an
-        ``Idempotency-Key`` is checked against."""
-        return self.model_dump(exclude_none=True, exclude_defaults=True)
-
-
-OPTIONS = ("rebuild", "gate", "force")
 
 
 class ReindexCheckFailed(RagwallError):
@@ -143,108 +86,6 @@ class GateFailed(RagwallError):
 GateCheck = Callable[[Store, VersionRecord], dict[str, Any]]
 
 
-@dataclass
-class Progress:
-    """What a running job has done; ``as_dict`` adds elapsed seconds and an ETA."""
-
-    documents_done: int = 0
-    documents_total: int = 0
-    chunks: int = 0
-    reused_vectors: int = 0
-    stage: str = "queued"
-    started: float = field(default_factory=time.monotonic)
-
-    def advance(self, documents_done: int, chunks: int) -> None:
-        """Move the counts forward (never back: a stage's own count may lag the job's)."""
-        self.documents_done = max(self.documents_done, documents_done)
-        self.chunks = max(self.chunks, chunks)
-
-    def as_dict(self) -> dict[str, Any]:
-        elapsed = time.monotonic() - self.started
-        eta = None
-        if 0 < self.documents_done < self.documents_total:
-            eta = round(
-                elapsed / self.documents_done * (self.documents_total - self.documents_done), 1
-            )
-        return {
-            "stage": self.stage,
-            "documents_done": self.documents_done,
-            "documents_total": self.documents_total,
-            "chunks": self.chunks,
-            "reused_vectors": self.reused_vectors,
-            "elapsed_s": round(elapsed, 1),
-            "eta_s": 0.0 if self.stage == "done" else eta,
-        }
-
-
-@dataclass
-class BuildContext:
-    """What a build needs from the service."""
-
-    settings: Settings  # the environment's
-    state: State
-    stores: Stores
-    active: ActiveIndex
-    write_lock: Any  # the service's ingest/replay lock (``exclusive()`` context)
-    locks_dir: Path
-
-
-def job_lock(locks_dir: Path, job_id: str) -> FileLock:
-    """Held while a job runs; a job whose lock is free is dead (its process is gone)."""
-    locks_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(locks_dir / f"job-{job_id}.lock"), thread_local=False)
-
-
-def lower_priority() -> None:
-    """Run the calling thread (and the parser processes it starts) at a lower CPU priority, so
-    requests stay responsive beside a build (Linux: niceness is per thread)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):  # not Linux, or not permitted
-        log.debug("could not lower the build's priority")
-
-
-#: What an interrupted job left, by kind, for its error message.
-_INTERRUPTED = {
-    "reindex": "the active version was not changed. Start a new reindex.",
-    "ingest": "documents it had not switched live were left as they were; the next ingest of "
-    "the source clears its pending chunks. Ingest again.",
-}
-
-
-def recover(ctx: BuildContext) -> list[str]:
-    """Mark jobs whose process died ``failed`` and delete their unfinished versions' data.
-    Returns the ids of the jobs marked failed."""
-    now = datetime.now(UTC).isoformat()
-    dead = []
-    for job in ctx.state.unfinished_jobs():
-        lock = job_lock(ctx.locks_dir, job.id)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            continue  # alive in another thread or process
-        try:
-            ctx.state.update_job(
-                job.id,
-                state="failed",
-                finished_at=now,
-                error="interrupted: the process running the job stopped (crash or kill); "
-                + _INTERRUPTED.get(job.kind, "start it again."),
-            )
-            dead.append(job.id)
-        finally:
-            lock.release()
-    live_jobs = {j.id for j in ctx.state.unfinished_jobs()}
-    for record in ctx.state.versions():
-        if record.state == "building" and record.job_id not in live_jobs:
-            ctx.stores.drop(record.location)
-            ctx.state.drop_documents(version=record.id)
-            ctx.state.set_version_state(
-                record.id, "failed", now, "interrupted while building; its data was deleted"
-            )
-    return dead
-
-
 def build_and_switch(
     ctx: BuildContext,
     job_id: str,
@@ -262,7 +103,7 @@ def build_and_switch(
     ``rebuild`` re-embeds everything (no vectors carried). ``gate`` runs after the fill, before
     the replay; when its verdict is ``fail`` (and not ``force``), the version is replayed,
     checked and left ``ready``, and :class:`GateFailed` is raised."""
-    state, stores = ctx.state, ctx.stores
+    state, stores = ctx.registry, ctx.stores
     progress = Progress(stage="starting")
     started = time.monotonic()
     last_report = [0.0]
@@ -410,7 +251,6 @@ def _gate_summary(drift: dict[str, Any]) -> dict[str, Any]:
 
 
 def _count_files(sources: list[Source], snapshot: dict[tuple[str, str], str]) -> int:
-    from ragwall.ingest.sources import iter_source_files
 
     total = 0
     for source in sources:
@@ -537,7 +377,7 @@ def _replay(
     return {"ingested": ingested, "removed": removed}
 
 
-def _check(state: State, store: Store, version: int, active_version: int) -> None:
+def _check(state: Registry, store: Store, version: int, active_version: int) -> None:
     counts = state.version_counts(version=version)
     expected = sum(c for _, c in counts.values())
     live = store.count(Filter(must=(Match(Key.STATE, LIVE),)))
@@ -553,80 +393,3 @@ def _check(state: State, store: Store, version: int, active_version: int) -> Non
             "(their files unreadable now?); it was not activated. Check the job's sources, or "
             "remove the sources first."
         )
-
-
-def gate_rejected(record: VersionRecord) -> bool:
-    """Whether a reindex's drift gate kept this version from being activated."""
-    return bool(record.error and record.error.startswith(GATE_REJECTED))
-
-
-def enforce_retention(ctx: BuildContext, keep: int) -> list[int]:
-    """Keep the newest ``keep`` versions that can serve (active included; a version its gate
-    rejected is retired before any other); delete the rest's data and mark them ``retired``.
-    Returns the versions retired."""
-    servable = [v for v in ctx.state.versions() if v.state in ("active", "ready")]
-    active = [v for v in servable if v.state == "active"]
-    # A version whose gate rejected it goes first; among the rest, the oldest.
-    ready = sorted(
-        (v for v in servable if v.state == "ready"),
-        key=lambda v: (not gate_rejected(v), v.id),
-        reverse=True,
-    )
-    retire = ready[max(keep - len(active), 0) :]
-    now = datetime.now(UTC).isoformat()
-    for record in retire:
-        ctx.stores.drop(record.location)
-        ctx.state.drop_documents(version=record.id)
-        ctx.state.set_version_state(record.id, "retired", now)
-    return [r.id for r in retire]
-
-
-def environment_changes(settings: Settings, active: VersionRecord) -> dict[str, Any]:
-    """Pipeline settings the environment changed since ``active`` was built (it records the
-    environment it was built under)."""
-    env = pipeline_config(settings)
-    built_under = active.config.get(ENVIRONMENT, {})
-    return {k: env[k] for k in PIPELINE_FIELDS if k in built_under and env[k] != built_under[k]}
-
-
-def plan(
-    settings: Settings, active: VersionRecord, changes: ReindexChanges | dict[str, Any] | None
-) -> Settings:
-    """The settings a reindex builds with: the active version's, then what the environment
-    changed since that version was built, then ``changes`` (each validated like the
-    environment: a bad value raises pydantic's ValidationError; a model outside the allowed
-    ids and roots raises ModelNotAllowed). So a change made by an earlier
-    reindex's body stays, and an edited environment takes effect."""
-    given = (
-        changes.given()
-        if isinstance(changes, ReindexChanges)
-        else ReindexChanges.model_validate(changes or {}).given()
-    )
-    check_requested_models(settings, given)  # no path outside RAGWALL_MODEL_ROOTS
-    merged = version_settings(settings, active.config)
-    merged = version_settings(merged, environment_changes(settings, active))
-    return type(settings).model_validate({**merged.model_dump(), **given})
-
-
-def version_config(new_settings: Settings, environment: Settings) -> dict[str, Any]:
-    """What a version records: its pipeline settings, and the environment's at build time."""
-    env = pipeline_config(environment)
-    return {**pipeline_config(new_settings), ENVIRONMENT: {k: env[k] for k in PIPELINE_FIELDS}}
-
-
-def describe(record: VersionRecord, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
-    """A version as ``GET /v1/index`` shows it."""
-    return {
-        "version": version_name(record.id),
-        "state": record.state,
-        "created_at": record.created_at,
-        "finished_at": record.finished_at,
-        "fingerprint": {
-            **{k: v for k, v in record.config.items() if k != ENVIRONMENT},
-            "id": record.fingerprint,
-        },
-        "documents": sum(d for d, _ in counts.values()),
-        "chunks": sum(c for _, c in counts.values()),
-        "job_id": record.job_id,
-        "error": record.error,
-    }

@@ -30,16 +30,24 @@ from typing import Any
 
 from ragwall.embed import DenseEncoder
 from ragwall.errors import StoreError
-from ragwall.ingest.pipeline import PIPELINE_FIELDS, Ingester, pipeline_config, pipeline_fingerprint
-from ragwall.ingest.state import State, VersionRecord
+from ragwall.ingest.pipeline import (
+    PIPELINE_FIELDS,
+    Ingester,
+    pipeline_config,
+    pipeline_fingerprint,
+)
+from ragwall.ingest.registry import Registry, VersionRecord
+from ragwall.retrieval.backends import Stores, version_location
 from ragwall.retrieval.search import HybridSearcher
-from ragwall.retrieval.store import Store, Stores, version_location
+from ragwall.retrieval.store import Store
 from ragwall.settings import Settings
 
 log = logging.getLogger("ragwall.service.index")
 
 ENVIRONMENT = "environment"  # a version config's record of the environment it was built under
 DRAIN_TIMEOUT_S = 60.0  # how long a switch waits for requests still on the old version
+GATE_REJECTED = "drift gate failed"  # how a gate-rejected version's note begins
+GATE_REJECTED = "drift gate failed"  # how a gate-rejected version's note begins
 
 
 def version_name(version: int) -> str:
@@ -61,21 +69,21 @@ def version_settings(base: Settings, config: dict[str, Any]) -> Settings:
     return type(base).model_validate({**base.model_dump(), **changes})
 
 
-def ensure_registry(settings: Settings, state: State) -> VersionRecord:
+def ensure_registry(settings: Settings, registry: Registry) -> VersionRecord:
     """The active version's record; on a data dir without versions, registers version 1 in the
     pre-versions location (what an older release wrote becomes version 1 in place). A registry
     write only: it opens no store."""
-    active = state.active_version()
+    active = registry.active_version()
     if active is not None:
         return active
-    if state.versions():
+    if registry.versions():
         raise StoreError(
             "no index version is active (a crash between two registry writes?); activate one "
             "with `ragwall index activate V` (see `ragwall index list`)"
         )
     config = pipeline_config(settings)
     with contextlib.suppress(sqlite3.IntegrityError):  # another process registered it first
-        state.add_version(
+        registry.add_version(
             "active",
             version_location(settings, 1),
             {**config, ENVIRONMENT: {k: config[k] for k in PIPELINE_FIELDS}},
@@ -83,7 +91,44 @@ def ensure_registry(settings: Settings, state: State) -> VersionRecord:
             datetime.now(UTC).isoformat(),
             version=1,
         )
-    return state.active_version()  # type: ignore[return-value]
+    return registry.active_version()  # type: ignore[return-value]
+
+
+def gate_rejected(record: VersionRecord) -> bool:
+    """Whether a reindex's drift gate kept this version from being activated."""
+    return bool(record.error and record.error.startswith(GATE_REJECTED))
+
+
+def environment_changes(settings: Settings, active: VersionRecord) -> dict[str, Any]:
+    """Pipeline settings the environment changed since ``active`` was built (it records the
+    environment it was built under)."""
+    env = pipeline_config(settings)
+    built_under = active.config.get(ENVIRONMENT, {})
+    return {k: env[k] for k in PIPELINE_FIELDS if k in built_under and env[k] != built_under[k]}
+
+
+def version_config(new_settings: Settings, environment: Settings) -> dict[str, Any]:
+    """What a version records: its pipeline settings, and the environment's at build time."""
+    env = pipeline_config(environment)
+    return {**pipeline_config(new_settings), ENVIRONMENT: {k: env[k] for k in PIPELINE_FIELDS}}
+
+
+def describe(record: VersionRecord, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """A version as ``GET /v1/index`` shows it."""
+    return {
+        "version": version_name(record.id),
+        "state": record.state,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+        "fingerprint": {
+            **{k: v for k, v in record.config.items() if k != ENVIRONMENT},
+            "id": record.fingerprint,
+        },
+        "documents": sum(d for d, _ in counts.values()),
+        "chunks": sum(c for _, c in counts.values()),
+        "job_id": record.job_id,
+        "error": record.error,
+    }
 
 
 @dataclass(eq=False)
@@ -96,7 +141,7 @@ class IndexHandle:
     store: Store
     encoder: DenseEncoder
     make_searcher: Callable[[Store, DenseEncoder], HybridSearcher]
-    state: State
+    registry: Registry
     leases: int = field(default=0)
 
     @property
@@ -113,7 +158,7 @@ class IndexHandle:
 
     @cached_property
     def ingester(self) -> Ingester:
-        return Ingester(self.settings, self.state, self.store, self.encoder, self.version)
+        return Ingester(self.settings, self.registry, self.store, self.encoder, self.version)
 
 
 class ActiveIndex:
@@ -121,7 +166,7 @@ class ActiveIndex:
 
     Parameters:
         settings: the environment's settings (a version's own pipeline settings apply on top).
-        state: the registry.
+        registry: the registry.
         stores: opens each version's store.
         encoder_for: the (shared, cached) encoder for an embedding model id.
         make_searcher: builds a searcher over a store and an encoder.
@@ -130,13 +175,13 @@ class ActiveIndex:
     def __init__(
         self,
         settings: Settings,
-        state: State,
+        registry: Registry,
         stores: Stores,
         encoder_for: Callable[[str], DenseEncoder],
         make_searcher: Callable[[Store, DenseEncoder], HybridSearcher],
     ) -> None:
         self.settings = settings
-        self.state = state
+        self.registry = registry
         self.stores = stores
         self.encoder_for = encoder_for
         self.make_searcher = make_searcher
@@ -145,7 +190,7 @@ class ActiveIndex:
 
     # -- registry --------------------------------------------------------------------------
     def ensure_registry(self) -> VersionRecord:
-        return ensure_registry(self.settings, self.state)
+        return ensure_registry(self.settings, self.registry)
 
     # -- handles ---------------------------------------------------------------------------
     def open_handle(self, record: VersionRecord, store: Store | None = None) -> IndexHandle:
@@ -154,7 +199,7 @@ class ActiveIndex:
         encoder = self.encoder_for(settings.embedding_model)
         if store is None:
             store = self.stores.open(record.location, encoder.dim)
-        return IndexHandle(record, settings, store, encoder, self.make_searcher, self.state)
+        return IndexHandle(record, settings, store, encoder, self.make_searcher, self.registry)
 
     def current(self) -> IndexHandle:
         """The active version's handle (opened on first use). Callers that use it for more than
@@ -167,7 +212,7 @@ class ActiveIndex:
         return self._current
 
     def _current_locked(self) -> IndexHandle:
-        active = self.state.active_version() or self.ensure_registry()
+        active = self.registry.active_version() or self.ensure_registry()
         if self._current is None:
             self._current = self.open_handle(active)
         elif self._current.version != active.id:

@@ -8,38 +8,34 @@ Invariants:
   running job (or run). Ingests of different sources run side by side, and beside a reindex or a
   drift job. An ingest writes under the service's shared write lock: one accepted while a
   reindex replays waits for the replay to end, and a reindex's replay waits for the ingests
-  that are running (``Service.writes``), as it does for the CLI's ingests.
+  that are running (``Runtime.writes``), as it does for the CLI's ingests.
 - **Its row tells its truth**: progress counts the documents this run processes (done of total)
   and only moves forward; the result is the ingest's summary (``IngestReport.summary``); a
   cancel stops the run at once (its parser workers are killed, its pending chunks cleared) and
   the job ends ``cancelled``, with what it had done as its result.
 - **Audited as every job is**: ``source.ingest_start`` when it is accepted, and the ingest's own
   ``source.ingest`` record, with its outcome and the job's id, whatever its end. Every ingest
-  (a job's, the CLI's) appends that one record (:func:`audit_ingest`): ``succeeded``,
+  (a job's, the CLI's) appends that one record (``ragwall.service.sources.audit_ingest``): ``succeeded``,
   ``failed`` or ``cancelled``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from ragwall.errors import IngestCancelled, JobCancelled, RagwallError, SourceBusy
-from ragwall.ingest.pipeline import IngestReport
-from ragwall.ingest.state import JobRecord
-from ragwall.service.reindex import PROGRESS_EVERY_S, Progress
-
-if TYPE_CHECKING:
-    from ragwall.service.audit import AuditLog
-    from ragwall.service.jobs import JobRunner
+from ragwall.errors import IngestCancelled, SourceBusy
+from ragwall.ingest.registry import JobRecord
+from ragwall.service.jobs import PROGRESS_EVERY_S, JobRunner, Progress, error_message, now
+from ragwall.service.sources import Sources
 
 KIND = "ingest"
 
 
 def start_ingest(
     runner: JobRunner,
+    sources: Sources,
     actor: str,
     source_id: str,
     force: bool = False,
@@ -50,15 +46,13 @@ def start_ingest(
     Raises ``SourceNotFound`` for an unknown source and ``SourceBusy`` while the source is being
     ingested, before anything starts; a retry with the caller's same ``Idempotency-Key`` returns
     the first job (``IdempotencyKeyReused`` when the key came with another request)."""
-    from ragwall.service.jobs import _error_message, _now
-
-    svc = runner.service
-    svc.state.get_source(source_id)  # SourceNotFound before anything is claimed
+    registry, audit = sources.rt.registry, sources.rt.audit
+    registry.get_source(source_id)  # SourceNotFound before anything is claimed
     params: dict[str, Any] = {"source_id": source_id, "force": force}
 
     def hold() -> Callable[[], None]:
         try:
-            return svc.claim_source(source_id)
+            return sources.claim_source(source_id)
         except SourceBusy as exc:
             job = _running_job(runner, source_id)
             if job is None:
@@ -71,12 +65,12 @@ def start_ingest(
                 job_id=job.id,
             ) from None
 
-    claimed = runner._claim(KIND, actor, params, idempotency_key, hold=hold)
+    claimed = runner.claim(KIND, actor, params, idempotency_key, hold=hold)
     if isinstance(claimed, JobRecord):  # a retry: the first request's job
         return claimed
     job_id, run = claimed
     run.progress = progress = Progress(stage="queued")
-    svc.audit.append("source.ingest_start", actor, job_id=job_id, source_id=source_id, force=force)
+    audit.append("source.ingest_start", actor, job_id=job_id, source_id=source_id, force=force)
     last_written = [0.0]
 
     def on_progress(stage: str, done: int, total: int) -> None:
@@ -86,14 +80,14 @@ def start_ingest(
         now = time.monotonic()
         if now - last_written[0] >= PROGRESS_EVERY_S:
             last_written[0] = now
-            svc.state.update_job(job_id, progress=progress.as_dict())
+            registry.update_job(job_id, progress=progress.as_dict())
 
     def work() -> None:
-        svc.state.update_job(job_id, state="running", started_at=_now())
+        registry.update_job(job_id, state="running", started_at=now())
         progress.started = time.monotonic()
         progress.stage = "starting"
         try:
-            report = svc.ingest(
+            report = sources.ingest(
                 actor,
                 source_id,
                 progress=on_progress,
@@ -104,62 +98,17 @@ def start_ingest(
             )
         except IngestCancelled as exc:
             result = _account(progress, exc.report)
-            runner._end(job_id, "cancelled", result=result)
+            runner.end(job_id, "cancelled", result=result)
         except BaseException as exc:
-            runner._end(job_id, "failed", error=_error_message(exc))
+            runner.end(job_id, "failed", error=error_message(exc))
             if not isinstance(exc, Exception):
                 raise
         else:
             result = _account(progress, report)
             progress.stage = "done"
-            runner._end(job_id, "succeeded", result=result)
+            runner.end(job_id, "succeeded", result=result)
 
-    return runner._launch(KIND, job_id, run, work, background=True)
-
-
-def audit_ingest(
-    audit: AuditLog,
-    actor: str,
-    source_id: str,
-    index_version: str,
-    force: bool,
-    paths: Iterable[Path] | None,
-    job_id: str | None,
-    end: IngestReport | BaseException,
-) -> None:
-    """The one ``source.ingest`` record of an ingest, whatever its ``end`` (its report, or what
-    it raised): ``outcome`` ``succeeded`` (with its summary), ``cancelled`` (with what it had
-    done) or ``failed`` (with the error)."""
-    report = end if isinstance(end, IngestReport) else getattr(end, "report", None)
-    if isinstance(end, IngestReport):
-        outcome, error = "succeeded", None
-    elif isinstance(end, JobCancelled):
-        outcome, error = "cancelled", None
-    else:
-        outcome = "failed"
-        error = str(end) if isinstance(end, RagwallError) else f"{type(end).__name__}: {end}"
-    fields: dict[str, Any] = {}
-    if isinstance(report, IngestReport):
-        summary = report.summary()
-        fields = {
-            "run_id": report.run_id,
-            "summary": {k: v for k, v in summary.items() if not isinstance(v, list)},
-            "failed": len(report.failed),
-            "skipped": len(report.skipped),
-            "notes": len(report.notes),
-        }
-    audit.append(
-        "source.ingest",
-        actor,
-        source_id=source_id,
-        outcome=outcome,
-        **({"job_id": job_id} if job_id else {}),
-        index_version=index_version,
-        force=force,
-        paths=None if paths is None else "explicit",
-        **fields,
-        **({"error": error[:500]} if error else {}),
-    )
+    return runner.launch(KIND, job_id, run, work, background=True)
 
 
 def _account(progress: Progress, report: Any) -> dict[str, Any] | None:
@@ -176,7 +125,7 @@ def _account(progress: Progress, report: Any) -> dict[str, Any] | None:
 
 def _running_job(runner: JobRunner, source_id: str) -> JobRecord | None:
     """The unfinished ingest job of ``source_id``, if one holds it."""
-    for job in runner.service.state.unfinished_jobs():
+    for job in runner.registry.unfinished_jobs():
         if job.kind == KIND and job.params.get("source_id") == source_id:
             return job
     return None

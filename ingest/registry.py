@@ -3,7 +3,7 @@
 Documents are recorded per index version (``index_version``): each version is a complete index,
 and its rows say exactly what its store holds, so a rollback finds a registry that matches the
 index it switches to. A data dir made before index versions existed is migrated in place on
-open: its documents become version 1's (one transaction; :meth:`State.migrated` says whether it
+open: its documents become version 1's (one transaction; :meth:`Registry.migrated` says whether it
 ran).
 """
 
@@ -113,7 +113,7 @@ class DocumentRecord:
     ingested_at: str
 
 
-class State:
+class Registry:
     """The registry. One connection per process; SQLite's WAL lets readers run beside a writer."""
 
     def __init__(self, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Snapshots and drift comparisons of a live index, through the real search path.
+"""Snapshots and drift comparisons of live index versions, through the real search path (the
+measures themselves are ``ragwall.eval.drift``'s).
 
 A snapshot runs each query as an unrestricted caller would (every access group; quarantined
 sources and documents excluded, as for every caller), with the server's ranking defaults: fused
@@ -24,147 +25,34 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
 
 from ragwall.datasets import DatasetError
 from ragwall.errors import JobCancelled, VersionNotFound
 from ragwall.eval.drift.compare import Gates, compare
 from ragwall.eval.drift.embedding import embedding_drift
-from ragwall.eval.drift.queries import QuerySet, plain_query_id
+from ragwall.eval.drift.queries import QuerySet
 from ragwall.eval.drift.snapshot import (
     Snapshot,
     SnapshotQuery,
     hit_from,
-    load_snapshot,
-    parse_snapshot,
     select,
 )
+from ragwall.ingest.registry import VersionRecord
 from ragwall.retrieval.search import HybridSearcher, SearchFilter, access_filter
-from ragwall.service.index import IndexHandle, parse_version, version_name
-
-if TYPE_CHECKING:
-    from ragwall.ingest.state import VersionRecord
-    from ragwall.service.core import Service
+from ragwall.service.index import IndexHandle, version_name
+from ragwall.service.requests import Side
+from ragwall.service.retrieve import defense_config
+from ragwall.service.runtime import Runtime
+from ragwall.settings import RETRIEVE
 
 SERVING = ("active", "ready")
-CANDIDATES = 30  # per branch, as a retrieve's default (``RetrieveParams.candidates``)
 
 
-class DriftQueries(BaseModel):
-    """Queries, their judgements and the gates of a comparison, as a request body gives them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    queries: list[str] | dict[str, str] = Field(
-        min_length=1,
-        description="Query texts, or {id: text}; a text's id is `q` + 12 hex digits of its "
-        "sha256 when only texts are given.",
-    )
-    qrels: dict[str, dict[str, int]] | None = Field(
-        default=None, description="{query id: {document id: grade}} (BEIR qrels), for nDCG."
-    )
-    top_k: int = Field(default=10, ge=1, le=100)
-    max_ndcg_drop: float | None = Field(default=None, ge=0, le=1)
-    min_mean_rbo: float | None = Field(default=None, ge=0, le=1)
-    max_new_source_share: float | None = Field(default=None, ge=0, le=1)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _ndcg_gate_needs_qrels(self) -> DriftQueries:
-        if self.max_ndcg_drop is not None and not self.qrels:
-            raise ValueError("max_ndcg_drop needs qrels (nDCG is measured against judgements)")
-        return self
-
-    def query_set(self) -> QuerySet:
-        if isinstance(self.queries, dict):
-            queries = {str(k): v.strip() for k, v in self.queries.items()}
-        else:
-            queries = {plain_query_id(t.strip()): t.strip() for t in self.queries}
-        if any(not t for t in queries.values()):
-            raise DatasetError("queries: a query text is empty")
-        return QuerySet(queries, None, "the request's queries").with_qrels(self.qrels)
-
-    def gates(self) -> Gates:
-        return Gates(self.max_ndcg_drop, self.min_mean_rbo, self.max_new_source_share, self.alpha)
-
-
-class DriftGate(DriftQueries):
-    """A reindex's gate: the new version is compared with the active one on these queries."""
-
-
-class DriftRequest(DriftQueries):
-    """A drift comparison over HTTP (``POST /v1/eval/drift``)."""
-
-    baseline: str | dict[str, Any] = Field(
-        description="An index version (`v3`, `3`, `version 3`) or a snapshot object (the "
-        "JSON `ragwall eval snapshot` writes)."
-    )
-    candidate: str | dict[str, Any] | None = Field(
-        default=None, description="Likewise; the active version when omitted."
-    )
-
-    def sides(self) -> tuple[Side, Side]:
-        return _request_side(self.baseline, "baseline"), _request_side(self.candidate, "candidate")
-
-
-def _request_side(value: str | dict[str, Any] | None, name: str) -> Side:
-    """A request names a version or carries a snapshot, never a server path."""
-    if isinstance(value, dict):
-        return Side(snapshot=parse_snapshot(value, f"{name} snapshot"))
-    try:
-        return Side(version=_version(value))
-    except ValueError as exc:
-        raise DatasetError(f"{name}: {exc}, or give a snapshot object") from exc
-
-
-def _version(text: str | None) -> int | None:
-    """``version V``, ``vN`` or ``N`` → N; ``active``, empty or None → None (the active one).
-    Anything else raises ValueError."""
-    if text is None or text.strip().lower() in ("", "active"):
-        return None
-    words = text.split()
-    if len(words) == 2 and words[0].lower() == "version":
-        return parse_version(words[1])
-    return parse_version(text)
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of a comparison: a saved snapshot, an index version, or (neither) the active
-    version now."""
-
-    snapshot: Snapshot | None = None
-    version: int | None = None
-
-    def describe(self) -> str:
-        if self.snapshot is not None:
-            return f"snapshot of {self.snapshot.index_version}"
-        return version_name(self.version) if self.version else "the active version"
-
-
-def parse_side(text: str | None) -> Side:
-    """``SNAP.json`` (a file), ``version V`` / ``vN`` / ``N``, or ``active``/None."""
-    try:
-        return Side(version=_version(text))
-    except ValueError:
-        pass
-    path = Path(str(text))
-    if not path.exists():
-        raise DatasetError(
-            f"{text!r} is neither a snapshot file nor an index version (write `version 3`, `v3`, "
-            "or the path of a file made by `ragwall eval snapshot`)"
-        )
-    return Side(snapshot=load_snapshot(path))
-
-
-def serving_record(svc: Service, version: int) -> VersionRecord:
+def serving_record(rt: Runtime, version: int) -> VersionRecord:
     """The registry record of ``version`` when it can serve; ``NotFound`` when it is unknown or
     its data is gone (retired, failed) or incomplete (building)."""
-    record = svc.state.get_version(version)
+    record = rt.registry.get_version(version)
     if record is None:
         raise VersionNotFound(
             f"no index version {version_name(version)}; `ragwall index list` or GET /v1/index "
@@ -179,7 +67,7 @@ def serving_record(svc: Service, version: int) -> VersionRecord:
 
 
 def check_request(
-    svc: Service, queries: QuerySet | None, baseline: Side, candidate: Side
+    rt: Runtime, queries: QuerySet | None, baseline: Side, candidate: Side
 ) -> QuerySet:
     """Check a comparison before any work starts, the same for ``POST /v1/eval/drift`` and
     ``ragwall eval drift``; returns its queries (the baseline snapshot's when None).
@@ -192,10 +80,10 @@ def check_request(
                 "give the queries (--queries FILE or --dataset DIR) to compare versions"
             )
         queries = QuerySet({q.id: q.text for q in baseline.snapshot.queries}, None, "the baseline")
-    index_id = svc.state.index_id()
+    index_id = rt.registry.index_id()
     for name, side in (("baseline", baseline), ("candidate", candidate)):
         if side.version is not None:
-            serving_record(svc, side.version)
+            serving_record(rt, side.version)
         if side.snapshot is not None:
             if side.snapshot.index_id != index_id:
                 raise DatasetError(
@@ -213,28 +101,28 @@ def _check_cancel(cancel: threading.Event | None) -> None:
 
 
 @contextmanager
-def version_handle(svc: Service, version: int | None) -> Iterator[IndexHandle]:
+def version_handle(rt: Runtime, version: int | None) -> Iterator[IndexHandle]:
     """The handle of ``version`` (the active one when None) for the duration of the block."""
-    with svc.index.lease() as active:
+    with rt.index.lease() as active:
         if version is None or version == active.version:
             yield active
             return
-    record = serving_record(svc, version)
-    handle = svc.index.open_handle(record)
+    record = serving_record(rt, version)
+    handle = rt.index.open_handle(record)
     try:
         yield handle
     finally:
         handle.store.close()
 
 
-def ranking_settings(svc: Service) -> dict[str, Any]:
-    s = svc.settings
+def ranking_settings(rt: Runtime) -> dict[str, Any]:
+    s = rt.settings
     return {
         "fusion": "rrf",
         "rrf_k": s.rrf_k,
         "fuse": s.fuse_level,
         "bm25_weight": s.bm25_weight,
-        "candidates": CANDIDATES,
+        "candidates": RETRIEVE.candidates,
         "rerank": bool(s.rerank_by_default and s.reranker_model),
         "reranker_model": s.reranker_model if s.rerank_by_default else None,
         "defenses": s.defenses_by_default,
@@ -243,7 +131,7 @@ def ranking_settings(svc: Service) -> dict[str, Any]:
 
 
 def snapshot_with(
-    svc: Service,
+    rt: Runtime,
     searcher: HybridSearcher,
     record: Any,
     queries: QuerySet,
@@ -258,13 +146,15 @@ def snapshot_with(
     stops it before the next query (:class:`JobCancelled`)."""
     if top_k < 1 or top_k > 100:
         raise DatasetError("top_k must be between 1 and 100")
-    ranking = ranking_settings(svc)
+    ranking = ranking_settings(rt)
     depth = 3 * top_k
     ranking["candidates"] = max(ranking["candidates"], depth)
     ranking["depth"] = depth
-    blocked_sources, blocked_docs = svc.state.quarantined()
+    blocked_sources, blocked_docs = rt.registry.quarantined()
     flt = access_filter(None, SearchFilter(), blocked_sources, blocked_docs)
-    defenses = svc.defense_config(ranking["policy"]) if ranking["defenses"] else None
+    defenses = (
+        defense_config(rt.settings, rt.registry, ranking["policy"]) if ranking["defenses"] else None
+    )
     out: list[SnapshotQuery] = []
     total = len(queries.queries)
     for n, (qid, text) in enumerate(queries.queries.items(), start=1):
@@ -290,8 +180,8 @@ def snapshot_with(
         if progress:
             progress(n, total)
     return Snapshot(
-        index_id=svc.state.index_id(),
-        collection=svc.settings.collection,
+        index_id=rt.registry.index_id(),
+        collection=rt.settings.collection,
         index_version=version_name(record.id),
         fingerprint=record.fingerprint,
         embedding_model=str(record.config.get("embedding_model", "")),
@@ -302,7 +192,7 @@ def snapshot_with(
 
 
 def take_snapshot(
-    svc: Service,
+    rt: Runtime,
     queries: QuerySet,
     top_k: int = 10,
     version: int | None = None,
@@ -310,12 +200,12 @@ def take_snapshot(
     cancel: threading.Event | None = None,
 ) -> Snapshot:
     """A snapshot of ``version`` (the active one when None)."""
-    with version_handle(svc, version) as handle:
-        return snapshot_with(svc, handle.searcher, handle.record, queries, top_k, progress, cancel)
+    with version_handle(rt, version) as handle:
+        return snapshot_with(rt, handle.searcher, handle.record, queries, top_k, progress, cancel)
 
 
 def compare_versions(
-    svc: Service,
+    rt: Runtime,
     baseline: IndexHandle,
     candidate: IndexHandle,
     queries: QuerySet,
@@ -332,7 +222,7 @@ def compare_versions(
     for name, handle in (("baseline", baseline), ("candidate", candidate)):
         say(f"{name}: {len(queries.queries)} queries on {handle.name}")
         snaps.append(
-            snapshot_with(svc, handle.searcher, handle.record, queries, top_k, cancel=cancel)
+            snapshot_with(rt, handle.searcher, handle.record, queries, top_k, cancel=cancel)
         )
     _check_cancel(cancel)
     say("embedding drift: sampling stored vectors")
@@ -345,7 +235,7 @@ def compare_versions(
 
 
 def run_drift(
-    svc: Service,
+    rt: Runtime,
     queries: QuerySet | None,
     baseline: Side,
     candidate: Side = Side(),
@@ -358,20 +248,20 @@ def run_drift(
     snapshotted now; two versions also get an embedding-drift measure. The request is checked
     first (:func:`check_request`); ``cancel`` stops it between queries."""
     say = progress or (lambda _m: None)
-    queries = check_request(svc, queries, baseline, candidate)
+    queries = check_request(rt, queries, baseline, candidate)
     if baseline.snapshot is None and candidate.snapshot is None:
-        active = svc.index.ensure_registry().id
+        active = rt.index.ensure_registry().id
         b_version, c_version = baseline.version or active, candidate.version or active
-        with version_handle(svc, b_version) as b_handle:
+        with version_handle(rt, b_version) as b_handle:
             if c_version == b_version:
-                return compare_versions(svc, b_handle, b_handle, queries, top_k, gates, say, cancel)
-            with version_handle(svc, c_version) as c_handle:
-                return compare_versions(svc, b_handle, c_handle, queries, top_k, gates, say, cancel)
+                return compare_versions(rt, b_handle, b_handle, queries, top_k, gates, say, cancel)
+            with version_handle(rt, c_version) as c_handle:
+                return compare_versions(rt, b_handle, c_handle, queries, top_k, gates, say, cancel)
     snaps: list[Snapshot] = []
     for name, side in (("baseline", baseline), ("candidate", candidate)):
         if side.snapshot is not None:
             snaps.append(side.snapshot)
             continue
         say(f"{name}: {len(queries.queries)} queries on {side.describe()}")
-        snaps.append(take_snapshot(svc, queries, top_k, side.version, cancel=cancel))
+        snaps.append(take_snapshot(rt, queries, top_k, side.version, cancel=cancel))
     return compare(snaps[0], snaps[1], list(queries.queries), queries.qrels, top_k, gates)

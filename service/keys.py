@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Literal
 
 from ragwall.errors import RagwallError
+from ragwall.settings import POLICIES
 
 Scope = Literal["retrieve", "admin"]
 SCOPES: tuple[str, ...] = ("retrieve", "admin")
-POLICIES: tuple[str, ...] = ("flag", "demote", "drop")
 _KEY = re.compile(r"^rw_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 
 _SCHEMA = """
