@@ -333,7 +333,7 @@ def test_the_wheel_installs_only_the_ragwall_package(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"ragwall"}, tops
     for expected in (
-        "ragwall/api/cli.py",
+        "ragwall/api/cli/__init__.py",
         "ragwall/ingest/pipeline.py",
         "ragwall/retrieval/search.py",
         "ragwall/service/facade.py",

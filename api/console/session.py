@@ -4,15 +4,16 @@ Invariants:
 
 - **The browser holds only a random session token** (an HttpOnly, SameSite=Strict cookie; Secure
   over https). The admin key it signed in with is never stored, in the cookie or on the server.
-- The sessions themselves live in the registry, hashed (``ragwall.service.sessions``): a restart
-  signs no one out, and a copy of the database opens no session.
+- The sessions themselves live in the registry, hashed (``Service.sign_in``,
+  ``Service.console_session``): a restart signs no one out, and a copy of the database opens no
+  session.
 - **Every state-changing console request is refused unless its CSRF token matches the
   session's** (compared in constant time with :func:`hmac.compare_digest`).
 """
 
 from __future__ import annotations
 
-from ragwall.service.sessions import MAX_SESSIONS, ConsoleSession, SessionStore
+from ragwall.service import MAX_SESSIONS, ConsoleSession
 
 __all__ = [
     "COOKIE",
@@ -21,7 +22,6 @@ __all__ = [
     "LOGIN_COOKIE",
     "MAX_SESSIONS",
     "ConsoleSession",
-    "SessionStore",
 ]
 
 COOKIE = "ragwall_console"

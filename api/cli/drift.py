@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ragwall.api.cli import _actor, _fail, _service, err, eval_app
+from ragwall.api.cli.common import actor, err, fail, reported, run
 from ragwall.api.terminal import open_unit
-from ragwall.errors import RagwallError, StoreLocked
+from ragwall.errors import RagwallError
 
 QueriesOpt = Annotated[
     Path | None,
@@ -33,30 +32,17 @@ TopKOpt = Annotated[int, typer.Option(min=1, max=100, help="Hits compared per qu
 def _queries(queries: Path | None, qrels: Path | None, dataset: Path | None, split: str) -> Any:
     from ragwall.eval.drift.queries import load_query_set
 
-    try:
+    with reported():
         return load_query_set(queries, qrels, dataset, split)
-    except RagwallError as exc:
-        raise _fail(exc) from exc
 
 
-def _call(operation: Callable[[Any], Any]) -> Any:
-    """Run one service operation; a locked data dir or any Ragwall error exits 2 with its
-    message (a running server holds the index: the comparison runs there, over HTTP)."""
-    with _service() as svc:
-        try:
-            return operation(svc)
-        except StoreLocked as exc:
-            err.print(
-                f"[red]error:[/red] {exc}\nA running server holds this data dir: run the "
-                "comparison there with POST /v1/eval/drift (an admin key), which keeps the "
-                "report with the job."
-            )
-            raise typer.Exit(2) from exc
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+#: A comparison here on a data dir that a running server holds.
+DRIFT_LOCKED = (
+    "A running server holds this data dir: run the comparison there with POST /v1/eval/drift "
+    "(an admin key), which keeps the report with the job."
+)
 
 
-@eval_app.command("snapshot")
 def eval_snapshot(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the snapshot (JSON).")],
     queries: QueriesOpt = None,
@@ -70,7 +56,7 @@ def eval_snapshot(
     """Record what the index returns for each query (hits, scores, trust, flags) and how it
     ranks, to compare later with `ragwall eval drift --baseline SNAP.json`."""
     from ragwall.eval.drift.snapshot import save_snapshot
-    from ragwall.service.index import parse_version
+    from ragwall.service import parse_version
 
     found = _queries(queries, None, dataset, split)
     try:
@@ -78,8 +64,9 @@ def eval_snapshot(
     except ValueError as exc:
         err.print(f"[red]error:[/red] --version: {exc}")
         raise typer.Exit(2) from exc
-    snap = _call(
-        lambda svc: svc.snapshot(_actor(), found, top_k, number, _every(len(found.queries)))
+    snap = run(
+        lambda svc: svc.snapshot(actor(), found, top_k, number, _every(len(found.queries))),
+        locked=DRIFT_LOCKED,
     )
     save_snapshot(snap, out_path)
     err.print(
@@ -95,7 +82,6 @@ def _every(total: int, step: int = 50) -> Any:
     return report
 
 
-@eval_app.command("drift")
 def eval_drift(
     baseline: Annotated[
         str, typer.Option(help="SNAP.json, or an index version: 'version 3' or v3.")
@@ -145,12 +131,10 @@ def eval_drift(
     fails."""
     from ragwall.eval.drift.compare import Gates
     from ragwall.eval.drift.report import write_report
-    from ragwall.service.drift import parse_side
+    from ragwall.service import parse_side
 
-    try:
+    with reported():
         base_side, cand_side = parse_side(baseline), parse_side(candidate)
-    except RagwallError as exc:
-        raise _fail(exc) from exc
     found = (
         _queries(queries, qrels, dataset, split)
         if queries is not None or dataset is not None
@@ -158,7 +142,7 @@ def eval_drift(
     )
     if found is None and qrels is not None:
         if base_side.snapshot is None:
-            raise _fail(RagwallError("--qrels needs --queries (or --dataset)"))
+            raise fail(RagwallError("--qrels needs --queries (or --dataset)"))
         from ragwall.eval.drift.queries import QuerySet
 
         held = {q.id: q.text for q in base_side.snapshot.queries}
@@ -167,10 +151,11 @@ def eval_drift(
         err.print("[red]error:[/red] --max-ndcg-drop needs qrels: --qrels FILE, or --dataset DIR")
         raise typer.Exit(2)
     gates = Gates(max_ndcg_drop, min_mean_rbo, max_new_source_share, alpha)
-    result = _call(
+    result = run(
         lambda svc: svc.drift(
-            _actor(), found, base_side, cand_side, top_k, gates, progress=lambda m: err.print(m)
-        )
+            actor(), found, base_side, cand_side, top_k, gates, progress=lambda m: err.print(m)
+        ),
+        locked=DRIFT_LOCKED,
     )
     if report is not None:
         paths = write_report(result, report)
@@ -186,10 +171,8 @@ def eval_drift(
 def _queries_with(found: Any, qrels: Path) -> Any:
     from ragwall.datasets import load_qrels
 
-    try:
+    with reported():
         return found.with_qrels(load_qrels(qrels), str(qrels))
-    except RagwallError as exc:
-        raise _fail(exc) from exc
 
 
 def _print(result: dict[str, Any]) -> None:

@@ -10,18 +10,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ragwall.api import remote
-from ragwall.api.cli import _actor, _fail, _service, err, out
-from ragwall.api.terminal import open_unit, typer_app
-from ragwall.errors import RagwallError, StoreLocked
+from ragwall.api.cli.common import actor, err, out, reported, run
+from ragwall.api.terminal import open_unit
 
-index_app = typer_app("List, activate and roll back index versions.")
+if TYPE_CHECKING:
+    from ragwall.service import Service
 
 RESULT_FIELDS = ("version", "previous", "documents", "chunks", "reused_vectors", "seconds")
 
@@ -127,10 +127,8 @@ def _gate_body(
     """The gate as a request body: the query file read here (the server never reads paths)."""
     from ragwall.eval.drift.queries import load_query_set
 
-    try:
+    with reported():
         found = load_query_set(queries=queries, qrels=qrels)
-    except RagwallError as exc:
-        raise _fail(exc) from exc
     return {
         "queries": found.queries,
         "qrels": found.qrels,
@@ -199,23 +197,28 @@ class _Bar:
             self.bar.stop()
 
 
+#: A reindex here on a data dir that a running server holds.
+REINDEX_LOCKED = (
+    "A running server holds this data dir: start the reindex there, with "
+    "`ragwall reindex --url http://HOST:PORT --key ADMIN_KEY` or POST /v1/index/reindex."
+)
+#: A version switch here on a data dir that a running server holds.
+SWITCH_LOCKED = (
+    "A running server holds this data dir: add "
+    "`--url http://HOST:PORT --key ADMIN_KEY` to send the switch to it."
+)
+
+
 def _local(changes: dict[str, Any]) -> dict[str, Any]:
     bar = _Bar()
-    try:
-        with _service() as svc:
-            job = svc.reindex(_actor(), changes, progress=bar)
-    except StoreLocked as exc:
-        bar.close()
-        err.print(
-            f"[red]error:[/red] {exc}\nA running server holds this data dir: start the reindex "
-            "there, with `ragwall reindex --url http://HOST:PORT --key ADMIN_KEY` or "
-            "POST /v1/index/reindex."
-        )
-        raise typer.Exit(2) from exc
-    except RagwallError as exc:
-        bar.close()
-        raise _fail(exc) from exc
-    bar.close()
+
+    def reindex_here(svc: Service) -> Any:
+        try:
+            return svc.reindex(actor(), changes, progress=bar)
+        finally:
+            bar.close()  # before any error is printed
+
+    job = run(reindex_here, locked=REINDEX_LOCKED)
     if job.state != "succeeded":
         _print_gate(job.result)
         err.print(f"[red]error:[/red] reindex job {job.id} {job.state}: {job.error or ''}")
@@ -240,11 +243,7 @@ def _remote(url: str, key: str | None, changes: dict[str, Any]) -> dict[str, Any
 
 
 def _reprocess(source_id: str, as_json: bool) -> None:
-    with _service() as svc:
-        try:
-            report = svc.ingest(_actor(), source_id, force=True)
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+    report = run(lambda svc: svc.ingest(actor(), source_id, force=True))
     err.print(
         f"{source_id}: {report.documents} documents re-processed, {report.chunks} chunks, "
         f"{len(report.failed)} failed in {report.seconds:.1f} s"
@@ -255,14 +254,9 @@ def _reprocess(source_id: str, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-@index_app.command("list")
 def index_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The index versions, newest first, and which one is active."""
-    with _service() as svc:
-        try:
-            info = svc.index_info()
-        except RagwallError as exc:
-            raise _fail(exc) from exc
+    info = run(lambda svc: svc.index_info())
     if as_json:
         sys.stdout.write(json.dumps(info) + "\n")
         return
@@ -286,37 +280,26 @@ def index_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         )
 
 
-def _switch(call: str, url: str | None, key: str | None, *args: Any) -> None:
-    """A version switch here, or with ``url`` on the server that holds the index."""
-    if url:
-        body = {"version": args[0]} if args else None
-        result = remote.call(url, key, "POST", f"/v1/index/{call}", body, (200,))
-    else:
-        with _service() as svc:
-            try:
-                result = getattr(svc, call)(_actor(), *args)
-            except StoreLocked as exc:
-                err.print(
-                    f"[red]error:[/red] {exc}\nA running server holds this data dir: add "
-                    "`--url http://HOST:PORT --key ADMIN_KEY` to send the switch to it."
-                )
-                raise typer.Exit(2) from exc
-            except RagwallError as exc:
-                raise _fail(exc) from exc
+def _switched(result: dict[str, Any]) -> None:
     out.print(f"index {result['active']} is active (was {result['previous']})")
 
 
-@index_app.command("activate")
 def index_activate(
     version: Annotated[str, typer.Argument(help="A ready version: v3 or 3.")],
     url: remote.UrlOpt = None,
     key: remote.KeyOpt = None,
 ) -> None:
     """Make a ready version the active one (no rebuild)."""
-    _switch("activate", url, key, version)
+    if url:
+        body = {"version": version}
+        _switched(remote.call(url, key, "POST", "/v1/index/activate", body, (200,)))
+        return
+    _switched(run(lambda svc: svc.activate(actor(), version), locked=SWITCH_LOCKED))
 
 
-@index_app.command("rollback")
 def index_rollback(url: remote.UrlOpt = None, key: remote.KeyOpt = None) -> None:
     """Make the previous ready version active again (no rebuild)."""
-    _switch("rollback", url, key)
+    if url:
+        _switched(remote.call(url, key, "POST", "/v1/index/rollback", None, (200,)))
+        return
+    _switched(run(lambda svc: svc.rollback(actor()), locked=SWITCH_LOCKED))

@@ -1,0 +1,116 @@
+"""``ragwall sources …`` and ``ragwall documents …``: register, list and remove sources, and
+quarantine or release sources and documents.
+
+Each command is one service call (``common.run``) plus its output; ``sources remove`` with
+``--url`` is one request to the running server that holds the data dir.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+from urllib.parse import quote
+
+import typer
+from rich.table import Table
+
+from ragwall.api import remote
+from ragwall.api.cli.common import actor, out, run
+from ragwall.settings import TRUST_TIERS
+
+#: ``sources remove`` on a data dir that a running server holds.
+REMOVE_LOCKED = (
+    "A running server holds this data dir: add "
+    "`--url http://HOST:PORT --key ADMIN_KEY` to remove the source there."
+)
+
+ReasonOpt = Annotated[str, typer.Option(help="Why, for the audit log.")]
+
+
+def sources_add(
+    source_id: Annotated[str, typer.Argument(help="A short id, e.g. 'wiki'.")],
+    path: Annotated[str, typer.Argument(help="A folder, or a glob such as 'docs/**/*.md'.")],
+    trust: Annotated[str, typer.Option(help=f"Trust tier: {', '.join(TRUST_TIERS)}.")] = "internal",
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Access group whose keys see the source (repeat). Without one, only keys "
+            "without groups (unrestricted keys) see it; a group-bound key never does.",
+        ),
+    ] = None,
+    exist_ok: Annotated[
+        bool, typer.Option(help="Succeed quietly if the same source exists.")
+    ] = False,
+) -> None:
+    """Register a source with a trust tier and access groups."""
+    source = run(
+        lambda svc: svc.add_source(actor(), source_id, path, trust, group or [], exist_ok=exist_ok)
+    )
+    out.print(
+        f"source [bold]{source.id}[/bold]: {source.kind} {source.location} "
+        f"(trust {source.trust_tier}, groups {source.groups or '[]'})"
+    )
+
+
+def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered sources with their document and chunk counts."""
+    rows = [
+        {**s.source.model_dump(), "documents": s.documents, "chunks": s.chunks}
+        for s in run(lambda svc: svc.list_sources())
+    ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("id", "kind", "location", "trust", "groups", "documents", "chunks")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["kind"],
+            r["location"],
+            r["trust_tier"],
+            ",".join(r["groups"]),
+            str(r["documents"]),
+            str(r["chunks"]),
+        )
+    out.print(table)
+
+
+def sources_remove(source_id: str, url: remote.UrlOpt = None, key: remote.KeyOpt = None) -> None:
+    """Delete a source and every chunk it contributed (with --url: on the running server)."""
+    if url:
+        path = f"/v1/sources/{quote(source_id, safe='')}"
+        n = remote.call(url, key, "DELETE", path, expect=(200,))["chunks"]
+    else:
+        n = run(lambda svc: svc.remove_source(actor(), source_id), locked=REMOVE_LOCKED)
+    out.print(f"removed source {source_id} and {n} chunks")
+
+
+def _said(kind: str, value: str, on: bool, changed: bool) -> None:
+    verb = "quarantined" if on else "released"
+    out.print(f"{kind} {value} {verb}" + ("" if changed else f" (it already was {verb})"))
+
+
+def sources_quarantine(source_id: str, reason: ReasonOpt = "") -> None:
+    """Kill switch: no retrieve returns this source's chunks until it is released."""
+    changed = run(lambda svc: svc.set_quarantine(actor(), "source", source_id, True, reason))
+    _said("source", source_id, True, changed)
+
+
+def sources_release(source_id: str) -> None:
+    """Lift a source's quarantine."""
+    changed = run(lambda svc: svc.set_quarantine(actor(), "source", source_id, False, ""))
+    _said("source", source_id, False, changed)
+
+
+def documents_quarantine(doc_sha256: str, reason: ReasonOpt = "") -> None:
+    """Quarantine one document by the sha256 of its bytes (a hit's doc_sha256)."""
+    changed = run(lambda svc: svc.set_quarantine(actor(), "document", doc_sha256, True, reason))
+    _said("document", doc_sha256, True, changed)
+
+
+def documents_release(doc_sha256: str) -> None:
+    """Lift a document's quarantine."""
+    changed = run(lambda svc: svc.set_quarantine(actor(), "document", doc_sha256, False, ""))
+    _said("document", doc_sha256, False, changed)
