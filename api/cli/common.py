@@ -66,6 +66,7 @@ def reported(locked: str | None = None) -> Iterator[None]:
 
 def service() -> Service:
     """The service over the configured data dir (the model and store open on first use)."""
+    # deferred: the service loads qdrant, torch and transformers (1.2 s); `--help` needs none
     from ragwall.service import Service
 
     try:
@@ -83,6 +84,7 @@ def run(op: Callable[[Service], T], locked: str | None = None) -> T:
 
 def actor() -> str:
     """Who the audit trail records for this command (``cli:<user>``)."""
+    # deferred: the service loads qdrant, torch and transformers (1.2 s)
     from ragwall.service import cli_actor
 
     return cli_actor()

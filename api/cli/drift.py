@@ -16,6 +16,7 @@ from rich.table import Table
 
 from ragwall.api.cli.common import actor, err, fail, reported, run
 from ragwall.api.terminal import open_unit
+from ragwall.datasets import load_qrels
 from ragwall.errors import RagwallError
 
 QueriesOpt = Annotated[
@@ -30,6 +31,7 @@ TopKOpt = Annotated[int, typer.Option(min=1, max=100, help="Hits compared per qu
 
 
 def _queries(queries: Path | None, qrels: Path | None, dataset: Path | None, split: str) -> Any:
+    # deferred: numpy and scipy, for the drift commands only
     from ragwall.eval.drift.queries import load_query_set
 
     with reported():
@@ -55,6 +57,7 @@ def eval_snapshot(
 ) -> None:
     """Record what the index returns for each query (hits, scores, trust, flags) and how it
     ranks, to compare later with `ragwall eval drift --baseline SNAP.json`."""
+    # deferred: numpy, scipy and the service, for this command only
     from ragwall.eval.drift.snapshot import save_snapshot
     from ragwall.service import parse_version
 
@@ -129,6 +132,7 @@ def eval_drift(
     """Compare two states of the index (snapshots or versions): result-set change, quality
     change with significance, source-share, score and embedding drift. Exit 1 when a gate
     fails."""
+    # deferred: numpy, scipy, matplotlib and the service, for this command only
     from ragwall.eval.drift.compare import Gates
     from ragwall.eval.drift.report import write_report
     from ragwall.service import parse_side
@@ -143,6 +147,7 @@ def eval_drift(
     if found is None and qrels is not None:
         if base_side.snapshot is None:
             raise fail(RagwallError("--qrels needs --queries (or --dataset)"))
+        # deferred: numpy and scipy, for this command only
         from ragwall.eval.drift.queries import QuerySet
 
         held = {q.id: q.text for q in base_side.snapshot.queries}
@@ -169,8 +174,6 @@ def eval_drift(
 
 
 def _queries_with(found: Any, qrels: Path) -> Any:
-    from ragwall.datasets import load_qrels
-
     with reported():
         return found.with_qrels(load_qrels(qrels), str(qrels))
 

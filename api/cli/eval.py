@@ -28,6 +28,7 @@ def eval_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """nDCG@10, Recall@100, MRR@10 and latency for dense, BM25, fused and fused+rerank."""
+    # deferred: the eval loads the service, torch and the datasets
     from ragwall.eval.retrieval import evaluate_retrieval
 
     defaults = settings()
@@ -92,6 +93,7 @@ def eval_poisoning(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Attack success at top 5 with defenses off and on; the defenses' cost on clean data."""
+    # deferred: the eval loads the service, torch and the datasets
     from ragwall.eval.poisoning import evaluate_poisoning
 
     with reported():
@@ -139,6 +141,7 @@ def eval_injection(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Recall and false positives of the rules, the old head, the model, and rules + model."""
+    # deferred: the eval loads the service, torch and onnxruntime
     from ragwall.eval.injection import DETECTORS, evaluate_documents, evaluate_injection
 
     if documents is not None and (dataset or windows):

@@ -125,6 +125,7 @@ def _gate_body(
     alpha: float,
 ) -> dict[str, Any]:
     """The gate as a request body: the query file read here (the server never reads paths)."""
+    # deferred: numpy and scipy, for a gated reindex only
     from ragwall.eval.drift.queries import load_query_set
 
     with reported():

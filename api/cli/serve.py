@@ -22,6 +22,7 @@ def serve(
     """Serve the HTTP API on the configured index."""
     import uvicorn
 
+    # deferred: FastAPI, uvicorn and the service load only to serve
     from ragwall.api.app import create_app
     from ragwall.service import Service
     from ragwall.telemetry import configure_logging

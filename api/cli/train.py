@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ragwall.api.cli.common import err, reported
+from ragwall.defend.data import write_part
 
 
 def rerank_train(
@@ -31,6 +32,7 @@ def rerank_train(
     max_pairs: Annotated[int | None, typer.Option(help="Cap the pairs (quick runs).")] = None,
 ) -> None:
     """Fine-tune a cross-encoder from the packaged MiniLM on weak supervision; export ONNX int8."""
+    # deferred: the trainer loads torch and transformers only to train
     from ragwall.rerank.train import TrainConfig, train
 
     out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,7 @@ def defend_train(
 ) -> None:
     """Fine-tune the injection classifier (every layer; CPU, or a GPU if torch sees one),
     calibrate it on held-back families, export ONNX int8 with its card. Resumable."""
+    # deferred: torch and transformers load only to train
     from ragwall.defend.finetune import FineTune
     from ragwall.defend.trainer import DEFAULT_LOSO, train
 
@@ -115,7 +118,6 @@ def defend_split(
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Write one part of the training split (for `ragwall eval injection --dataset`)."""
-    from ragwall.defend.data import write_part
 
     with reported():
         counts = write_part(data, part, out, seed)
