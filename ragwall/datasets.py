@@ -7,11 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragwall.errors import RagwallError
-
-
-class DatasetError(RagwallError):
-    """A dataset folder is missing a file or holds malformed lines."""
+from ragwall.errors import DatasetError
 
 
 @dataclass

@@ -1,7 +1,26 @@
 """One rooted exception tree for the whole project.
 
 Every error that a user can cause or fix derives from :class:`RagwallError`; its message says what
-to do. Callers catch the narrowest class they can handle.
+to do. Callers catch the narrowest class they can handle; the HTTP API answers each with its own
+status and code (``ragwall.api.errors``), the CLI with a message and exit status 2.
+
+* RagwallError
+    * SourceError: SourceNotFound, SourceExists, SourceOutsideRoots, SourceBusy
+    * SecretFileError
+    * JobCancelled
+        * IngestCancelled
+    * IdempotencyKeyReused
+    * ApiKeyError, DatasetError
+    * ReindexCheckFailed, GateFailed
+    * InvalidRequest
+    * NotFound: JobNotFound, VersionNotFound, ReportNotFound
+    * Conflict: JobRunning, SwitchRefused
+    * DocumentError: UnsupportedDocument, EmptyDocument, EncryptedDocument, CorruptDocument,
+      DocumentTooLarge, UnreadableDocument
+    * StoreError
+        * StoreLocked
+    * ModelError
+    * ModelNotAllowed
 """
 
 from __future__ import annotations
@@ -62,6 +81,27 @@ class IdempotencyKeyReused(RagwallError):
     def __init__(self, message: str, job_id: str) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class ApiKeyError(RagwallError):
+    """A key could not be created or found."""
+
+
+class DatasetError(RagwallError):
+    """A dataset folder is missing a file or holds malformed lines."""
+
+
+class ReindexCheckFailed(RagwallError):
+    """A reindex's new version does not match the registry; it was not activated."""
+
+
+class GateFailed(RagwallError):
+    """A reindex's drift gate failed: the new version is ``ready`` but not active; ``result``
+    holds the job's result (the version, the gate's figures, the report)."""
+
+    def __init__(self, message: str, result: dict) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class InvalidRequest(RagwallError):

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from ragwall.errors import RagwallError
+from ragwall.errors import ApiKeyError
 from ragwall.settings import POLICIES
 
 Scope = Literal["retrieve", "admin"]
@@ -43,10 +43,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at TEXT
 );
 """
-
-
-class ApiKeyError(RagwallError):
-    """A key could not be created or found."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ragwall.defend.detect import Signals, content_trust
-from ragwall.errors import JobCancelled, RagwallError
+from ragwall.errors import GateFailed, JobCancelled, RagwallError, ReindexCheckFailed
 from ragwall.ingest.pipeline import (
     Ingester,
     detector_fingerprint,
@@ -67,19 +67,6 @@ from ragwall.settings import Settings
 log = logging.getLogger("ragwall.service.reindex")
 
 SCROLL_PAGE = 512
-
-
-class ReindexCheckFailed(RagwallError):
-    """The new version does not match the registry; it was not activated."""
-
-
-class GateFailed(RagwallError):
-    """The drift gate failed: the new version is ``ready`` but not active; ``result`` holds the
-    job's result (the version, the gate's figures, the report)."""
-
-    def __init__(self, message: str, result: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 #: A reindex gate: (the new version's store, its record) -> the drift result.
