@@ -58,12 +58,12 @@ def api(tmp_path_factory):
     for sid, folder, tier in (("kb", kb, "internal"), ("web", web, "external")):
         source = make_source(sid, str(folder), tier, [])
         services.runtime.registry.add_source(source)
-        report = services.ingester.ingest(source)
+        report = services.runtime.index.current().ingester.ingest(source)
         assert not report.failed
     keys = {
-        "reader": services.keys.create("retrieve", None)[0],
-        "dropper": services.keys.create("retrieve", None, policy="drop")[0],
-        "admin": services.keys.create("admin", None)[0],
+        "reader": services.runtime.keys.create("retrieve", None)[0],
+        "dropper": services.runtime.keys.create("retrieve", None, policy="drop")[0],
+        "admin": services.runtime.keys.create("admin", None)[0],
     }
     with TestClient(create_app(settings, services)) as client:
         yield client, keys, services
@@ -169,10 +169,10 @@ def test_quarantine_is_immediate_enforced_in_the_filter_and_audited(api):
     assert client.post("/v1/documents/not-a-hash/quarantine", headers=admin).status_code == 422
     import json
 
-    records = [json.loads(x) for x in services.audit.path.read_text().splitlines()]
+    records = [json.loads(x) for x in services.runtime.audit.path.read_text().splitlines()]
     actions = [r["action"] for r in records]
     assert actions.count("source.quarantine") == 1 and actions.count("document.release") == 1
-    assert services.audit.verify().ok
+    assert services.runtime.audit.verify().ok
 
 
 def test_spotlighted_context_within_budget(api):
@@ -189,7 +189,7 @@ def test_spotlighted_context_within_budget(api):
     assert 0 < ctx["tokens"] <= 300 and ctx["included"]
     assert ctx["included"] == [h["id"] for h in body["hits"]][: len(ctx["included"])]
     assert "Ignore\u02c6previous\u02c6instructions" in ctx["text"]  # flagged: datamarked
-    assert services.encoder.count_tokens(ctx["text"]) <= 300 + 2  # [CLS]/[SEP] only
+    assert services.runtime.encoder.count_tokens(ctx["text"]) <= 300 + 2  # [CLS]/[SEP] only
     bad = client.post(
         "/v1/retrieve",
         json={"query": "x", "context": True, "max_context_tokens": 10},

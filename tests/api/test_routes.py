@@ -37,12 +37,12 @@ def api(tmp_path_factory):
     ):
         source = make_source(sid, str(folder), tier, [group])
         services.runtime.registry.add_source(source)
-        services.ingester.ingest(source)
+        services.runtime.index.current().ingester.ingest(source)
     keys = {
-        "finance": services.keys.create("retrieve", ["finance"])[0],
-        "eng": services.keys.create("retrieve", ["eng"])[0],
-        "all": services.keys.create("retrieve", None)[0],
-        "admin": services.keys.create("admin", None)[0],
+        "finance": services.runtime.keys.create("retrieve", ["finance"])[0],
+        "eng": services.runtime.keys.create("retrieve", ["eng"])[0],
+        "all": services.runtime.keys.create("retrieve", None)[0],
+        "admin": services.runtime.keys.create("admin", None)[0],
     }
     with TestClient(create_app(settings, services)) as client:
         yield client, keys, services, root
@@ -210,12 +210,12 @@ def test_the_key_is_checked_before_the_body(api):
 
 def test_refusals_are_audited_with_who_and_why(api):
     client, keys, services, _ = api
-    before = services.audit.verify().records
+    before = services.runtime.audit.verify().records
     assert _post(client, None, {"query": "x"}).status_code == 401
     r = client.get("/v1/sources", headers={"Authorization": f"Bearer {keys['finance']}"})
     assert r.status_code == 403
     assert _post(client, keys["all"], {"query": "ok", "top_k": "5"}).status_code == 422
-    records = [json.loads(x) for x in services.audit.path.read_text().splitlines()][before:]
+    records = [json.loads(x) for x in services.runtime.audit.path.read_text().splitlines()][before:]
     assert [(r["action"], r["status"], r["reason"]) for r in records] == [
         ("refused", 401, "unauthorized"),
         ("refused", 403, "forbidden"),
@@ -224,7 +224,7 @@ def test_refusals_are_audited_with_who_and_why(api):
     finance_id = keys["finance"].split("_")[1]
     assert records[0]["key_id"] == "anonymous" and records[1]["key_id"] == finance_id
     assert records[1]["route"] == "/v1/sources" and records[1]["method"] == "GET"
-    assert services.audit.verify().ok
+    assert services.runtime.audit.verify().ok
 
 
 def test_health_and_openapi(api):
@@ -241,13 +241,13 @@ def test_health_and_openapi(api):
 
 def test_every_call_is_audited_and_the_chain_verifies(api):
     client, keys, services, _ = api
-    before = services.audit.verify().records
+    before = services.runtime.audit.verify().records
     _post(client, keys["all"], {"query": "refund"})
     job = client.post("/v1/sources/fin/ingest", headers={"X-API-Key": keys["admin"]}).json()
     services.jobs.wait(job["job_id"], 600)
-    report = services.audit.verify()
+    report = services.runtime.audit.verify()
     assert report.ok and report.records == before + 3
-    last = [json.loads(x) for x in services.audit.path.read_text().splitlines()][-3:]
+    last = [json.loads(x) for x in services.runtime.audit.path.read_text().splitlines()][-3:]
     assert last[0]["action"] == "retrieve" and last[0]["query_sha256"] and last[0]["results"]
     assert "refund" not in json.dumps(last[0])  # the query itself is not stored, only its hash
     assert [r["action"] for r in last[1:]] == ["source.ingest_start", "source.ingest"]
