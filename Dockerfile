@@ -32,6 +32,7 @@ COPY retrieval ./retrieval
 COPY rerank ./rerank
 COPY defend ./defend
 COPY eval ./eval
+COPY service ./service
 
 RUN python -m venv /opt/ragwall \
  && /opt/ragwall/bin/python -m pip install -q --upgrade pip \

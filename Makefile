@@ -36,7 +36,7 @@ run: install
 	$(BIN)/ragwall serve --port $(PORT)
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # A real browser for the console and report tests: Debian's chromium, installed with apt where
 # this user can; elsewhere those tests skip, and pytest's header says so.

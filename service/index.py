@@ -207,10 +207,6 @@ class ActiveIndex:
         with self._lock:
             return self._current_locked()
 
-    def peek(self) -> IndexHandle | None:
-        """The handle if one is open (never opens one)."""
-        return self._current
-
     def _current_locked(self) -> IndexHandle:
         active = self.registry.active_version() or self.ensure_registry()
         if self._current is None:

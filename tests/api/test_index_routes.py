@@ -39,6 +39,7 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.corpus: Path | None = None  # the registered source's folder
 
     def start(self) -> None:
         log = (self.data.parent / "server.log").open("ab")  # read it when a test fails
@@ -69,17 +70,29 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([RAGWALL, *args], env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture
-def served(tmp_path):
-    data = tmp_path / "data"
-    corpus = tmp_path / "kb"
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """One ingested data dir with an admin and a reader key, built once with the CLI; each test
+    serves its own copy (the corpus folder is shared: a test that changes it puts it back)."""
+    root = tmp_path_factory.mktemp("index-routes")
+    data, corpus = root / "data", root / "kb"
     _write_corpus(corpus, n_extra=60)
     env = {**os.environ, "RAGWALL_DATA_DIR": str(data), "RAGWALL_QUERY_ENCODER": "torch"}
     assert _cli(env, "sources", "add", "kb", str(corpus), "--trust", "internal").returncode == 0
     assert _cli(env, "ingest", "kb").returncode == 0
     admin = json.loads(_cli(env, "keys", "create", "--scope", "admin", "--json").stdout)["key"]
     reader = json.loads(_cli(env, "keys", "create", "--json").stdout)["key"]
+    return data, corpus, admin, reader
+
+
+@pytest.fixture
+def served(template, tmp_path):
+    built, corpus, admin, reader = template
+    data = tmp_path / "data"
+    shutil.copytree(built, data)
+    env = {**os.environ, "RAGWALL_DATA_DIR": str(data), "RAGWALL_QUERY_ENCODER": "torch"}
     server = Server(data, env)
+    server.corpus = corpus
     server.start()
     try:
         yield server, {"Authorization": f"Bearer {admin}"}, {"Authorization": f"Bearer {reader}"}
@@ -286,8 +299,12 @@ def test_cli_beside_a_running_server(served):
     # summary with the same exit status (1: a document failed, the rest were ingested).
     local = _cli(env, "ingest", "kb")
     assert local.returncode == 2 and "--url" in " ".join(local.stderr.split())
-    (server.data.parent / "kb" / "broken.docx").write_bytes(b"not a zip archive at all")
-    remote = _cli(env, "ingest", "kb", "--url", server.url, "--key", key, "--json")
+    broken = server.corpus / "broken.docx"
+    broken.write_bytes(b"not a zip archive at all")
+    try:
+        remote = _cli(env, "ingest", "kb", "--url", server.url, "--key", key, "--json")
+    finally:
+        broken.unlink()  # the corpus is the module's
     assert remote.returncode == 1, remote.stderr
     summary = json.loads(remote.stdout.strip().splitlines()[-1])
     assert (summary["documents"], summary["unchanged"], len(summary["failed"])) == (0, 63, 1)

@@ -190,7 +190,8 @@ def test_one_log_line_per_request_with_ids_not_secrets(api, log_lines):
 
 def test_query_text_is_logged_only_when_asked(api, log_lines, monkeypatch):
     client, keys, svc = api
-    monkeypatch.setattr(svc, "settings", svc.settings.model_copy(update={"log_queries": True}))
+    rt = svc.runtime  # the concerns read the runtime's settings
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"log_queries": True}))
     _retrieve(client, keys["reader"], "where is the reset code sent")
     line = [x for x in log_lines() if x["message"] == "request"][-1]
     assert line["query"] == "where is the reset code sent"

@@ -4,6 +4,7 @@ PoisonedRAG attack passages as a new source, identical and changed rebuilds, the
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -11,6 +12,7 @@ from ragwall.datasets import DatasetError, load_corpus, write_documents
 from ragwall.eval.drift.compare import Gates
 from ragwall.eval.drift.queries import QuerySet, load_dataset_queries
 from ragwall.service import NotFound, Service, Side, parse_side
+from ragwall.settings import Settings
 from tests.conftest import shared
 
 QUERIES = 15  # Cranfield dev queries in the subset
@@ -40,13 +42,23 @@ def data(tmp_path_factory):
     return root, cranfield, attacked
 
 
-@pytest.fixture
-def service(settings, encoder, data):
+@pytest.fixture(scope="module")
+def ingested(data, encoder, tmp_path_factory):
+    """The Cranfield subset ingested once; each test works on its own copy of the data dir."""
     root, _, _ = data
-    s = settings.model_copy(update={"query_encoder": "torch"})
+    built = tmp_path_factory.mktemp("drift-index") / "data"
+    s = Settings(data_dir=built, embed_buffer_chunks=64, query_encoder="torch")
     with Service(s, encoder=encoder) as svc:
         svc.add_source("admin", "cranfield", str(root / "cranfield"), "internal")
         svc.ingest("admin", "cranfield")
+    return built
+
+
+@pytest.fixture
+def service(settings, encoder, ingested):
+    shutil.copytree(ingested, settings.data_dir)
+    s = settings.model_copy(update={"query_encoder": "torch"})
+    with Service(s, encoder=encoder) as svc:
         yield svc
 
 
