@@ -8,12 +8,12 @@ per channel, cached beside the data), or a Hugging Face id found in the local ca
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from ragwall.errors import ModelError
 from ragwall.onnx_runtime import cpu_session, folder_digest, run_encodings
+from ragwall.settings import Settings
 
 ONNX_NAME = "model.onnx"
 INT8_NAME = "model_int8.onnx"
@@ -84,7 +84,7 @@ def export_onnx(model_dir: Path, out_dir: Path, quantize: bool = True) -> Path:
 
 
 def _cache_dir(model_dir: Path, base: Path | None) -> Path:
-    base = base or Path(os.environ.get("RAGWALL_DATA_DIR", "data")) / "models"
+    base = base or Settings().models_dir
     key = folder_digest(
         model_dir.resolve(), ("config.json", "model.safetensors", "pytorch_model.bin")
     )

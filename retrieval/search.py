@@ -39,6 +39,7 @@ from ragwall.retrieval.store import (
     SparseVec,
     Store,
 )
+from ragwall.settings import RETRIEVE
 from ragwall.telemetry import tracing
 
 
@@ -137,8 +138,8 @@ class HybridSearcher:
         self,
         query: str,
         flt: Filter,
-        top_k: int = 8,
-        candidates: int = 30,
+        top_k: int = RETRIEVE.top_k,
+        candidates: int = RETRIEVE.candidates,
         fusion: Fusion = "rrf",
         rrf_k: int = 60,
         rerank: bool = False,

@@ -29,7 +29,7 @@ FIELDS = ("embedding_model", "injection_model")
 
 def model_roots(settings: Settings) -> list[Path]:
     """The folders a requested model may live in, resolved."""
-    roots = settings.model_roots or [settings.data_dir / "models"]
+    roots = settings.model_roots or [settings.models_dir]
     return [Path(root).expanduser().resolve() for root in roots]
 
 
