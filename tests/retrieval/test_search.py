@@ -47,23 +47,33 @@ def test_distinct_passages_are_untouched():
 QUERY = "United States Trustee supervises standing trustees in bankruptcy cases"
 
 
-@pytest.fixture
-def two_sources(ingester, tmp_path):
-    """Two sources of real documents: ``kb`` (group eng) and ``hr`` (group hr)."""
-    from ragwall.ingest import make_source
+@pytest.fixture(scope="module")
+def two_sources(encoder, tmp_path_factory):
+    """Two sources of real documents: ``kb`` (group eng) and ``hr`` (group hr), ingested once
+    for the module's tests (they only read)."""
+    from ragwall.ingest import Ingester, Registry, make_source
+    from ragwall.retrieval.backends import open_store
+    from ragwall.settings import Settings
 
+    root = tmp_path_factory.mktemp("two-sources")
+    settings = Settings(data_dir=root / "data", embed_buffer_chunks=64)
+    registry = Registry(settings.state_path)
+    store = open_store(settings, encoder.dim)
+    ingester = Ingester(settings, registry, store, encoder)
     for source_id, group, names in (
         ("kb", "eng", ["README.md", "handbook-1p.docx", "fake-email.eml", "simple.docx"]),
         ("hr", "hr", ["fake-email.txt", "handbook-1p.docx"]),
     ):
-        folder = tmp_path / source_id
+        folder = root / source_id
         folder.mkdir()
         for name in names:
             shutil.copy(shared("docs", name), folder / name)
         source = make_source(source_id, str(folder), "internal", [group])
-        ingester.state.add_source(source)
+        registry.add_source(source)
         ingester.ingest(source)
-    return ingester
+    yield ingester
+    store.close()
+    registry.close()
 
 
 def _doc(hit) -> tuple[str, str]:
