@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from ragwall.api.cli import app
 
 RAGWALL = str(Path(sys.executable).with_name("ragwall"))
 QUERIES = "who approves refunds\nhow are laptops ordered\ntravel policy for trains\n"
@@ -119,11 +122,14 @@ def test_bad_input_exits_2_with_a_message(run, tmp_path, queries):
         (("reindex", "--gate", str(queries), "--max-new-source-share", "-1"),
          "Invalid value for '--max-new-source-share'"),
     ]  # fmt: skip
+    # Each case in process (Typer's runner: the same app, options and exit status as the
+    # `ragwall` command the snapshot above ran as a user runs it, without a process each).
+    env = {"RAGWALL_DATA_DIR": str(tmp_path / "data")}
     for args, message in cases:
-        got = run(*args)
-        assert got.returncode == 2, (args, got.stderr)
+        got = CliRunner().invoke(app, list(args), env=env)
+        assert got.exit_code == 2, (args, got.stderr, got.exception)
         assert message in " ".join(got.stderr.split()), (args, got.stderr)
-        assert "Traceback" not in got.stderr
+        assert got.exception is None or isinstance(got.exception, SystemExit), got.exception
 
     # A snapshot of another index (another data dir) is refused, not compared.
     _kb(tmp_path / "kb2")
