@@ -34,12 +34,34 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest'
     terminalreporter.write_line(line, yellow=not found, bold=not found)
 
 
+#: The longest test files (about a minute or more each on the 2-core box), longest first.
+LONG_FILES = (
+    "ingest/test_shared_corpus.py",
+    "service/test_drift.py",
+    "api/test_index_routes.py",
+    "eval/test_retrieval.py",
+    "eval/test_defenses.py",
+    "api/test_cli_drift.py",
+    "api/test_cli.py",
+    "test_readme.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Test files with slow tests first, each file's tests in their order: with one file per
-    worker (``--dist loadfile``), the long files start at once and the short ones fill in, so
-    no worker is left alone with a long file at the end."""
+    """The longest files first, then the other files with slow tests, then the rest, each
+    file's tests in their order: with one file per worker (``--dist loadfile``), the long files
+    start at once and the short ones fill in, so no worker is left alone with a long file at
+    the end."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    tests = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = str(item.path.relative_to(tests)) if item.path.is_relative_to(tests) else ""
+        if name in LONG_FILES:
+            return 0, LONG_FILES.index(name)
+        return (1 if item.path in slow_files else 2), 0
+
+    items.sort(key=rank)
 
 
 def shared(*parts: str) -> Path:
