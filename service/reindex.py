@@ -125,7 +125,7 @@ class Reindexes:
         earlier = self.jobs.earlier("reindex", actor, params, idempotency_key)
         if earlier is not None:
             return earlier
-        index = rt.index  # migrate/recover before anything else
+        _ = rt.index  # migrate and recover before anything else
         try:
             rt.encoder_for(new_settings.embedding_model)
         except ModelError as exc:  # one message, whatever went wrong: no probing of files
@@ -149,7 +149,6 @@ class Reindexes:
             self._run(
                 job_id,
                 actor,
-                index,
                 new_settings,
                 run.cancel,
                 progress,
@@ -164,7 +163,6 @@ class Reindexes:
         self,
         job_id: str,
         actor: str,
-        index: ActiveIndex,
         new_settings: Any,
         cancel: threading.Event,
         progress: Callable[[dict[str, Any]], None] | None,
