@@ -2,6 +2,11 @@
 (``qdrant-client``) when ``RAGWALL_QDRANT_URL`` is set, else the embedded shard
 (``qdrant-edge-py``). The backends are imported only when used, so an embedded deployment never
 loads ``qdrant-client`` and a server deployment never opens a shard.
+
+Invariant: an embedded version's location is recorded relative to the data dir
+(``qdrant/<collection>__v<n>``) and resolved against the data dir it is opened from, so a data dir
+that is copied, restored from a backup or moved reads and writes its own shards, never the ones it
+was copied from. (An absolute location, as older releases recorded, is used as it is.)
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def open_store(settings, dim: int, lock=None, location: str | None = None) -> St
     from ragwall.retrieval.edge_store import EdgeStore  # deferred: qdrant-edge
 
     return EdgeStore.open(
-        Path(location) if location else settings.shard_path,
+        shard_folder(settings, location) if location else settings.shard_path,
         dim,
         segment_max_kb=settings.segment_max_kb,
         lock=lock,
@@ -41,13 +46,19 @@ def open_store(settings, dim: int, lock=None, location: str | None = None) -> St
 
 def version_location(settings, version: int) -> str:  # noqa: ANN001 - Settings
     """Where index version ``version`` lives: ``<collection>__v<n>`` on a server, a shard folder
-    beside the first one when embedded. (Version 1 keeps the pre-versions location, so a data
-    dir or collection made before index versions is version 1 in place.)"""
-    if version == 1:
-        return settings.collection if settings.qdrant_url else str(settings.shard_path)
+    beside the first one when embedded, relative to the data dir (see the module docstring).
+    (Version 1 keeps the pre-versions location, so a data dir or collection made before index
+    versions is version 1 in place.)"""
     if settings.qdrant_url:
-        return f"{settings.collection}__v{version}"
-    return str(settings.shard_path.with_name(f"{settings.collection}__v{version}"))
+        return settings.collection if version == 1 else f"{settings.collection}__v{version}"
+    first = settings.shard_path.relative_to(settings.data_dir)
+    return (first if version == 1 else first.with_name(f"{first.name}__v{version}")).as_posix()
+
+
+def shard_folder(settings, location: str) -> Path:  # noqa: ANN001 - Settings
+    """The shard folder an embedded ``location`` names: relative ones lie in the data dir."""
+    path = Path(location)
+    return path if path.is_absolute() else settings.data_dir / path
 
 
 class Stores:
@@ -88,7 +99,7 @@ class Stores:
 
             drop_collection(self.client(), location)
             return
-        path = Path(location)
+        path = shard_folder(self.settings, location)
         shutil.rmtree(path, ignore_errors=True)
         Path(str(path) + ".lock").unlink(missing_ok=True)
 

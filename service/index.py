@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from ragwall.embed import DenseEncoder
@@ -46,7 +47,6 @@ log = logging.getLogger("ragwall.service.index")
 
 ENVIRONMENT = "environment"  # a version config's record of the environment it was built under
 DRAIN_TIMEOUT_S = 60.0  # how long a switch waits for requests still on the old version
-GATE_REJECTED = "drift gate failed"  # how a gate-rejected version's note begins
 GATE_REJECTED = "drift gate failed"  # how a gate-rejected version's note begins
 
 
@@ -92,6 +92,23 @@ def ensure_registry(settings: Settings, registry: Registry) -> VersionRecord:
             version=1,
         )
     return registry.active_version()  # type: ignore[return-value]
+
+
+def relocate_shards(settings: Settings, registry: Registry) -> None:
+    """Embedded: record absolute shard locations (what older releases wrote) relative to the
+    data dir, so this data dir uses its own shards (see :mod:`ragwall.retrieval.backends`).
+
+    Older releases recorded ``<their data dir>/qdrant/<shard>``. Whether this data dir is that
+    one, a copy of it or the same moved elsewhere, the version's shard is this data dir's
+    ``qdrant/<shard>``: reading, writing or deleting the recorded path instead would reach into
+    another data dir.
+    """
+    for record in registry.versions():
+        path = Path(record.location)
+        if record.location and path.is_absolute() and path.parent.name == "qdrant":
+            relative = f"qdrant/{path.name}"
+            registry.set_version_location(record.id, relative)
+            log.info("index version %s: shard location recorded as %s", record.id, relative)
 
 
 def gate_rejected(record: VersionRecord) -> bool:

@@ -40,7 +40,7 @@ from ragwall.retrieval.search import HybridSearcher
 from ragwall.retrieval.store import Store
 from ragwall.service.audit import AuditLog
 from ragwall.service.datadir import make_private
-from ragwall.service.index import ActiveIndex
+from ragwall.service.index import ActiveIndex, relocate_shards
 from ragwall.service.keys import KeyStore
 from ragwall.service.sessions import SessionStore
 from ragwall.settings import Settings
@@ -167,6 +167,7 @@ class Runtime:
         process died marked failed by ``on_index_open``)."""
         if not self.settings.qdrant_url:
             self._own_data_dir()
+            relocate_shards(self.settings, self.registry)
         index = ActiveIndex(
             self.settings, self.registry, self.stores, self.encoder_for, self.make_searcher
         )

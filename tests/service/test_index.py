@@ -4,6 +4,7 @@ replay of updates made during a build, rollback, retention, idempotency, cancel,
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ragwall.errors import IdempotencyKeyReused
+from ragwall.retrieval.backends import shard_folder
 from ragwall.retrieval.search import SearchFilter
 from ragwall.service import (
     DEV_PRINCIPAL,
@@ -92,7 +94,8 @@ def test_a_data_dir_made_before_versions_is_version_1_in_place(tmp_path, setting
         assert {h.provenance["doc_name"] for h in got.result.hits} == {"pumps.md", "valves.md"}
         assert "well to the tank" in got.result.hits[0].text + got.result.hits[1].text
         # The old shard stays where it was: version 1 is the pre-versions location.
-        assert Path(svc.runtime.registry.get_version(1).location) == s.shard_path
+        assert svc.runtime.registry.get_version(1).location == "qdrant/ragwall"
+        assert shard_folder(s, "qdrant/ragwall") == s.shard_path
         assert svc.runtime.audit.verify().ok
     with Service(s, encoder=encoder) as again:  # the migration ran once
         assert not again.runtime.registry.migrated
@@ -153,7 +156,6 @@ def test_a_new_injection_model_rescores_flags_and_trust_without_re_embedding(
 ):
     """An index scored by the rules alone gets the injection model by a reindex that reuses
     every stored vector: scores, spans, reasons and trust are recomputed, vectors are not."""
-    import shutil
 
     from ragwall.defend.model import PACKAGED_MODEL
 
@@ -193,7 +195,6 @@ def test_an_upgraded_injection_model_under_the_same_setting_is_applied_by_a_rein
 ):
     """An upgrade of Ragwall replaces the packaged model's files, not a setting: a plain reindex
     that reuses every vector still rescores with the model as it is now."""
-    import shutil
 
     from ragwall.defend.model import PACKAGED_MODEL
 
@@ -306,10 +307,47 @@ def test_a_cancelled_build_leaves_the_active_version_and_no_data(service):
     svc.jobs.wait(job.id, timeout=300)
     assert svc.job(job.id).state == "cancelled"
     failed = svc.runtime.registry.get_version(2)
-    assert failed.state == "failed" and not Path(failed.location).exists()
+    assert failed.state == "failed"
+    assert not shard_folder(svc.settings, failed.location).exists()
     assert svc.runtime.registry.version_counts(version=2) == {}
     assert svc.index_info()["active"] == "v1" and _results(svc) == before
     assert svc.reindex("admin", {"chunk_max_tokens": 72}).state == "succeeded"
+
+
+def test_a_copied_or_moved_data_dir_uses_its_own_shards(settings, encoder, tmp_path):
+    corpus = tmp_path / "kb"
+    _write_corpus(corpus)
+    first = settings.data_dir
+    s = settings.model_copy(update={"query_encoder": "torch"})
+    with Service(s, encoder=encoder) as svc:
+        svc.add_source("admin", "kb", str(corpus), "internal")
+        svc.ingest("admin", "kb")
+        assert svc.runtime.registry.get_version(1).location == "qdrant/ragwall"
+        # What older releases recorded: the shard's absolute path.
+        svc.runtime.registry.set_version_location(1, str(s.shard_path))
+
+    # A copy of the data dir writes to its own shard, not to the one it was copied from.
+    copy = s.model_copy(update={"data_dir": tmp_path / "copy"})
+    shutil.copytree(first, copy.data_dir)
+    (corpus / "printers.md").write_text("# Printers\n\nToner cartridges come from the IT desk.\n")
+    with Service(copy, encoder=encoder) as svc:
+        svc.ingest("admin", "kb")
+        assert svc.runtime.registry.get_version(1).location == "qdrant/ragwall"
+        assert svc.index_info()["versions"][0]["documents"] == 4
+        printers = svc.retrieve(DEV_PRINCIPAL, RetrieveParams("toner cartridges", top_k=1))
+        assert printers.result.hits[0].provenance["doc_name"] == "printers.md"
+    with Service(s, encoder=encoder) as svc:  # the original is untouched
+        got = svc.retrieve(DEV_PRINCIPAL, RetrieveParams("toner cartridges", top_k=5))
+        assert "printers.md" not in {h.provenance["doc_name"] for h in got.result.hits}
+        svc.runtime.registry.set_version_location(1, str(s.shard_path))
+
+    # A moved data dir (its old path gone) finds its shard by name.
+    moved = s.model_copy(update={"data_dir": tmp_path / "moved"})
+    first.rename(moved.data_dir)
+    with Service(moved, encoder=encoder) as svc:
+        got = svc.retrieve(DEV_PRINCIPAL, RetrieveParams("refunds approval", top_k=1))
+        assert got.result.hits[0].provenance["doc_name"] == "refunds.md"
+        assert svc.runtime.registry.get_version(1).location == "qdrant/ragwall"
 
 
 def test_bad_changes_are_refused_before_any_work(service, tmp_path):
@@ -334,7 +372,8 @@ def test_bad_changes_are_refused_before_any_work(service, tmp_path):
 
 def test_retention_keeps_the_newest_versions_and_deletes_the_rest(service):
     svc, _ = service
-    v1_location = Path(svc.runtime.registry.get_version(1).location)
+    v1_location = shard_folder(svc.settings, svc.runtime.registry.get_version(1).location)
+    assert v1_location.is_dir()
     for tokens in (100, 110):
         assert svc.reindex("admin", {"chunk_max_tokens": tokens}).state == "succeeded"
     states = {v["version"]: v["state"] for v in svc.index_info()["versions"]}
