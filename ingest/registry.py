@@ -334,9 +334,7 @@ class Registry:
         )
 
     def set_version_location(self, version: int, location: str) -> None:
-        self._db.execute(
-            "UPDATE index_versions SET location = ? WHERE id = ?", (location, version)
-        )
+        self._db.execute("UPDATE index_versions SET location = ? WHERE id = ?", (location, version))
 
     def activate(self, version: int) -> int | None:
         """Make ``version`` the active one in one transaction; returns the one it replaced."""
