@@ -28,7 +28,7 @@ def test_eval_poisoning_on_a_slice(tmp_path):
     subset = dict(list(attack.items())[:12])
     attack_file = tmp_path / "attack.json"
     attack_file.write_text(json.dumps(subset))
-    clean = _slice(tmp_path, n_queries=10)
+    clean = _slice(tmp_path, n_queries=10, distractors=40)
     code, result, err = _run(
         "eval",
         "poisoning",

@@ -12,9 +12,12 @@ import pytest
 from ragwall.datasets import DatasetError, load_beir
 from tests.conftest import shared
 
+QUERIES = 20  # judged Cranfield dev queries in the slice
 
-def _slice(tmp_path: Path, n_queries: int = 25) -> Path:
-    """The first judged queries of Cranfield dev, with their judged documents plus distractors."""
+
+def _slice(tmp_path: Path, n_queries: int = QUERIES, distractors: int = 80) -> Path:
+    """The first judged queries of Cranfield dev, with their judged documents plus the first
+    ``distractors`` documents of the corpus."""
     src = shared("cranfield")
     qrels = (src / "qrels" / "dev.tsv").read_text().splitlines()
     header, rows = qrels[0], [r.split("\t") for r in qrels[1:]]
@@ -22,7 +25,7 @@ def _slice(tmp_path: Path, n_queries: int = 25) -> Path:
     rows = [r for r in rows if r[0] in keep_q]
     docs = {r[1] for r in rows}
     corpus = [json.loads(x) for x in (src / "corpus.jsonl").read_text().splitlines()]
-    docs |= {d["_id"] for d in corpus[:150]}
+    docs |= {d["_id"] for d in corpus[:distractors]}
     out = tmp_path / "cran-slice"
     (out / "qrels").mkdir(parents=True)
     (out / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus if d["_id"] in docs))
@@ -49,7 +52,7 @@ def test_eval_retrieval_json_and_table(tmp_path):
     assert set(result["stages"]) == {"dense", "bm25", "fused", "fused (document-level)"}
     for name, metrics in {**result["stages"], **result["peers"]}.items():
         assert set(metrics) >= {"ndcg@10", "recall@100", "mrr@10", "ms_per_query"}, name
-        assert 0.0 < metrics["ndcg@10"] <= 1.0 and metrics["queries"] == 25
+        assert 0.0 < metrics["ndcg@10"] <= 1.0 and metrics["queries"] == QUERIES
     assert {"bm25s", "rank-bm25", "rrf(bm25s, dense) k=60"} <= set(result["peers"])
     # On judged data the system must be in the league of plain BM25, not broken.
     assert result["stages"]["fused"]["ndcg@10"] >= 0.8 * result["peers"]["bm25s"]["ndcg@10"]
@@ -61,7 +64,7 @@ def test_eval_retrieval_json_and_table(tmp_path):
     peer = result["peers"][vs["peer"]]
     for name in ("dense", "bm25", "fused"):
         d = vs[name]
-        assert d["wins"] + d["losses"] + d["ties"] == 25
+        assert d["wins"] + d["losses"] + d["ties"] == QUERIES
         assert d["ci95"][0] <= d["mean_diff"] <= d["ci95"][1] and 0.0 < d["p"] <= 1.0
         gap = result["stages"][name]["ndcg@10"] - peer["ndcg@10"]
         assert abs(d["mean_diff"] - gap) < 1e-3
