@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragwall.api.guard import ApiError
 from ragwall.errors import (
+    ChunkNotFound,
     Conflict,
     IdempotencyKeyReused,
     InvalidRequest,
@@ -53,6 +54,7 @@ ERRORS: dict[type[RagwallError], tuple[int, str]] = {
     JobNotFound: (404, "job_not_found"),
     VersionNotFound: (404, "version_not_found"),
     ReportNotFound: (404, "report_not_found"),
+    ChunkNotFound: (404, "chunk_not_found"),
     NotFound: (404, "not_found"),
     JobRunning: (409, "job_running"),
     SwitchRefused: (409, "switch_refused"),

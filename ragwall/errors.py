@@ -13,7 +13,7 @@ status and code (``ragwall.api.errors``), the CLI with a message and exit status
     * ApiKeyError, DatasetError
     * ReindexCheckFailed, GateFailed
     * InvalidRequest
-    * NotFound: JobNotFound, VersionNotFound, ReportNotFound
+    * NotFound: JobNotFound, VersionNotFound, ReportNotFound, ChunkNotFound
     * Conflict: JobRunning, SwitchRefused
     * DocumentError: UnsupportedDocument, EmptyDocument, EncryptedDocument, CorruptDocument,
       DocumentTooLarge, UnreadableDocument
@@ -118,6 +118,10 @@ class JobNotFound(NotFound):
 
 class VersionNotFound(NotFound):
     """No index version with that name, or one that cannot serve (retired, failed)."""
+
+
+class ChunkNotFound(NotFound):
+    """No chunk or document with that id that the caller may see (one answer for both)."""
 
 
 class ReportNotFound(NotFound):

@@ -42,6 +42,9 @@ from ragwall.retrieval.store import (
 from ragwall.settings import RETRIEVE
 from ragwall.telemetry import tracing
 
+#: The most chunks one fetch reads (a document's, or the ids asked for).
+MAX_FETCH_CHUNKS = 2000
+
 
 class QueryEncoder(Protocol):
     def encode_query(self, query: str) -> Any: ...
@@ -237,6 +240,57 @@ class HybridSearcher:
         for h in hits:
             h.vector = None
         return SearchResult(hits[:top_k], timings, applied, skipped, n_candidates, dropped)
+
+    def fetch(self, flt: Filter, limit: int, defenses: DefenseConfig | None = None) -> SearchResult:
+        """The chunks within ``flt`` (an :func:`access_filter`, narrowed to chunk ids or to a
+        document), in document order (source, document, chunk index), at most ``limit``.
+
+        With ``defenses``, every chunk is checked and the policy applied as a search's hits are
+        (there is no query: the checks that compare chunks with one find nothing). At most
+        :data:`MAX_FETCH_CHUNKS` chunks are read; ``candidates`` says how many were found.
+        """
+        timings: dict[str, float] = {}
+        with _stage("fetch", timings):
+            found: list = []
+            offset: str | None = None
+            while len(found) < MAX_FETCH_CHUNKS:
+                page, offset = self.store.scroll(
+                    flt,
+                    limit=min(256, MAX_FETCH_CHUNKS - len(found)),
+                    offset=offset,
+                    with_vectors=defenses is not None,
+                )
+                found += page
+                if offset is None:
+                    break
+        found.sort(
+            key=lambda h: (
+                str(h.payload.get(Key.SOURCE_ID, "")),
+                str(h.payload.get(Key.DOC_URI, "")),
+                int(h.payload.get(Key.CHUNK_INDEX) or 0),
+                h.id,
+            )
+        )
+        hits = [
+            ScoredChunk(
+                id=h.id,
+                text=h.payload.get(Key.TEXT, ""),
+                provenance=provenance(h.payload),
+                trust=float(h.payload.get(Key.TRUST, 0.0)),
+                scores={"dense": None, "sparse": None, "fused": None, "rerank": None},
+                vector=h.dense,
+            )
+            for h in found
+        ]
+        dropped = 0
+        if defenses is not None and hits:
+            order = {h.id: i for i, h in enumerate(hits)}
+            with _stage("defend", timings):
+                hits, dropped = _defend("", hits, defenses)
+            hits.sort(key=lambda h: order[h.id])  # document order, whatever the policy moved
+        for h in hits:
+            h.vector = None
+        return SearchResult(hits[:limit], timings, False, None, len(found), dropped)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ Modules, bottom to top (a module imports only those above it in this list):
   models, write lock, data-dir lock, the active index);
 - ``jobs``: the job runner (runs a callable; knows no job kinds), ``requests``: job bodies;
 - ``upkeep``, ``rebuild``: retention and recovery; the reindex build protocol;
-- the concerns: ``sources``, ``ingest_jobs``, ``access``, ``retrieve``, ``snapshots``,
+- the concerns: ``sources``, ``ingest_jobs``, ``access``, ``retrieve``, ``catalog``, ``snapshots``,
   ``health``, ``versions``, ``reindex``, ``comparisons``, ``job_status``, ``views``;
 - ``facade``: ``Service``, one line per operation.
 """
@@ -17,6 +17,7 @@ Modules, bottom to top (a module imports only those above it in this list):
 from ragwall.errors import Conflict, InvalidRequest, NotFound
 from ragwall.service.access import cli_actor
 from ragwall.service.audit import AuditLog, VerifyReport
+from ragwall.service.catalog import Fetched, SourceView
 from ragwall.service.facade import Service
 from ragwall.service.index import parse_version, version_name
 from ragwall.service.keys import DEV_PRINCIPAL, ApiKeyError, KeyRecord, KeyStore, Principal
@@ -36,6 +37,7 @@ __all__ = [
     "ConsoleSession",
     "DriftGate",
     "DriftRequest",
+    "Fetched",
     "FlaggedChunk",
     "FlaggedPage",
     "InvalidRequest",
@@ -50,6 +52,7 @@ __all__ = [
     "Side",
     "SourceRow",
     "SourceSummary",
+    "SourceView",
     "VerifyReport",
     "cli_actor",
     "parse_side",

@@ -34,8 +34,10 @@ from ragwall.eval.drift import Gates, QuerySet, Snapshot
 from ragwall.ingest.pipeline import IngestReport
 from ragwall.ingest.registry import JobRecord
 from ragwall.ingest.sources import Source
+from ragwall.retrieval.search import SearchFilter
 from ragwall.service.access import Access
 from ragwall.service.audit import VerifyReport
+from ragwall.service.catalog import Catalog, Fetched, SourceView
 from ragwall.service.comparisons import Comparisons
 from ragwall.service.health import Health
 from ragwall.service.ingest_jobs import KIND as INGEST_KIND
@@ -86,6 +88,7 @@ class Service:
         self._sources = Sources(rt, self.metrics)
         self._access = Access(rt)
         self._retriever = Retriever(rt, self.metrics)
+        self._catalog = Catalog(rt)
         self._versions = Versions(rt, self.jobs)
         self._reindexes = Reindexes(rt, self.jobs)
         self._comparisons = Comparisons(rt, self.jobs)
@@ -208,8 +211,26 @@ class Service:
         return self._access.record_refusal(key_id, method, route, status, code)
 
     # -- retrieve (``retrieve``) ---------------------------------------------------------------
-    def retrieve(self, who: Principal, params: RetrieveParams) -> Retrieval:
-        return self._retriever.retrieve(who, params)
+    def retrieve(
+        self, who: Principal, params: RetrieveParams, action: str = "retrieve"
+    ) -> Retrieval:
+        return self._retriever.retrieve(who, params, action)
+
+    def visible_sources(self, who: Principal) -> list[SourceView]:
+        return self._catalog.visible_sources(who)
+
+    def check_names(self, who: Principal, filters: SearchFilter) -> None:
+        self._catalog.check_names(who, filters)
+
+    def fetch(
+        self,
+        who: Principal,
+        chunk_id: str | None = None,
+        doc_id: str | None = None,
+        policy: str | None = None,
+        action: str = "fetch",
+    ) -> Fetched:
+        return self._catalog.fetch(who, chunk_id, doc_id, policy, action)
 
     def defense_config(self, policy: str) -> DefenseConfig:
         return defense_config(self.settings, self.runtime.registry, policy)

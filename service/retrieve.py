@@ -98,16 +98,21 @@ class Retriever:
         self.rt = rt
         self.metrics = metrics
 
-    def retrieve(self, who: Principal, params: RetrieveParams) -> Retrieval:
+    def retrieve(
+        self, who: Principal, params: RetrieveParams, action: str = "retrieve"
+    ) -> Retrieval:
         """Search within what ``who`` may see (its groups, minus quarantined content).
 
         ``params`` fields left ``None`` take the server's settings (rerank, defenses), and the
-        policy falls back from the request to the key's to the server's.
+        policy falls back from the request to the key's to the server's. ``action`` names the
+        audit record (``retrieve``; ``mcp.search`` for an agent's MCP call).
         """
         with self.rt.index.lease() as active:
-            return self._retrieve(who, params, active)
+            return self._retrieve(who, params, active, action)
 
-    def _retrieve(self, who: Principal, params: RetrieveParams, active: IndexHandle) -> Retrieval:
+    def _retrieve(
+        self, who: Principal, params: RetrieveParams, active: IndexHandle, action: str
+    ) -> Retrieval:
         facts = current_request()
         request_id = facts.request_id if facts is not None else uuid.uuid4().hex
         blocked_sources, blocked_docs = self.rt.registry.quarantined()
@@ -135,7 +140,7 @@ class Retriever:
         )
         audit_start = time.perf_counter()
         with tracing.span("audit"):
-            self._audit_retrieve(who, params, request_id, active.name, result)
+            self._audit_retrieve(who, params, request_id, active.name, result, action)
         timings = {**result.timings_ms, "audit": _ms_since(audit_start)}
         self._observe_retrieve(params, policy if want_defenses else None, result, timings)
         reranker = active.searcher.reranker
@@ -157,9 +162,10 @@ class Retriever:
         request_id: str,
         index_version: str,
         result: SearchResult,
+        action: str,
     ) -> None:
         self.rt.audit.append(
-            "retrieve",
+            action,
             who.key_id,
             request_id=request_id,
             index_version=index_version,

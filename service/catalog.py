@@ -1,0 +1,185 @@
+"""What a caller may see, by name: its sources, and chunks fetched by id.
+
+Invariants:
+
+- **A key's groups bind every view.** A caller sees a source when they share a group (a
+  group-less source only by an unrestricted key); :meth:`Catalog.visible_sources` lists those
+  alone, and :meth:`Catalog.fetch` reads through the same access filter as a search
+  (``ragwall.retrieval.search.access_filter``: groups, quarantine, live state).
+- **"Not yours" and "does not exist" are one answer.** A fetch that finds nothing the caller may
+  see raises :class:`ChunkNotFound` with the same message whether the chunk or document is
+  missing, quarantined, pending or another group's.
+- **Names fail loudly.** :meth:`Catalog.check_names` refuses a source or group the caller
+  cannot see (:class:`InvalidRequest`, naming close matches among what it can see), never
+  narrowing a search to nothing in silence; it never names what the caller may not see.
+- **Every fetch appends one audit record** with the key id, what was asked for and the chunk
+  ids returned, under the caller's ``action`` (``mcp.fetch``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import uuid
+from dataclasses import dataclass
+
+from ragwall.errors import ChunkNotFound, InvalidRequest
+from ragwall.ingest.sources import Source
+from ragwall.payload import Key
+from ragwall.retrieval.search import SearchFilter, SearchResult, access_filter
+from ragwall.retrieval.store import Filter, HasId, MatchAny
+from ragwall.service.keys import Principal
+from ragwall.service.retrieve import defense_config
+from ragwall.service.runtime import Runtime
+from ragwall.telemetry import current as current_request
+
+#: A document id: the sha256 of its bytes, as hits carry it (``provenance.doc_sha256``).
+DOC_ID = re.compile(r"^[0-9a-f]{64}$")
+#: The most chunks one fetch returns.
+FETCH_LIMIT = 500
+NOT_FOUND = "no such {what} visible to this key: check the id (ids come from search results)"
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """A source as a caller sees it: its groups are only those it shares with the caller."""
+
+    id: str
+    trust_tier: str
+    groups: list[str]
+    documents: int
+    chunks: int
+    last_ingest: str | None
+    quarantined: bool
+
+
+@dataclass(frozen=True)
+class Fetched:
+    request_id: str
+    index_version: str
+    result: SearchResult
+    policy: str | None
+
+
+def sees(who: Principal, source: Source) -> bool:
+    """Whether ``who`` may see ``source`` (see the module docstring)."""
+    return who.groups is None or bool(set(source.groups) & set(who.groups))
+
+
+class Catalog:
+    """Sources and chunks, as one caller may see them.
+
+    Parameters:
+        rt: the runtime (registry, index, audit, settings).
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def visible_sources(self, who: Principal) -> list[SourceView]:
+        """The sources ``who`` can search, with what the active version holds of each."""
+        registry = self.rt.registry
+        active = registry.active_version()
+        version = active.id if active else 1
+        counts = registry.version_counts(version=version)
+        runs = registry.last_runs(version=version)
+        blocked, _ = registry.quarantined()
+        out = []
+        for src in registry.list_sources():
+            if not sees(who, src):
+                continue
+            run = runs.get(src.id)
+            shared = src.groups if who.groups is None else sorted(set(src.groups) & set(who.groups))
+            docs, chunks = counts.get(src.id, (0, 0))
+            out.append(
+                SourceView(
+                    src.id,
+                    src.trust_tier,
+                    list(shared),
+                    docs,
+                    chunks,
+                    run.finished_at if run else None,
+                    src.id in blocked,
+                )
+            )
+        return out
+
+    def check_names(self, who: Principal, filters: SearchFilter) -> None:
+        """Refuse source and group names ``who`` cannot see (see the module docstring)."""
+        visible = [s for s in self.rt.registry.list_sources() if sees(who, s)]
+        _known("source", filters.sources, sorted(s.id for s in visible))
+        groups = who.groups if who.groups is not None else {g for s in visible for g in s.groups}
+        _known("group", filters.groups, sorted(groups))
+
+    def fetch(
+        self,
+        who: Principal,
+        chunk_id: str | None = None,
+        doc_id: str | None = None,
+        policy: str | None = None,
+        action: str = "fetch",
+    ) -> Fetched:
+        """One chunk (``chunk_id``) or one document's chunks (``doc_id``, in order), read through
+        the caller's access filter and checked by the defenses under its policy."""
+        if (chunk_id is None) == (doc_id is None):
+            raise InvalidRequest("name exactly one of a chunk id or a document id")
+        what = "chunk" if chunk_id is not None else "document"
+        if chunk_id is not None and not _is_uuid(chunk_id):
+            raise ChunkNotFound(NOT_FOUND.format(what=what))
+        if doc_id is not None and not DOC_ID.match(doc_id):
+            raise ChunkNotFound(NOT_FOUND.format(what=what))
+        facts = current_request()
+        request_id = facts.request_id if facts is not None else uuid.uuid4().hex
+        blocked_sources, blocked_docs = self.rt.registry.quarantined()
+        flt = access_filter(who.groups, SearchFilter(), blocked_sources, blocked_docs)
+        narrow = HasId((chunk_id,)) if chunk_id is not None else MatchAny(Key.DOC_SHA256, (doc_id,))
+        flt = flt & Filter(must=(narrow,))
+        policy = policy or who.policy or self.rt.settings.default_policy
+        defended = self.rt.settings.defenses_by_default
+        with self.rt.index.lease() as active:
+            cfg = defense_config(self.rt.settings, self.rt.registry, policy) if defended else None
+            result = active.searcher.fetch(flt, FETCH_LIMIT, cfg)
+            version = active.name
+        self.rt.audit.append(
+            action,
+            who.key_id,
+            request_id=request_id,
+            index_version=version,
+            asked={"chunk_id": chunk_id} if chunk_id is not None else {"doc_id": doc_id},
+            results=[
+                {
+                    "id": h.id,
+                    "source_id": h.provenance.get("source_id"),
+                    "doc_sha256": h.provenance.get("doc_sha256"),
+                    "flags": [fl["kind"] for fl in h.flags],
+                }
+                for h in result.hits
+            ],
+            dropped=result.dropped,
+        )
+        if not result.hits and not result.dropped:
+            raise ChunkNotFound(NOT_FOUND.format(what=what))
+        return Fetched(request_id, version, result, policy if defended else None)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _known(kind: str, asked: tuple[str, ...] | None, known: list[str]) -> None:
+    unknown = [name for name in asked or () if name not in known]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        hints.append(f"{name!r}{hint}")
+    raise InvalidRequest(
+        f"unknown {kind} {', '.join(hints)}: this key can search the {kind}s "
+        f"{', '.join(repr(k) for k in known) or '(none)'}; list them with list_sources"
+    )
