@@ -16,6 +16,7 @@ from ragwall.api.console import add_console
 from ragwall.api.docs import add_docs
 from ragwall.api.errors import add_error_handlers
 from ragwall.api.guard import ApiError, RequestGuard
+from ragwall.api.mcp.http import add_mcp
 from ragwall.api.models import ErrorResponse
 from ragwall.api.routes import router
 from ragwall.service import Service
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         if app.state.service.settings.dev_mode:
             log.warning("RAGWALL_DEV_MODE is on: the API accepts calls without a key")
         try:
-            yield
+            async with mcp.run():  # the MCP endpoint's task group (stateless: no sessions)
+                yield
         finally:
             # Stopping the server cancels its running jobs and waits for them to clean up (no
             # parser worker outlives it). Here, not in the caller's close: after a SIGTERM,
@@ -66,11 +68,13 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         },
     )
 
+    conf = service.settings if service is not None else settings or Settings()
     app.add_middleware(RequestGuard, on_refusal=_record_guard_refusal)
-    if (service.settings if service is not None else settings or Settings()).telemetry:
+    if conf.telemetry:
         app.add_middleware(Observe)  # outermost: it sees the guard's refusals too
     add_error_handlers(app)  # one table answers every service error (ragwall.api.errors)
     app.include_router(router)
+    mcp = add_mcp(app, conf)  # /mcp: agents' tools over the Model Context Protocol
     add_docs(app)
     add_console(app)  # the admin console at /admin
     return app

@@ -2,7 +2,8 @@
 
 Invariants, in this order:
 
-1. **The key is checked before a byte of the body is read.** A call to ``/v1/…`` without a valid
+1. **The key is checked before a byte of the body is read.** A call to ``/v1/…`` or ``/mcp``
+   without a valid
    key gets 401 at once (never a 413 or 422 that would reveal how the body is validated), and
    its body is never received. Dev mode admits key-less calls as before.
 2. **No request body larger than ``RAGWALL_MAX_REQUEST_BYTES`` is ever held in memory** (an
@@ -33,6 +34,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROTECTED_PREFIX = "/v1/"
+MCP_PATH = "/mcp"
+
+
+def protected(path: str) -> bool:
+    """Whether a path needs a key: the API (``/v1/…``) and the MCP endpoint (``/mcp``)."""
+    return path.startswith(PROTECTED_PREFIX) or path == MCP_PATH or path.startswith(MCP_PATH + "/")
 
 
 def request_key(headers: dict[str, str]) -> str:
@@ -121,7 +128,7 @@ class RequestGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         who: Principal | None = None
         try:
-            if scope["path"].startswith(PROTECTED_PREFIX):
+            if protected(scope["path"]):
                 who = authenticate(service, headers)
                 scope.setdefault("state", {})["principal"] = who
             body = await _read_body(receive, headers, body_limit(service, scope, who))

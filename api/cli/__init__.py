@@ -20,6 +20,7 @@ from ragwall.api.cli import (  # noqa: E402
     index,
     ingest,
     keys,
+    mcp,
     serve,
     sources,
     train,
@@ -70,6 +71,7 @@ defend_app.command("split")(train.defend_split)
 
 app.command()(ingest.ingest)
 app.command()(serve.serve)
+app.command()(mcp.mcp)
 
 index_app = typer_app("List, activate and roll back index versions.")
 app.add_typer(index_app, name="index")

@@ -1,0 +1,68 @@
+"""``/mcp``: the MCP streamable HTTP transport, mounted in the FastAPI app.
+
+Stateless, JSON responses (no SSE stream, no session to keep). The route sits behind the same
+request guard as ``/v1/…`` (``ragwall.api.guard``): a call without a valid key gets 401 with
+``WWW-Authenticate: Bearer`` before any MCP processing, and the body limit, metrics, logs, traces
+and request ids apply as to every route. The tools act as the principal the guard authenticated
+(``scope["state"]["principal"]``), passed to them in ``CALLER``.
+
+DNS-rebinding protection (Host and Origin checks) is on in dev mode, where the server takes calls
+without a key: only loopback hosts are accepted then. With keys, every call carries a bearer key
+a rebinding page cannot know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import Route
+
+from ragwall.api.mcp.tools import CALLER, build_server
+from ragwall.settings import Settings
+
+PATH = "/mcp"
+LOOPBACK = TransportSecuritySettings(
+    enable_dns_rebinding_protection=True,
+    allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+    allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+)
+
+
+class _Endpoint:
+    """The ASGI endpoint: names the caller (:data:`CALLER`) from what the guard authenticated,
+    then hands the request to the session manager (the SDK's tasks inherit the context)."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        who = scope.get("state", {}).get("principal")
+        token = CALLER.set((scope["app"].state.service, who)) if who is not None else None
+        try:
+            await self.manager.handle_request(scope, receive, send)
+        finally:
+            if token is not None:
+                CALLER.reset(token)
+
+
+def add_mcp(app: FastAPI, settings: Settings) -> StreamableHTTPSessionManager:
+    """Route ``/mcp`` to a stateless MCP server; returns its session manager, which the app's
+    lifespan must run (``async with manager.run()``)."""
+    server = build_server()
+    server.streamable_http_app(
+        streamable_http_path=PATH,
+        json_response=True,
+        stateless_http=True,
+        transport_security=LOOPBACK
+        if settings.dev_mode
+        else TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        max_request_body_size=settings.max_request_bytes,
+    )
+    manager = server.session_manager
+    app.router.routes.append(
+        Route(PATH, endpoint=_Endpoint(manager), methods=["GET", "POST", "DELETE"])
+    )
+    return manager
