@@ -63,6 +63,8 @@ def add_mcp(app: FastAPI, settings: Settings) -> StreamableHTTPSessionManager:
     )
     manager = server.session_manager
     app.router.routes.append(
-        Route(PATH, endpoint=_Endpoint(manager), methods=["GET", "POST", "DELETE"])
+        # POST only: a stateless server has no stream to open (GET) or session to end (DELETE),
+        # so both answer 405, as the transport allows.
+        Route(PATH, endpoint=_Endpoint(manager), methods=["POST"])
     )
     return manager

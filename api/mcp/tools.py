@@ -99,9 +99,47 @@ def tool_error(code: str, message: str) -> CallToolResult:
     )
 
 
+async def record_protocol_refusals(ctx: Any, call_next: Any) -> Any:
+    """Audit what the SDK refuses before a tool runs, as refusals: a ``tools/call`` whose
+    arguments fail the input schema, an unknown tool or method, malformed params. (A tool's own
+    errors are recorded where they happen, with the HTTP API's status and code.)"""
+    try:
+        result = await call_next(ctx)
+    except Exception as exc:
+        _refused(ctx, getattr(exc, "code", None) and "protocol_error" or "invalid_params")
+        raise
+    if ctx.method == "tools/call":
+        failed = _field(result, "is_error", "isError")
+        ours = _field(result, "structured_content", "structuredContent")
+        if failed and not ours:
+            _refused(ctx, "invalid_arguments")
+    return result
+
+
+def _field(result: Any, attr: str, key: str) -> Any:
+    return result.get(key) if isinstance(result, dict) else getattr(result, attr, None)
+
+
+def _refused(ctx: Any, code: str) -> None:
+    caller = CALLER.get(None)
+    if caller is None or ctx.request_id is None:  # notifications are not calls
+        return
+    svc, who = caller
+    params = ctx.params if isinstance(ctx.params, dict) else {}
+    name = params.get("name") if ctx.method == "tools/call" else None
+    what = f"{ctx.method} {name}" if isinstance(name, str) else str(ctx.method)
+    svc.record_refusal(who.key_id, "MCP", what, 400, code)
+
+
 def build_server() -> MCPServer:
     """The MCP server; its tools call the service :data:`CALLER` names, as that caller."""
-    server = MCPServer("ragwall", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
+    server = MCPServer(
+        "ragwall",
+        instructions=INSTRUCTIONS,
+        version="0.1.0",
+        log_level="WARNING",
+        middleware=[record_protocol_refusals],
+    )
 
     def call(tool: str, run: Callable[[Service, Principal], dict[str, Any]]) -> Any:
         """``run`` as the caller; a failure becomes a tool error (see the module docstring)."""

@@ -258,12 +258,17 @@ def test_no_key_or_a_bad_key_gets_401_before_mcp(server):
         r = httpx.post(f"{url}/mcp", json=body, headers=headers, timeout=30)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert r.json()["error"]["code"] == "unauthorized"
+    # Stateless: no stream to open, no session to end.
+    key = {"Authorization": f"Bearer {server['keys']['eng']}"}
+    assert httpx.get(f"{url}/mcp", headers=key, timeout=30).status_code == 405
+    assert httpx.delete(f"{url}/mcp", headers=key, timeout=30).status_code == 405
 
 
 def test_every_call_is_in_the_verified_audit_trail(server):
     url, keys, env = server["url"], server["keys"], server["env"]
     _ok(_call(url, keys["fin"], "search", query="refund approval", top_k=3))
     _error(_call(url, keys["fin"], "search", query="x", sources=["nope"]))
+    assert _call(url, keys["fin"], "search", query="x", top_k=0).is_error  # refused by the schema
     verified = subprocess.run(
         [RAGWALL, "audit", "verify", "--json"], env=env, capture_output=True, text=True
     )
@@ -277,8 +282,8 @@ def test_every_call_is_in_the_verified_audit_trail(server):
     search = [r for r in records if r["action"] == "mcp.search"][-1]
     assert search["key_id"] and search["query_sha256"]
     assert search["results"] and all("id" in x for x in search["results"])
-    refused = [r for r in records if r["action"] == "refused" and "MCP" in str(r)]
-    assert refused, "a refused tool call is recorded"
+    refused = {r["reason"] for r in records if r["action"] == "refused" and r["method"] == "MCP"}
+    assert {"invalid_request", "invalid_arguments"} <= refused
 
 
 def test_ragwall_mcp_serves_stdio_as_the_keys_principal(server, tmp_path):
