@@ -3,7 +3,7 @@ pass and receive. Front doors import from here only, never from a submodule.
 
 Modules, bottom to top (a module imports only those above it in this list):
 
-- ``datadir``, ``model_roots``, ``keys``, ``sessions``, ``audit``: one store or check each;
+- ``datadir``, ``model_roots``, ``keys``, ``sessions``, ``audit``, ``names``: one store or check each;
 - ``index``: index versions, the active one and its lease and switch;
 - ``runtime``: the wiring every concern shares (settings, registry, keys, audit, stores,
   models, write lock, data-dir lock, the active index);

@@ -1,4 +1,4 @@
-"""What a caller may see, by name: its sources, and chunks fetched by id.
+"""What a caller may see: its sources, and chunks fetched by id.
 
 Invariants:
 
@@ -9,26 +9,22 @@ Invariants:
 - **"Not yours" and "does not exist" are one answer.** A fetch that finds nothing the caller may
   see raises :class:`ChunkNotFound` with the same message whether the chunk or document is
   missing, quarantined, pending or another group's.
-- **Names fail loudly.** :meth:`Catalog.check_names` refuses a source or group the caller
-  cannot see (:class:`InvalidRequest`, naming close matches among what it can see), never
-  narrowing a search to nothing in silence; it never names what the caller may not see.
 - **Every fetch appends one audit record** with the key id, what was asked for and the chunk
   ids returned, under the caller's ``action`` (``mcp.fetch``).
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import uuid
 from dataclasses import dataclass
 
 from ragwall.errors import ChunkNotFound, InvalidRequest
-from ragwall.ingest.sources import Source
 from ragwall.payload import Key
 from ragwall.retrieval.search import SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Filter, HasId, MatchAny
 from ragwall.service.keys import Principal
+from ragwall.service.names import sees
 from ragwall.service.retrieve import defense_config
 from ragwall.service.runtime import Runtime
 from ragwall.telemetry import current as current_request
@@ -59,11 +55,6 @@ class Fetched:
     index_version: str
     result: SearchResult
     policy: str | None
-
-
-def sees(who: Principal, source: Source) -> bool:
-    """Whether ``who`` may see ``source`` (see the module docstring)."""
-    return who.groups is None or bool(set(source.groups) & set(who.groups))
 
 
 class Catalog:
@@ -103,13 +94,6 @@ class Catalog:
                 )
             )
         return out
-
-    def check_names(self, who: Principal, filters: SearchFilter) -> None:
-        """Refuse source and group names ``who`` cannot see (see the module docstring)."""
-        visible = [s for s in self.rt.registry.list_sources() if sees(who, s)]
-        _known("source", filters.sources, sorted(s.id for s in visible))
-        groups = who.groups if who.groups is not None else {g for s in visible for g in s.groups}
-        _known("group", filters.groups, sorted(groups))
 
     def fetch(
         self,
@@ -168,18 +152,3 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _known(kind: str, asked: tuple[str, ...] | None, known: list[str]) -> None:
-    unknown = [name for name in asked or () if name not in known]
-    if not unknown:
-        return
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        hints.append(f"{name!r}{hint}")
-    raise InvalidRequest(
-        f"unknown {kind} {', '.join(hints)}: this key can search the {kind}s "
-        f"{', '.join(repr(k) for k in known) or '(none)'}; list them with list_sources"
-    )

@@ -34,7 +34,6 @@ from ragwall.eval.drift import Gates, QuerySet, Snapshot
 from ragwall.ingest.pipeline import IngestReport
 from ragwall.ingest.registry import JobRecord
 from ragwall.ingest.sources import Source
-from ragwall.retrieval.search import SearchFilter
 from ragwall.service.access import Access
 from ragwall.service.audit import VerifyReport
 from ragwall.service.catalog import Catalog, Fetched, SourceView
@@ -218,9 +217,6 @@ class Service:
 
     def visible_sources(self, who: Principal) -> list[SourceView]:
         return self._catalog.visible_sources(who)
-
-    def check_names(self, who: Principal, filters: SearchFilter) -> None:
-        self._catalog.check_names(who, filters)
 
     def fetch(
         self,

@@ -28,6 +28,7 @@ from ragwall.ingest.registry import Registry
 from ragwall.retrieval.search import SearchFilter, SearchResult, access_filter
 from ragwall.service.index import IndexHandle
 from ragwall.service.keys import Principal
+from ragwall.service.names import check_names
 from ragwall.service.runtime import Runtime
 from ragwall.settings import RETRIEVE, DefenseConfig, Settings
 from ragwall.telemetry import Metrics, tracing
@@ -48,6 +49,9 @@ class RetrieveParams:
     policy: str | None = None
     context: bool = False
     max_context_tokens: int = RETRIEVE.max_context_tokens
+    #: Refuse source and group names the caller cannot see (``ragwall.service.names``) instead
+    #: of searching them to nothing: what an agent's MCP call asks for.
+    strict_names: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class Retriever:
     def _retrieve(
         self, who: Principal, params: RetrieveParams, active: IndexHandle, action: str
     ) -> Retrieval:
+        if params.strict_names:
+            check_names(self.rt.registry, who, params.filters)
         facts = current_request()
         request_id = facts.request_id if facts is not None else uuid.uuid4().hex
         blocked_sources, blocked_docs = self.rt.registry.quarantined()

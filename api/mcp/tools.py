@@ -10,7 +10,8 @@ there is refused (fail closed). Invariants:
   ``mcp.search``), ``fetch`` is ``Service.fetch`` (``mcp.fetch``), ``list_sources`` is
   ``Service.visible_sources``; each sees only what the key's groups allow.
 - **Names fail loudly**: a ``search`` naming a source or group the key cannot see is a tool error
-  that names the close matches (``Service.check_names``), never a silently narrowed search.
+  that names the close matches (``RetrieveParams.strict_names``), never a silently narrowed
+  search.
 - **Errors are tool errors, never a crash**: arguments are validated against the input schema
   (the SDK answers a bad one with ``isError``); a service error becomes a tool error whose text is
   ``{"error": {"code", "message"}}`` with the code the HTTP API would use
@@ -200,7 +201,6 @@ def build_server() -> MCPServer:
         )
 
         def run(svc: Service, who: Principal) -> dict[str, Any]:
-            svc.check_names(who, filters)
             params = RetrieveParams(
                 query=query,
                 filters=filters,
@@ -208,6 +208,7 @@ def build_server() -> MCPServer:
                 policy=policy,
                 context=context,
                 max_context_tokens=max_context_tokens,
+                strict_names=True,
             )
             done = svc.retrieve(who, params, action="mcp.search")
             ctx_block = done.context

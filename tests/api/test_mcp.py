@@ -269,6 +269,25 @@ def test_every_call_is_in_the_verified_audit_trail(server):
     _ok(_call(url, keys["fin"], "search", query="refund approval", top_k=3))
     _error(_call(url, keys["fin"], "search", query="x", sources=["nope"]))
     assert _call(url, keys["fin"], "search", query="x", top_k=0).is_error  # refused by the schema
+    # The response's request id is the audit record's (a raw call: stateless, no handshake).
+    rid = "0123456789abcdef0123456789abcdef"
+    raw = httpx.post(
+        f"{url}/mcp",
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "search", "arguments": {"query": "refund approval"}},
+        },
+        headers={
+            "Authorization": f"Bearer {keys['fin']}",
+            "Accept": "application/json, text/event-stream",
+            "X-Request-ID": rid,
+        },
+        timeout=60,
+    )
+    assert raw.status_code == 200 and raw.headers["x-request-id"] == rid
+    assert raw.json()["result"]["structuredContent"]["request_id"] == rid
     verified = subprocess.run(
         [RAGWALL, "audit", "verify", "--json"], env=env, capture_output=True, text=True
     )
@@ -279,6 +298,7 @@ def test_every_call_is_in_the_verified_audit_trail(server):
     ]
     actions = [r["action"] for r in records]
     assert "mcp.search" in actions and "mcp.fetch" in actions
+    assert rid in {r.get("request_id") for r in records if r["action"] == "mcp.search"}
     search = [r for r in records if r["action"] == "mcp.search"][-1]
     assert search["key_id"] and search["query_sha256"]
     assert search["results"] and all("id" in x for x in search["results"])
