@@ -24,6 +24,7 @@ from ragwall.api.guard import ApiError
 from ragwall.errors import (
     ChunkNotFound,
     Conflict,
+    Forbidden,
     IdempotencyKeyReused,
     InvalidRequest,
     JobNotFound,
@@ -61,6 +62,7 @@ ERRORS: dict[type[RagwallError], tuple[int, str]] = {
     Conflict: (409, "conflict"),
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     InvalidRequest: (422, "invalid_request"),
+    Forbidden: (403, "forbidden"),
     # the infrastructure
     StoreError: (503, "store_unavailable"),
 }

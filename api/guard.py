@@ -83,7 +83,10 @@ def authenticate(service: Service, headers: dict[str, str]) -> Principal:
     found = service.authenticate(key)
     if found is None:
         raise ApiError(
-            401, "unauthorized", "the API key is invalid or revoked", {"WWW-Authenticate": "Bearer"}
+            401,
+            "unauthorized",
+            "the API key or token is invalid, expired or revoked",
+            {"WWW-Authenticate": "Bearer"},
         )
     return found
 

@@ -346,3 +346,48 @@ class Health(BaseModel):
 
 
 assert set(TRUST_TIERS) == {"verified", "internal", "external", "untrusted"}
+
+
+class TokenRequest(BaseModel):
+    """An access token narrower than the caller's key."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ttl_s: int | None = Field(
+        default=None,
+        ge=1,
+        description="Lifetime in seconds: default 900 (or RAGWALL_TOKEN_MAX_TTL_S if lower), at "
+        "most RAGWALL_TOKEN_MAX_TTL_S.",
+    )
+    groups: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="A subset of the key's groups (default: the key's).",
+    )
+    scopes: list[Literal["retrieve", "admin"]] | None = Field(
+        default=None, max_length=2, description="A subset of the key's scopes (default: the key's)."
+    )
+    workflow_id: str | None = Field(
+        default=None, max_length=128, description="Names the workflow in the audit trail."
+    )
+    actor: str | None = Field(
+        default=None, max_length=128, description="The agent's name, for the audit trail."
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or ():
+            _clean_text(item)
+            if not item or len(item) > 200:
+                raise ValueError("each group must be 1-200 characters")
+        return value
+
+
+class TokenOut(BaseModel):
+    token: str
+    token_type: Literal["Bearer"]
+    expires_at: str
+    jti: str
+    groups: list[str] | None
+    scopes: list[str]

@@ -13,6 +13,7 @@ status and code (``ragwall.api.errors``), the CLI with a message and exit status
     * ApiKeyError, DatasetError
     * ReindexCheckFailed, GateFailed
     * InvalidRequest
+    * Forbidden
     * NotFound: JobNotFound, VersionNotFound, ReportNotFound, ChunkNotFound
     * Conflict: JobRunning, SwitchRefused
     * DocumentError: UnsupportedDocument, EmptyDocument, EncryptedDocument, CorruptDocument,
@@ -106,6 +107,10 @@ class GateFailed(RagwallError):
 
 class InvalidRequest(RagwallError):
     """An operation's argument is malformed (e.g. a document named by anything but its sha256)."""
+
+
+class Forbidden(RagwallError):
+    """The caller's key does not hold what the operation needs (a scope, a group)."""
 
 
 class NotFound(RagwallError):

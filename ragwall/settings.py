@@ -316,6 +316,19 @@ class Settings(BaseSettings):
         default=False,
         description="Put each retrieve's query text in its log line (off: it may hold secrets).",
     )
+    token_max_ttl_s: int = Field(
+        default=3600,
+        ge=60,
+        le=24 * 3600,
+        description="The longest lifetime an access token minted by POST /v1/tokens may have.",
+    )
+    token_issuer: str = Field(
+        default="ragwall", description="The `iss` claim of the access tokens Ragwall mints."
+    )
+    token_audience: str = Field(
+        default="ragwall",
+        description="The `aud` claim of the access tokens Ragwall mints (and requires).",
+    )
     console_session_minutes: int = Field(
         default=30,
         ge=1,
@@ -367,6 +380,11 @@ class Settings(BaseSettings):
 
     def audit_key_bytes(self) -> bytes | None:
         return self.audit_key.get_secret_value().encode() if self.audit_key else None
+
+    @property
+    def token_key_path(self) -> Path:
+        """The access tokens' signing key (Ed25519, mode 0600, created on first use)."""
+        return self.data_dir / "token-signing-key.pem"
 
     @property
     def audit_path(self) -> Path:

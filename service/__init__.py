@@ -3,7 +3,8 @@ pass and receive. Front doors import from here only, never from a submodule.
 
 Modules, bottom to top (a module imports only those above it in this list):
 
-- ``datadir``, ``model_roots``, ``keys``, ``sessions``, ``audit``, ``names``: one store or check each;
+- ``datadir``, ``model_roots``, ``keys``, ``tokens``, ``sessions``, ``audit``, ``names``: one store
+  or check each;
 - ``index``: index versions, the active one and its lease and switch;
 - ``runtime``: the wiring every concern shares (settings, registry, keys, audit, stores,
   models, write lock, data-dir lock, the active index);
@@ -25,6 +26,7 @@ from ragwall.service.requests import DriftGate, DriftRequest, ReindexChanges, Si
 from ragwall.service.retrieve import Retrieval, RetrieveParams
 from ragwall.service.sessions import MAX_SESSIONS, ConsoleSession
 from ragwall.service.sources import SourceSummary
+from ragwall.service.tokens import Minted
 from ragwall.service.views import AuditStatus, FlaggedChunk, FlaggedPage, SourceRow
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "InvalidRequest",
     "KeyRecord",
     "KeyStore",
+    "Minted",
     "NotFound",
     "Principal",
     "ReindexChanges",

@@ -19,12 +19,14 @@ import getpass
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ragwall.errors import InvalidRequest
 from ragwall.service.audit import VerifyReport
 from ragwall.service.keys import KeyRecord, Principal
 from ragwall.service.runtime import Runtime
 from ragwall.service.sessions import ConsoleSession
+from ragwall.service.tokens import Minted, describe
 
 
 def cli_actor() -> str:
@@ -70,8 +72,45 @@ class Access:
         self.rt.keys.revoke(key_id)
         self.rt.audit.append("key.revoke", actor, revoked_key_id=key_id)
 
-    def authenticate(self, key: str) -> Principal | None:
-        return self.rt.keys.authenticate(key)
+    def authenticate(self, credential: str) -> Principal | None:
+        """The caller an API key or an access token names; ``None`` for an invalid, expired or
+        revoked one (a token dies with its key: ``ragwall.service.tokens``)."""
+        if credential.count(".") == 2:  # a JWT: header.payload.signature
+            return self.rt.tokens.verify(credential)
+        return self.rt.keys.authenticate(credential)
+
+    def mint_token(
+        self,
+        who: Principal,
+        ttl_s: int | None = None,
+        groups: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        workflow_id: str | None = None,
+        actor: str | None = None,
+    ) -> Minted:
+        """A short-lived token narrower than ``who``'s key; audited (never the token itself)."""
+        minted = self.rt.tokens.mint(
+            who,
+            ttl_s,
+            list(groups) if groups is not None else None,
+            list(scopes) if scopes is not None else None,
+            workflow_id,
+            actor,
+        )
+        self.rt.audit.append(
+            "token.mint", who.key_id, workflow_id=workflow_id, act=actor, **describe(minted)
+        )
+        return minted
+
+    def revoke_token(self, who: Principal, jti: str) -> None:
+        """Revoke a token (its parent key or an unrestricted admin key may); audited."""
+        parent = self.rt.tokens.revoke(who, jti)
+        self.rt.audit.append(
+            "token.revoke", who.key_id, jti=jti, parent_key_id=parent, **who.audit_context()
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        return self.rt.tokens.jwks()
 
     def list_keys(self) -> list[KeyRecord]:
         """Every key the registry holds (revoked ones too), without secrets."""
@@ -93,6 +132,8 @@ class Access:
         is never stored) lasting ``RAGWALL_CONSOLE_SESSION_MINUTES``; audited."""
         if not who.allows("admin"):
             raise InvalidRequest(who.refusal("admin"))
+        if who.token_id is not None:
+            raise InvalidRequest("the admin console takes an API key, not an access token")
         session = self.rt.sessions.create(
             who.key_id, who.scope, self.rt.settings.console_session_minutes
         )

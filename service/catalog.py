@@ -140,6 +140,7 @@ class Catalog:
                 for h in result.hits
             ],
             dropped=result.dropped,
+            **who.audit_context(),
         )
         if not result.hits and not result.dropped:
             raise ChunkNotFound(NOT_FOUND.format(what=what))

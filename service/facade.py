@@ -50,6 +50,7 @@ from ragwall.service.retrieve import Retrieval, RetrieveParams, Retriever, defen
 from ragwall.service.runtime import Runtime
 from ragwall.service.sessions import ConsoleSession
 from ragwall.service.sources import Sources, SourceSummary
+from ragwall.service.tokens import Minted
 from ragwall.service.versions import Versions
 from ragwall.service.views import AuditStatus, FlaggedPage, SourceRow, Views
 from ragwall.settings import DefenseConfig, Settings
@@ -182,6 +183,23 @@ class Service:
 
     def revoke_key(self, actor: str, key_id: str) -> None:
         self._access.revoke_key(actor, key_id)
+
+    def mint_token(
+        self,
+        who: Principal,
+        ttl_s: int | None = None,
+        groups: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        workflow_id: str | None = None,
+        actor: str | None = None,
+    ) -> Minted:
+        return self._access.mint_token(who, ttl_s, groups, scopes, workflow_id, actor)
+
+    def revoke_token(self, who: Principal, jti: str) -> None:
+        self._access.revoke_token(who, jti)
+
+    def jwks(self) -> dict[str, Any]:
+        return self._access.jwks()
 
     def authenticate(self, key: str) -> Principal | None:
         return self._access.authenticate(key)

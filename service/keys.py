@@ -56,6 +56,17 @@ class Principal:
     #: Stored as an admin key bound to groups (an older release allowed it): it acts as a
     #: retrieve key, and admin routes say why they refuse it.
     group_bound_admin: bool = False
+    #: Set when the caller presented an access token (``ragwall.service.tokens``) minted from
+    #: the key ``key_id``: the token's id, and the workflow and actor it names.
+    token_id: str | None = None
+    workflow_id: str | None = None
+    actor: str | None = None
+
+    def audit_context(self) -> dict[str, str]:
+        """What an audit record says of the caller beyond its key id: the token, workflow and
+        actor, when a token named them."""
+        found = {"token": self.token_id, "workflow_id": self.workflow_id, "act": self.actor}
+        return {k: v for k, v in found.items() if v is not None}
 
     def allows(self, scope: str) -> bool:
         return self.scope == "admin" or self.scope == scope
@@ -176,10 +187,18 @@ class KeyStore:
             return Principal(key_id, "retrieve", groups, row[4], group_bound_admin=True)
         return Principal(key_id=key_id, scope=row[1], groups=groups, policy=row[4])
 
+    def get(self, key_id: str) -> KeyRecord | None:
+        """One key's record (revoked ones too), or ``None``."""
+        found = [r for r in self._select("WHERE id = ?", (key_id,))]
+        return found[0] if found else None
+
     def list(self) -> list[KeyRecord]:
+        return self._select("ORDER BY created_at")
+
+    def _select(self, where: str, args: tuple = ()) -> list[KeyRecord]:
         rows = self._db.execute(
-            "SELECT id, name, scope, groups, created_at, revoked_at, policy FROM api_keys "
-            "ORDER BY created_at"
+            f"SELECT id, name, scope, groups, created_at, revoked_at, policy FROM api_keys {where}",
+            args,
         )
         return [
             KeyRecord(

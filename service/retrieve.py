@@ -187,6 +187,7 @@ class Retriever:
                 for h in result.hits
             ],
             dropped=result.dropped,
+            **who.audit_context(),
         )
 
     def _observe_retrieve(

@@ -43,6 +43,7 @@ from ragwall.service.datadir import make_private
 from ragwall.service.index import ActiveIndex, relocate_shards
 from ragwall.service.keys import KeyStore
 from ragwall.service.sessions import SessionStore
+from ragwall.service.tokens import TokenIssuer
 from ragwall.settings import Settings
 
 log = logging.getLogger("ragwall.service")
@@ -104,6 +105,14 @@ class Runtime:
         make_private(settings.data_dir, settings.audit_path)  # owner-only, before use
         self.registry = Registry(settings.state_path)
         self.keys = KeyStore(settings.state_path)
+        self.tokens = TokenIssuer(
+            settings.token_key_path,
+            settings.state_path,
+            self.keys,
+            settings.token_issuer,
+            settings.token_audience,
+            settings.token_max_ttl_s,
+        )
         self.sessions = SessionStore(settings.state_path)
         self.audit = AuditLog.for_settings(settings)
         self.stores = Stores(settings)
@@ -204,7 +213,7 @@ class Runtime:
         if self.index_opened():
             closers.append(self.index.close)
         closers += [self.stores.close, self.audit.close, self.sessions.close]
-        closers += [self.keys.close, self.registry.close]
+        closers += [self.tokens.close, self.keys.close, self.registry.close]
         if self._owner_lock is not None:
             closers.append(self._owner_lock.release)
         for closer in closers:
