@@ -329,6 +329,25 @@ class Settings(BaseSettings):
         default="ragwall",
         description="The `aud` claim of the access tokens Ragwall mints (and requires).",
     )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="An identity provider whose access tokens are accepted (its `iss`); with "
+        "RAGWALL_OIDC_AUDIENCE.",
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="The `aud` the identity provider's tokens must carry."
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        description="The provider's keys (default: `jwks_uri` of its discovery document).",
+    )
+    oidc_groups_claim: str = Field(
+        default="groups", description="The claim holding the caller's access groups."
+    )
+    oidc_scopes_claim: str = Field(
+        default="scope",
+        description="The claim holding the caller's scopes: `ragwall:retrieve`, `ragwall:admin`.",
+    )
     console_session_minutes: int = Field(
         default=30,
         ge=1,

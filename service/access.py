@@ -21,6 +21,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jwt
+
 from ragwall.errors import InvalidRequest
 from ragwall.service.audit import VerifyReport
 from ragwall.service.keys import KeyRecord, Principal
@@ -73,11 +75,20 @@ class Access:
         self.rt.audit.append("key.revoke", actor, revoked_key_id=key_id)
 
     def authenticate(self, credential: str) -> Principal | None:
-        """The caller an API key or an access token names; ``None`` for an invalid, expired or
-        revoked one (a token dies with its key: ``ragwall.service.tokens``)."""
-        if credential.count(".") == 2:  # a JWT: header.payload.signature
-            return self.rt.tokens.verify(credential)
-        return self.rt.keys.authenticate(credential)
+        """The caller an API key or an access token names (Ragwall's own, or the identity
+        provider's when one is configured: ``ragwall.service.oidc``); ``None`` for an invalid,
+        expired or revoked one (a token dies with its key: ``ragwall.service.tokens``)."""
+        if credential.count(".") != 2:  # not a JWT (header.payload.signature): a key
+            return self.rt.keys.authenticate(credential)
+        oidc = self.rt.oidc
+        if oidc is not None:
+            try:  # only to route it: each verifier checks everything itself
+                unverified = jwt.decode(credential, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                return None
+            if oidc.handles(unverified):
+                return oidc.verify(credential)
+        return self.rt.tokens.verify(credential)
 
     def mint_token(
         self,

@@ -42,6 +42,7 @@ from ragwall.service.audit import AuditLog
 from ragwall.service.datadir import make_private
 from ragwall.service.index import ActiveIndex, relocate_shards
 from ragwall.service.keys import KeyStore
+from ragwall.service.oidc import OidcVerifier
 from ragwall.service.sessions import SessionStore
 from ragwall.service.tokens import TokenIssuer
 from ragwall.settings import Settings
@@ -112,6 +113,17 @@ class Runtime:
             settings.token_issuer,
             settings.token_audience,
             settings.token_max_ttl_s,
+        )
+        self.oidc = (
+            OidcVerifier(
+                settings.oidc_issuer,
+                settings.oidc_audience,
+                settings.oidc_jwks_url,
+                settings.oidc_groups_claim,
+                settings.oidc_scopes_claim,
+            )
+            if settings.oidc_issuer and settings.oidc_audience
+            else None
         )
         self.sessions = SessionStore(settings.state_path)
         self.audit = AuditLog.for_settings(settings)

@@ -1,0 +1,132 @@
+"""What an access token costs over an API key: verification alone, and a retrieve over HTTP.
+
+    python bench/tokens.py [--data-dir DIR] [--requests 1000]
+
+Serves a data dir with ``ragwall serve`` (default: a fresh one holding this repository's
+``samples/`` and ``docs/``, as ``make run`` ingests them), creates a retrieve key, mints a token
+from it (``POST /v1/tokens``) and sends the same queries at concurrency 1 with each credential,
+interleaved query by query. Then, in this process, times ``Service.authenticate`` on the key and
+on the token (the signature check, the parent-key and revocation lookups) over many calls.
+Prints p50 and p99 of both, and their differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mcp_overhead import _pct, _prepare  # noqa: E402 - the sibling bench script
+from retrieve import RAGWALL, _queries, served  # noqa: E402
+
+
+def _http(url: str, key: str, token: str, queries: list[str]) -> dict:
+    times: dict[str, list[float]] = {"key": [], "token": []}
+    errors = 0
+    with httpx.Client(timeout=60) as client:
+
+        def one(name: str, credential: str, q: str) -> None:
+            nonlocal errors
+            t = time.perf_counter()
+            r = client.post(
+                f"{url}/v1/retrieve",
+                json={"query": q, "top_k": 8},
+                headers={"Authorization": f"Bearer {credential}"},
+            )
+            times[name].append((time.perf_counter() - t) * 1000)
+            errors += r.status_code != 200
+
+        for q in queries[:20]:
+            one("key", key, q)
+            one("token", token, q)
+        for kept in times.values():
+            kept.clear()  # the warm-up is not counted
+        for i, q in enumerate(queries):
+            order = [("key", key), ("token", token)]
+            for name, credential in order if i % 2 == 0 else order[::-1]:
+                one(name, credential, q)
+    diff = [t - k for t, k in zip(times["token"], times["key"], strict=True)]
+    out = {n: {"p50_ms": _pct(v, 0.5), "p99_ms": _pct(v, 0.99)} for n, v in times.items()}
+    out["token_minus_key"] = {
+        "p50_ms": round(out["token"]["p50_ms"] - out["key"]["p50_ms"], 2),
+        "median_paired_ms": round(statistics.median(diff), 3),
+    }
+    out["errors"] = errors
+    return out
+
+
+def _in_process(data: Path, key: str, token: str, n: int) -> dict:
+    from ragwall.service import Service
+    from ragwall.settings import Settings
+
+    out = {}
+    with Service(Settings(data_dir=data)) as svc:
+        for name, credential in (("key", key), ("token", token)):
+            assert svc.authenticate(credential) is not None, name
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                svc.authenticate(credential)
+                times.append((time.perf_counter() - t) * 1000)
+            out[name] = {"p50_ms": _pct(times, 0.5), "p99_ms": _pct(times, 0.99)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: a fresh one")
+    parser.add_argument("--requests", type=int, default=1000, help="queries with each credential")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="ragwall-bench-tokens-"))
+    data = args.data_dir or scratch / "data"
+    env = {**os.environ, "RAGWALL_DATA_DIR": str(data)}
+    if args.data_dir is None:
+        print(f"ingesting samples/ and docs/ into {data}", file=sys.stderr)
+        _prepare(env)
+    created = subprocess.run(
+        [RAGWALL, "keys", "create", "--json", "--name", "bench-tokens"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    key = json.loads(created.stdout)["key"]
+    with served([RAGWALL], env, scratch / "serve.log") as url:
+        minted = httpx.post(
+            f"{url}/v1/tokens",
+            json={"ttl_s": 3600, "workflow_id": "bench"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        minted.raise_for_status()
+        token = minted.json()["token"]
+        result = {"http": _http(url, key, token, _queries(args.requests))}
+    result["authenticate"] = _in_process(data, key, token, 5000)
+    result["date"] = datetime.now(UTC).date().isoformat()
+    if args.json:
+        print(json.dumps(result))
+        return
+    http, auth = result["http"], result["authenticate"]
+    print(f"{args.requests} retrieves each way at c=1, errors {http['errors']}")
+    for name in ("key", "token"):
+        row = http[name]
+        print(f"retrieve with a {name:5}  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms")
+    d = http["token_minus_key"]
+    print(f"token - key       p50 {d['p50_ms']:+7.2f} ms  paired median {d['median_paired_ms']} ms")
+    for name in ("key", "token"):
+        row = auth[name]
+        print(f"authenticate {name:5}  p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
