@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         if app.state.service.settings.dev_mode:
             log.warning("RAGWALL_DEV_MODE is on: the API accepts calls without a key")
         try:
-            async with mcp.run():  # the MCP endpoint's task group (stateless: no sessions)
+            async with mcp.running():  # the MCP endpoint's task group (stateless: no sessions)
                 yield
         finally:
             # Stopping the server cancels its running jobs and waits for them to clean up (no

@@ -13,11 +13,14 @@ a rebinding page cannot know.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ragwall.api.mcp.tools import CALLER, build_server
@@ -31,40 +34,67 @@ LOOPBACK = TransportSecuritySettings(
 )
 
 
-class _Endpoint:
+class McpEndpoint:
     """The ASGI endpoint: names the caller (:data:`CALLER`) from what the guard authenticated,
-    then hands the request to the session manager (the SDK's tasks inherit the context)."""
+    then hands the request to the session manager (the SDK's tasks inherit the context).
 
-    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
-        self.manager = manager
+    A session manager runs once, so each run of the app's lifespan (:meth:`running`) makes a
+    new one: an app served again (tests, a restarted server in one process) keeps working.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.server = build_server()
+        self.security = (
+            LOOPBACK
+            if settings.dev_mode
+            else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+        )
+        self.max_body = settings.max_request_bytes
+        self.manager: StreamableHTTPSessionManager | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run a fresh session manager for as long as the app serves."""
+        self.server.streamable_http_app(
+            streamable_http_path=PATH,
+            json_response=True,
+            stateless_http=True,
+            transport_security=self.security,
+            max_request_body_size=self.max_body,
+        )
+        manager = self.server.session_manager
+        async with manager.run():
+            self.manager = manager
+            try:
+                yield
+            finally:
+                self.manager = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        manager = self.manager
+        if manager is None:  # served outside the app's lifespan: nothing can answer
+            response = JSONResponse(
+                {"error": {"code": "unavailable", "message": "the MCP endpoint is not running"}},
+                status_code=503,
+            )
+            await response(scope, receive, send)
+            return
         who = scope.get("state", {}).get("principal")
         token = CALLER.set((scope["app"].state.service, who)) if who is not None else None
         try:
-            await self.manager.handle_request(scope, receive, send)
+            await manager.handle_request(scope, receive, send)
         finally:
             if token is not None:
                 CALLER.reset(token)
 
 
-def add_mcp(app: FastAPI, settings: Settings) -> StreamableHTTPSessionManager:
-    """Route ``/mcp`` to a stateless MCP server; returns its session manager, which the app's
-    lifespan must run (``async with manager.run()``)."""
-    server = build_server()
-    server.streamable_http_app(
-        streamable_http_path=PATH,
-        json_response=True,
-        stateless_http=True,
-        transport_security=LOOPBACK
-        if settings.dev_mode
-        else TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        max_request_body_size=settings.max_request_bytes,
-    )
-    manager = server.session_manager
+def add_mcp(app: FastAPI, settings: Settings) -> McpEndpoint:
+    """Route ``/mcp`` to a stateless MCP server; the app's lifespan must run the returned
+    endpoint (``async with endpoint.running()``)."""
+    endpoint = McpEndpoint(settings)
     app.router.routes.append(
         # POST only: a stateless server has no stream to open (GET) or session to end (DELETE),
         # so both answer 405, as the transport allows.
-        Route(PATH, endpoint=_Endpoint(manager), methods=["POST"])
+        Route(PATH, endpoint=endpoint, methods=["POST"])
     )
-    return manager
+    return endpoint

@@ -346,3 +346,29 @@ def test_ragwall_mcp_serves_stdio_as_the_keys_principal(template, tmp_path):
     assert {t.name for t in tools.tools} == {"search", "fetch", "list_sources"}
     assert {h["source"] for h in _ok(found)["hits"]} == {"fin"}
     assert [s["id"] for s in _ok(sources)["sources"]] == ["fin"]
+
+
+def test_an_app_served_twice_keeps_its_mcp_endpoint(template, encoder, tmp_path):
+    """Each run of the app's lifespan starts a fresh MCP session manager (one runs once)."""
+    from fastapi.testclient import TestClient
+
+    from ragwall.api.app import create_app
+
+    _, built, keys = template
+    shutil.copytree(built, tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", query_encoder="torch")
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {
+        "Authorization": f"Bearer {keys['eng']}",
+        "Accept": "application/json, text/event-stream",
+    }
+    with Service(settings, encoder=encoder) as svc:
+        app = create_app(settings, svc)
+        for _ in range(2):
+            with TestClient(app) as client:
+                got = client.post("/mcp", json=body, headers=headers)
+                assert got.status_code == 200, got.text
+                assert {t["name"] for t in got.json()["result"]["tools"]} >= {"search", "fetch"}
+        # Outside the lifespan nothing runs the endpoint: a clear 503, not a crash.
+        got = TestClient(app).post("/mcp", json=body, headers=headers)
+        assert got.status_code == 503 and got.json()["error"]["code"] == "unavailable"
