@@ -28,7 +28,7 @@ def data(tmp_path_factory):
     ids = list(dev.queries)[:QUERIES]
     qrels = {q: dev.qrels[q] for q in ids}  # type: ignore[index]
     corpus = load_corpus(cran)
-    keep = {d for j in qrels.values() for d in j} | set(list(corpus)[:120])
+    keep = {d for j in qrels.values() for d in j} | set(list(corpus)[:60])
     root = tmp_path_factory.mktemp("drift-data")
     write_documents({d: corpus[d] for d in corpus if d in keep}, root / "cranfield")
     attack = json.loads(shared("poisonedrag", "nq.json").read_text(encoding="utf-8"))
