@@ -65,6 +65,39 @@ def _http(url: str, key: str, token: str, queries: list[str]) -> dict:
     return out
 
 
+def _burst(url: str, token: str, n: int = 1000) -> dict:
+    """``n`` calls with invalid tokens (garbage, a broken signature, ``alg: none``, a foreign
+    key's signature), one after another: the statuses they got."""
+    import base64
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    head = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    body = token.split(".")[1]
+    bad = [
+        "a.b.c",
+        token[:-4] + "AAAA",
+        f"{head}.{body}.",
+        jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA"),
+    ]
+    statuses: dict[int, int] = {}
+    with httpx.Client(timeout=60) as client:
+        for i in range(n):
+            r = client.post(
+                f"{url}/v1/retrieve",
+                json={"query": "x"},
+                headers={"Authorization": f"Bearer {bad[i % len(bad)]}"},
+            )
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+    return {
+        "requests": n,
+        "statuses": statuses,
+        "5xx": sum(v for k, v in statuses.items() if k >= 500),
+    }
+
+
 def _in_process(data: Path, key: str, token: str, n: int) -> dict:
     from ragwall.service import Service
     from ragwall.settings import Settings
@@ -111,6 +144,7 @@ def main() -> None:
         minted.raise_for_status()
         token = minted.json()["token"]
         result = {"http": _http(url, key, token, _queries(args.requests))}
+        result["invalid_burst"] = _burst(url, token)
     result["authenticate"] = _in_process(data, key, token, 5000)
     result["date"] = datetime.now(UTC).date().isoformat()
     if args.json:
@@ -126,6 +160,8 @@ def main() -> None:
     for name in ("key", "token"):
         row = auth[name]
         print(f"authenticate {name:5}  p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms")
+    burst = result["invalid_burst"]
+    print(f"{burst['requests']} invalid tokens: statuses {burst['statuses']}, 5xx {burst['5xx']}")
 
 
 if __name__ == "__main__":
