@@ -12,10 +12,10 @@ import pytest
 from ragwall.datasets import DatasetError, load_beir
 from tests.conftest import shared
 
-QUERIES = 20  # judged Cranfield dev queries in the slice
+QUERIES = 15  # judged Cranfield dev queries in the slice
 
 
-def _slice(tmp_path: Path, n_queries: int = QUERIES, distractors: int = 80) -> Path:
+def _slice(tmp_path: Path, n_queries: int = QUERIES, distractors: int = 60) -> Path:
     """The first judged queries of Cranfield dev, with their judged documents plus the first
     ``distractors`` documents of the corpus."""
     src = shared("cranfield")
