@@ -52,6 +52,25 @@ def _prepare(env: dict[str, str]) -> None:
         subprocess.run([RAGWALL, "ingest", name], env=env, check=True, capture_output=True)
 
 
+def bench_setup(data_dir: Path | None, name: str) -> tuple[Path, dict[str, str], str]:
+    """A scratch folder, the environment naming the data dir (``data_dir``, else a fresh one
+    in the scratch folder holding ``samples/`` and ``docs/``) and a new retrieve key in it."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"ragwall-bench-{name}-"))
+    data = data_dir or scratch / "data"
+    env = {**os.environ, "RAGWALL_DATA_DIR": str(data)}
+    if data_dir is None:
+        print(f"ingesting samples/ and docs/ into {data}", file=sys.stderr)
+        _prepare(env)
+    created = subprocess.run(
+        [RAGWALL, "keys", "create", "--json", "--name", f"bench-{name}"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return scratch, env, json.loads(created.stdout)["key"]
+
+
 async def _compare(url: str, key: str, queries: list[str]) -> dict:
     headers = {"Authorization": f"Bearer {key}"}
     rest_ms: list[float] = []
@@ -108,20 +127,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="queries each way")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="ragwall-bench-mcp-"))
-    data = args.data_dir or scratch / "data"
-    env = {**os.environ, "RAGWALL_DATA_DIR": str(data)}
-    if args.data_dir is None:
-        print(f"ingesting samples/ and docs/ into {data}", file=sys.stderr)
-        _prepare(env)
-    created = subprocess.run(
-        [RAGWALL, "keys", "create", "--json", "--name", "bench-mcp"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    key = json.loads(created.stdout)["key"]
+    scratch, env, key = bench_setup(args.data_dir, "mcp")
     with served([RAGWALL], env, scratch / "serve.log") as url:
         result = asyncio.run(_compare(url, key, _queries(args.requests)))
     result["date"] = datetime.now(UTC).date().isoformat()

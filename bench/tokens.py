@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mcp_overhead import _pct, _prepare  # noqa: E402 - the sibling bench script
+from mcp_overhead import _pct, bench_setup  # noqa: E402 - the sibling bench script
 from retrieve import RAGWALL, _queries, served  # noqa: E402
 
 
@@ -121,20 +118,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="queries with each credential")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="ragwall-bench-tokens-"))
-    data = args.data_dir or scratch / "data"
-    env = {**os.environ, "RAGWALL_DATA_DIR": str(data)}
-    if args.data_dir is None:
-        print(f"ingesting samples/ and docs/ into {data}", file=sys.stderr)
-        _prepare(env)
-    created = subprocess.run(
-        [RAGWALL, "keys", "create", "--json", "--name", "bench-tokens"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    key = json.loads(created.stdout)["key"]
+    scratch, env, key = bench_setup(args.data_dir, "tokens")
+    data = Path(env["RAGWALL_DATA_DIR"])
     with served([RAGWALL], env, scratch / "serve.log") as url:
         minted = httpx.post(
             f"{url}/v1/tokens",

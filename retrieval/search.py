@@ -199,18 +199,11 @@ class HybridSearcher:
         fused_score_name = "fused" if len(branches) > 1 else branches[0].using
 
         hits = [
-            ScoredChunk(
-                id=h.id,
-                text=h.payload.get(Key.TEXT, ""),
-                provenance=provenance(h.payload),
-                trust=float(h.payload.get(Key.TRUST, 0.0)),
-                scores={
-                    "dense": by_branch.get("dense", {}).get(h.id),
-                    "sparse": by_branch.get("bm25", {}).get(h.id),
-                    "fused": h.score if fused_score_name == "fused" else None,
-                    "rerank": None,
-                },
-                vector=h.dense,
+            _scored(
+                h,
+                dense=by_branch.get("dense", {}).get(h.id),
+                sparse=by_branch.get("bm25", {}).get(h.id),
+                fused=h.score if fused_score_name == "fused" else None,
             )
             for h in fused
         ]
@@ -271,17 +264,7 @@ class HybridSearcher:
                 h.id,
             )
         )
-        hits = [
-            ScoredChunk(
-                id=h.id,
-                text=h.payload.get(Key.TEXT, ""),
-                provenance=provenance(h.payload),
-                trust=float(h.payload.get(Key.TRUST, 0.0)),
-                scores={"dense": None, "sparse": None, "fused": None, "rerank": None},
-                vector=h.dense,
-            )
-            for h in found
-        ]
+        hits = [_scored(h) for h in found]
         dropped = 0
         if defenses is not None and hits:
             order = {h.id: i for i, h in enumerate(hits)}
@@ -291,6 +274,21 @@ class HybridSearcher:
         for h in hits:
             h.vector = None
         return SearchResult(hits[:limit], timings, False, None, len(found), dropped)
+
+
+def _scored(
+    h: Any, dense: float | None = None, sparse: float | None = None, fused: float | None = None
+) -> ScoredChunk:
+    """A stored point as a hit: its text, provenance, trust and scores (the dense vector kept,
+    when it was read, for the defenses)."""
+    return ScoredChunk(
+        id=h.id,
+        text=h.payload.get(Key.TEXT, ""),
+        provenance=provenance(h.payload),
+        trust=float(h.payload.get(Key.TRUST, 0.0)),
+        scores={"dense": dense, "sparse": sparse, "fused": fused, "rerank": None},
+        vector=h.dense,
+    )
 
 
 @contextmanager

@@ -25,9 +25,8 @@ from ragwall.retrieval.search import SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Filter, HasId, MatchAny
 from ragwall.service.keys import Principal
 from ragwall.service.names import sees
-from ragwall.service.retrieve import defense_config
+from ragwall.service.retrieve import audited_hits, current_request_id, defense_config
 from ragwall.service.runtime import Runtime
-from ragwall.telemetry import current as current_request
 
 #: A document id: the sha256 of its bytes, as hits carry it (``provenance.doc_sha256``).
 DOC_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -112,8 +111,7 @@ class Catalog:
             raise ChunkNotFound(NOT_FOUND.format(what=what))
         if doc_id is not None and not DOC_ID.match(doc_id):
             raise ChunkNotFound(NOT_FOUND.format(what=what))
-        facts = current_request()
-        request_id = facts.request_id if facts is not None else uuid.uuid4().hex
+        request_id = current_request_id()
         blocked_sources, blocked_docs = self.rt.registry.quarantined()
         flt = access_filter(who.groups, SearchFilter(), blocked_sources, blocked_docs)
         narrow = HasId((chunk_id,)) if chunk_id is not None else MatchAny(Key.DOC_SHA256, (doc_id,))
@@ -130,15 +128,7 @@ class Catalog:
             request_id=request_id,
             index_version=version,
             asked={"chunk_id": chunk_id} if chunk_id is not None else {"doc_id": doc_id},
-            results=[
-                {
-                    "id": h.id,
-                    "source_id": h.provenance.get("source_id"),
-                    "doc_sha256": h.provenance.get("doc_sha256"),
-                    "flags": [fl["kind"] for fl in h.flags],
-                }
-                for h in result.hits
-            ],
+            results=audited_hits(result.hits),
             dropped=result.dropped,
             **who.audit_context(),
         )

@@ -119,8 +119,7 @@ class Retriever:
     ) -> Retrieval:
         if params.strict_names:
             check_names(self.rt.registry, who, params.filters)
-        facts = current_request()
-        request_id = facts.request_id if facts is not None else uuid.uuid4().hex
+        request_id = current_request_id()
         blocked_sources, blocked_docs = self.rt.registry.quarantined()
         flt = access_filter(who.groups, params.filters, blocked_sources, blocked_docs)
         s = self.rt.settings
@@ -177,15 +176,7 @@ class Retriever:
             index_version=index_version,
             query_sha256=hashlib.sha256(params.query.encode()).hexdigest(),
             filters={k: v for k, v in asdict(params.filters).items() if v is not None},
-            results=[
-                {
-                    "id": h.id,
-                    "source_id": h.provenance.get("source_id"),
-                    "doc_sha256": h.provenance.get("doc_sha256"),
-                    "flags": [fl["kind"] for fl in h.flags],
-                }
-                for h in result.hits
-            ],
+            results=audited_hits(result.hits),
             dropped=result.dropped,
             **who.audit_context(),
         )
@@ -235,6 +226,25 @@ class Retriever:
             max_tokens,
             count,
         )
+
+
+def audited_hits(hits: list[Any]) -> list[dict[str, Any]]:
+    """What an audit record keeps of the hits it returned: ids, where from, flags (no text)."""
+    return [
+        {
+            "id": h.id,
+            "source_id": h.provenance.get("source_id"),
+            "doc_sha256": h.provenance.get("doc_sha256"),
+            "flags": [fl["kind"] for fl in h.flags],
+        }
+        for h in hits
+    ]
+
+
+def current_request_id() -> str:
+    """The HTTP request's id (``ragwall.telemetry.facts``), or a fresh one outside a request."""
+    facts = current_request()
+    return facts.request_id if facts is not None else uuid.uuid4().hex
 
 
 def _flagged_span(hit: Any) -> tuple[int, int] | None:

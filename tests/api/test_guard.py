@@ -8,22 +8,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-RAGWALL = str(Path(sys.executable).with_name("ragwall"))
+from tests.api.helpers import RAGWALL, ragwall_serve
+
 STREAM_MIB = 48
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,27 +26,8 @@ def server(tmp_path_factory):
         [RAGWALL, "keys", "create", "--json"], env=env, capture_output=True, text=True, check=True
     )
     key = json.loads(created.stdout)["key"]
-    port = _free_port()
-    proc = subprocess.Popen(
-        [RAGWALL, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the server did not start")
-        yield port, key, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    with ragwall_serve(env) as (url, proc):
+        yield int(url.rsplit(":", 1)[1]), key, psutil.Process(proc.pid)
 
 
 def _stream(port: int, headers: dict[str, str], mib: int) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from ragwall.api.app import create_app
 from ragwall.service import Service
 from ragwall.service import oidc as oidc_module
 from ragwall.settings import Settings
+from tests.api.helpers import ingest_group_sources
 
 AUDIENCE = "ragwall-test"
 
@@ -99,14 +100,7 @@ def api(tmp_path_factory, encoder, idp):
         query_encoder="torch",
     )
     svc = Service(settings, encoder=encoder)
-    for sid, text in {
-        "eng": "# Pumps\n\nThe water pump seal is replaced every six months.\n",
-        "fin": "# Refunds\n\nRefunds above 500 EUR need the finance director.\n",
-    }.items():
-        (root / sid).mkdir()
-        (root / sid / f"{sid}.md").write_text(text)
-        svc.add_source("setup", sid, str(root / sid), "internal", [sid])
-        svc.ingest("setup", sid)
+    ingest_group_sources(svc, root)
     with TestClient(create_app(settings, svc)) as client:
         yield client, svc
     svc.close()

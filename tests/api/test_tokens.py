@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from ragwall.api.app import create_app
 from ragwall.service import Service
 from ragwall.settings import Settings
+from tests.api.helpers import ingest_group_sources
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,7 @@ def api(tmp_path_factory, encoder):
     root = tmp_path_factory.mktemp("tokens")
     settings = Settings(data_dir=root / "data", token_max_ttl_s=1200, query_encoder="torch")
     svc = Service(settings, encoder=encoder)
-    for sid, text in {
-        "eng": "# Pumps\n\nThe water pump seal is replaced every six months.\n",
-        "fin": "# Refunds\n\nRefunds above 500 EUR need the finance director.\n",
-    }.items():
-        (root / sid).mkdir()
-        (root / sid / f"{sid}.md").write_text(text)
-        svc.add_source("setup", sid, str(root / sid), "internal", [sid])
-        svc.ingest("setup", sid)
+    ingest_group_sources(svc, root)
     keys = {
         "admin": svc.create_key("setup", "admin")[0],
         "both": svc.create_key("setup", "retrieve", ["eng", "fin"])[0],
