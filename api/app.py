@@ -82,5 +82,5 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
 def _record_guard_refusal(scope: dict, who, refused: ApiError) -> None:  # noqa: ANN001
     scope["app"].state.service.record_refusal(
-        who.key_id if who else None, scope["method"], scope["path"], refused.status, refused.code
+        who, scope["method"], scope["path"], refused.status, refused.code
     )

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragwall.api.guard import ApiError
 from ragwall.errors import (
+    ApiKeyError,
     ChunkNotFound,
     Conflict,
     Forbidden,
@@ -29,8 +30,10 @@ from ragwall.errors import (
     InvalidRequest,
     JobNotFound,
     JobRunning,
+    KeyNotFound,
     NotFound,
     RagwallError,
+    RateLimited,
     ReportNotFound,
     SourceBusy,
     SourceError,
@@ -56,6 +59,7 @@ ERRORS: dict[type[RagwallError], tuple[int, str]] = {
     VersionNotFound: (404, "version_not_found"),
     ReportNotFound: (404, "report_not_found"),
     ChunkNotFound: (404, "chunk_not_found"),
+    KeyNotFound: (404, "key_not_found"),
     NotFound: (404, "not_found"),
     JobRunning: (409, "job_running"),
     SwitchRefused: (409, "switch_refused"),
@@ -63,6 +67,9 @@ ERRORS: dict[type[RagwallError], tuple[int, str]] = {
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     InvalidRequest: (422, "invalid_request"),
     Forbidden: (403, "forbidden"),
+    ApiKeyError: (422, "invalid_request"),  # a bad budget or scope for a key
+    # budgets (Retry-After and the RateLimit fields: ragwall.api.guard)
+    RateLimited: (429, "rate_limited"),
     # the infrastructure
     StoreError: (503, "store_unavailable"),
 }
@@ -99,9 +106,7 @@ def record(request: Request, status: int, code: str) -> None:
     if service is None:
         return
     who = getattr(request.state, "principal", None)
-    service.record_refusal(
-        who.key_id if who else None, request.method, request.url.path, status, code
-    )
+    service.record_refusal(who, request.method, request.url.path, status, code)
 
 
 async def on_ragwall_error(request: Request, exc: RagwallError) -> JSONResponse:

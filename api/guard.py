@@ -12,6 +12,15 @@ Invariants, in this order:
    chunked (or lying) body is counted as it arrives and refused with 413 as soon as it passes
    the limit. A body within the limit is buffered (at most the limit) and replayed to the app.
 
+3. **Budgets** (``ragwall.service.budgets``): a call is charged once it has passed its scope
+   check — by the routes' scope dependency (``ragwall.api.deps``), and here for an MCP tool call
+   or resource read (every key may make them; the protocol's handshake costs nothing) — so 401
+   and 403 never count. Every response to a caller with a budget carries
+   the ``RateLimit-Policy`` and ``RateLimit`` fields (the charge's reading, or an uncharged one
+   for a response that did not count), and a 429 ``rate_limited`` carries ``Retry-After``.
+4. **A workflow id** for the audit trail: a Ragwall token's ``wf`` claim, or else the
+   ``X-Workflow-Id`` header (1-128 printable ASCII characters; any other value is 422).
+
 Each refusal is reported to ``on_refusal`` (the app records it in the audit trail). Scopes are
 checked by the routes (``Principal.allows``): an admin key that an older release bound to groups
 authenticates as a retrieve key (``ragwall.service.keys``), so every admin route and ``/metrics``
@@ -20,12 +29,15 @@ answer it 403 ``forbidden`` with :meth:`Principal.refusal`'s reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ragwall.service import DEV_PRINCIPAL, Principal, Service
+from ragwall.api.resource_metadata import challenge
+from ragwall.errors import RateLimited
+from ragwall.service import DEV_PRINCIPAL, WORKFLOW, Principal, Service
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -35,6 +47,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROTECTED_PREFIX = "/v1/"
 MCP_PATH = "/mcp"
+WORKFLOW_HEADER = "x-workflow-id"
+#: Where the request state keeps a charged call's RateLimit fields (set by whoever charged it).
+RATELIMIT_STATE = "ratelimit_headers"
 
 
 def protected(path: str) -> bool:
@@ -91,6 +106,28 @@ def authenticate(service: Service, headers: dict[str, str]) -> Principal:
     return found
 
 
+def with_workflow(who: Principal, header: str | None) -> Principal:
+    """``who`` with the ``X-Workflow-Id`` header's workflow, unless a token already named one
+    (a token's ``wf`` binds); :class:`ApiError` 422 for a malformed header."""
+    if header is None or who.workflow_id is not None:
+        return who
+    if not WORKFLOW.match(header):
+        raise ApiError(
+            422, "invalid_request", "X-Workflow-Id must be 1-128 printable ASCII characters"
+        )
+    return dataclasses.replace(who, workflow_id=header)
+
+
+def charge(service: Service, who: Principal, state: dict[str, Any]) -> None:
+    """Charge one call to ``who``'s budget and keep its RateLimit fields in the request
+    ``state`` for the response; :class:`ApiError` 429 (with ``Retry-After``) when spent."""
+    try:
+        state[RATELIMIT_STATE] = service.charge(who)
+    except RateLimited as spent:
+        state[RATELIMIT_STATE] = spent.headers
+        raise ApiError(429, "rate_limited", str(spent), spent.headers) from spent
+
+
 def authorize_metrics(service: Service, headers: dict[str, str]) -> str:
     """Who may read ``/metrics``: the ``RAGWALL_METRICS_TOKEN`` bearer (a Prometheus server),
     or an admin key. Returns ``"metrics-token"`` or the key's id; raises :class:`ApiError`
@@ -133,14 +170,64 @@ class RequestGuard:
         try:
             if protected(scope["path"]):
                 who = authenticate(service, headers)
+                who = with_workflow(who, headers.get(WORKFLOW_HEADER))  # a 422 names the key
                 scope.setdefault("state", {})["principal"] = who
             body = await _read_body(receive, headers, body_limit(service, scope, who))
+            limited = who is not None and who.budget.limited
+            if limited and _is_mcp(scope["path"]) and _mcp_work(body):
+                charge(service, who, scope["state"])
         except ApiError as refused:
+            if refused.status == 401 and _is_mcp(scope["path"]):  # where to get a token
+                refused.headers = {"WWW-Authenticate": challenge(service.settings, scope)}
+            if who is not None and who.budget.limited and refused.status != 429:
+                refused.headers = {**(service.budget_headers(who) or {}), **(refused.headers or {})}
             if self.on_refusal is not None:
                 self.on_refusal(scope, who, refused)
             await _respond(send, refused)
             return
+        if who is not None and who.budget.limited:
+            send = _with_ratelimit_fields(send, service, who, scope["state"])
         await self.app(scope, _replay(body, receive), send)
+
+
+def _is_mcp(path: str) -> bool:
+    return path == MCP_PATH or path.startswith(MCP_PATH + "/")
+
+
+#: The MCP messages that do work and so spend a budget; the protocol's own (initialize,
+#: notifications, tools/list, ping) do not, so a session's handshake costs nothing.
+MCP_CHARGED = frozenset({"tools/call", "resources/read"})
+
+
+def _mcp_work(body: bytes) -> bool:
+    """Whether an MCP request body asks for work (:data:`MCP_CHARGED`). A body that is not
+    JSON-RPC is the SDK's to refuse (and is audited there), so it is not charged."""
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    messages = message if isinstance(message, list) else [message]
+    return any(isinstance(m, dict) and m.get("method") in MCP_CHARGED for m in messages)
+
+
+def _with_ratelimit_fields(
+    send: Send, service: Service, who: Principal, state: dict[str, Any]
+) -> Send:
+    """``send``, adding the RateLimit fields to the response's headers: the charged call's, or
+    an uncharged reading when nothing charged this one (a 403, an unknown route)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            fields = state.get(RATELIMIT_STATE) or service.budget_headers(who) or {}
+            known = {k.lower() for k, _ in message.get("headers", [])}
+            extra = [
+                (k.lower().encode(), v.encode()) for k, v in fields.items()
+                if k.lower().encode() not in known
+            ]  # fmt: skip
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
 
 
 #: Routes that take larger bodies from admin keys (drift snapshots), and the setting that bounds them.

@@ -11,7 +11,7 @@ from ragwall.settings import RETRIEVE, TRUST_TIERS, Policy
 MAX_QUERY_CHARS = 4096
 
 
-def _clean_text(value: str) -> str:
+def clean_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:  # lone surrogates from "\ud800" escapes
@@ -46,7 +46,7 @@ class Filters(BaseModel):
     def _strings(cls, value: list[str] | None) -> list[str] | None:
         if value is not None:
             for item in value:
-                _clean_text(item)
+                clean_text(item)
                 if not item or len(item) > 200:
                     raise ValueError("each entry must be 1-200 characters")
         return value
@@ -95,7 +95,7 @@ class RetrieveRequest(BaseModel):
     @field_validator("query")
     @classmethod
     def _query(cls, value: str) -> str:
-        _clean_text(value)
+        clean_text(value)
         if not value.strip():
             raise ValueError("query must contain non-whitespace text")
         return value
@@ -346,48 +346,3 @@ class Health(BaseModel):
 
 
 assert set(TRUST_TIERS) == {"verified", "internal", "external", "untrusted"}
-
-
-class TokenRequest(BaseModel):
-    """An access token narrower than the caller's key."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    ttl_s: int | None = Field(
-        default=None,
-        ge=1,
-        description="Lifetime in seconds: default 900 (or RAGWALL_TOKEN_MAX_TTL_S if lower), at "
-        "most RAGWALL_TOKEN_MAX_TTL_S.",
-    )
-    groups: list[str] | None = Field(
-        default=None,
-        max_length=100,
-        description="A subset of the key's groups (default: the key's).",
-    )
-    scopes: list[Literal["retrieve", "admin"]] | None = Field(
-        default=None, max_length=2, description="A subset of the key's scopes (default: the key's)."
-    )
-    workflow_id: str | None = Field(
-        default=None, max_length=128, description="Names the workflow in the audit trail."
-    )
-    actor: str | None = Field(
-        default=None, max_length=128, description="The agent's name, for the audit trail."
-    )
-
-    @field_validator("groups")
-    @classmethod
-    def _groups(cls, value: list[str] | None) -> list[str] | None:
-        for item in value or ():
-            _clean_text(item)
-            if not item or len(item) > 200:
-                raise ValueError("each group must be 1-200 characters")
-        return value
-
-
-class TokenOut(BaseModel):
-    token: str
-    token_type: Literal["Bearer"]
-    expires_at: str
-    jti: str
-    groups: list[str] | None
-    scopes: list[str]

@@ -10,10 +10,12 @@ status and code (``ragwall.api.errors``), the CLI with a message and exit status
     * JobCancelled
         * IngestCancelled
     * IdempotencyKeyReused
-    * ApiKeyError, DatasetError
+    * ApiKeyError: KeyNotFound
+    * DatasetError
     * ReindexCheckFailed, GateFailed
     * InvalidRequest
     * Forbidden
+    * RateLimited
     * NotFound: JobNotFound, VersionNotFound, ReportNotFound, ChunkNotFound
     * Conflict: JobRunning, SwitchRefused
     * DocumentError: UnsupportedDocument, EmptyDocument, EncryptedDocument, CorruptDocument,
@@ -88,6 +90,10 @@ class ApiKeyError(RagwallError):
     """A key could not be created or found."""
 
 
+class KeyNotFound(ApiKeyError):
+    """No active key has that id."""
+
+
 class DatasetError(RagwallError):
     """A dataset folder is missing a file or holds malformed lines."""
 
@@ -111,6 +117,19 @@ class InvalidRequest(RagwallError):
 
 class Forbidden(RagwallError):
     """The caller's key does not hold what the operation needs (a scope, a group)."""
+
+
+class RateLimited(RagwallError):
+    """The caller's key spent its budget (``--rpm``, ``--daily-requests``);
+    ``retry_after_s`` says when the next call can pass, ``headers`` are the response's
+    ``Retry-After`` and RateLimit fields."""
+
+    def __init__(
+        self, message: str, retry_after_s: int, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = headers or {"Retry-After": str(retry_after_s)}
 
 
 class NotFound(RagwallError):

@@ -348,6 +348,24 @@ class Settings(BaseSettings):
         default="scope",
         description="The claim holding the caller's scopes: `ragwall:retrieve`, `ragwall:admin`.",
     )
+    oidc_rpm: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Each identity-provider subject's budget: calls in any 60 s (unset: none).",
+    )
+    oidc_daily_requests: int | None = Field(
+        default=None,
+        ge=1,
+        le=200_000,
+        description="Each identity-provider subject's budget: calls in any 24 h (unset: none).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL clients reach this server at (behind a proxy), as in "
+        "`https://rag.example.com`; it names the protected resource in the OAuth metadata "
+        "(default: the request's own URL).",
+    )
     console_session_minutes: int = Field(
         default=30,
         ge=1,

@@ -15,17 +15,18 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jwt
 
-from ragwall.errors import InvalidRequest
+from ragwall.errors import InvalidRequest, KeyNotFound
 from ragwall.service.audit import VerifyReport
-from ragwall.service.keys import KeyRecord, Principal
+from ragwall.service.keys import UNLIMITED, Budget, KeyRecord, Principal
 from ragwall.service.runtime import Runtime
 from ragwall.service.sessions import ConsoleSession
 from ragwall.service.tokens import Minted, describe
@@ -56,9 +57,12 @@ class Access:
         groups: Sequence[str] | None = None,
         name: str = "",
         policy: str | None = None,
+        budget: Budget = UNLIMITED,
     ) -> tuple[str, KeyRecord]:
         """Create a key; returns its secret (shown once, never recorded) and its record."""
-        key, record = self.rt.keys.create(scope, list(groups) if groups else None, name, policy)
+        key, record = self.rt.keys.create(
+            scope, list(groups) if groups else None, name, policy, budget
+        )
         self.rt.audit.append(
             "key.create",
             actor,
@@ -67,12 +71,29 @@ class Access:
             groups=list(record.groups) if record.groups is not None else None,
             name=record.name,
             policy=record.policy,
+            **budget.describe(),
         )
         return key, record
 
     def revoke_key(self, actor: str, key_id: str) -> None:
         self.rt.keys.revoke(key_id)
         self.rt.audit.append("key.revoke", actor, revoked_key_id=key_id)
+
+    def set_key_budget(
+        self, actor: str, key_id: str, changes: Mapping[str, int | None]
+    ) -> KeyRecord:
+        """Change a key's budget: ``changes`` maps ``rpm`` and/or ``daily_requests`` to a new
+        value (``None``: no limit of that kind); a field it leaves out stays. Audited."""
+        unknown = set(changes) - {"rpm", "daily_requests"}
+        if unknown:
+            raise InvalidRequest(f"a budget has rpm and daily_requests, not {sorted(unknown)}")
+        current = self.rt.keys.get(key_id)
+        if current is None or current.revoked_at is not None:
+            raise KeyNotFound(f"no active key {key_id!r}; `ragwall keys list` shows them")
+        budget = dataclasses.replace(current.budget, **changes)
+        record = self.rt.keys.set_budget(key_id, budget)
+        self.rt.audit.append("key.budget", actor, changed_key_id=key_id, **budget.describe())
+        return record
 
     def authenticate(self, credential: str) -> Principal | None:
         """The caller an API key or an access token names (Ragwall's own, or the identity
@@ -168,9 +189,10 @@ class Access:
         self.record_session(session.key_id, "sign_out")
 
     def record_refusal(
-        self, key_id: str | None, method: str, route: str, status: int, code: str
+        self, who: Principal | str | None, method: str, route: str, status: int, code: str
     ) -> bool:
-        """Audit a refused call (401, 403, 413, 422, …): who (when known), what, why.
+        """Audit a refused call (401, 403, 413, 422, 429, …): who (when known: the caller, so
+        its key and the token, workflow and actor it named; or only a key id), what, why.
 
         At most ``RAGWALL_REFUSAL_RECORDS_PER_MINUTE`` are written a minute, so a flood of bad
         calls cannot fill the disk; the next record written says how many were left out.
@@ -187,11 +209,18 @@ class Access:
             suppressed, self._refusals_suppressed = self._refusals_suppressed, 0
         self.rt.audit.append(
             "refused",
-            key_id or "anonymous",
+            _key_id(who),
             method=method,
             route=route[:200],
             status=status,
             reason=code,
             suppressed_before=suppressed,
+            **(who.audit_context() if isinstance(who, Principal) else {}),
         )
         return True
+
+
+def _key_id(who: Principal | str | None) -> str:
+    if isinstance(who, Principal):
+        return who.key_id
+    return who or "anonymous"

@@ -25,7 +25,12 @@ from ragwall.retrieval.search import SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Filter, HasId, MatchAny
 from ragwall.service.keys import Principal
 from ragwall.service.names import sees
-from ragwall.service.retrieve import audited_hits, current_request_id, defense_config
+from ragwall.service.retrieve import (
+    audited_hits,
+    context_tokens,
+    current_request_id,
+    defense_config,
+)
 from ragwall.service.runtime import Runtime
 
 #: A document id: the sha256 of its bytes, as hits carry it (``provenance.doc_sha256``).
@@ -66,8 +71,9 @@ class Catalog:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def visible_sources(self, who: Principal) -> list[SourceView]:
-        """The sources ``who`` can search, with what the active version holds of each."""
+    def visible_sources(self, who: Principal, action: str | None = None) -> list[SourceView]:
+        """The sources ``who`` can search, with what the active version holds of each; with
+        ``action`` (an agent's call, such as ``mcp.list_sources``), audited under it."""
         registry = self.rt.registry
         active = registry.active_version()
         version = active.id if active else 1
@@ -91,6 +97,14 @@ class Catalog:
                     run.finished_at if run else None,
                     src.id in blocked,
                 )
+            )
+        if action is not None:
+            self.rt.audit.append(
+                action,
+                who.key_id,
+                request_id=current_request_id(),
+                sources=[v.id for v in out],
+                **who.audit_context(),
             )
         return out
 
@@ -129,6 +143,7 @@ class Catalog:
             index_version=version,
             asked={"chunk_id": chunk_id} if chunk_id is not None else {"doc_id": doc_id},
             results=audited_hits(result.hits),
+            context_tokens=context_tokens(result.hits),
             dropped=result.dropped,
             **who.audit_context(),
         )

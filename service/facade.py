@@ -25,17 +25,20 @@ appends one**; heavy resources (the embedding model, the store) open on first us
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ragwall.embed import DenseEncoder
+from ragwall.errors import RateLimited
 from ragwall.eval.drift import Gates, QuerySet, Snapshot
 from ragwall.ingest.pipeline import IngestReport
 from ragwall.ingest.registry import JobRecord
 from ragwall.ingest.sources import Source
 from ragwall.service.access import Access
 from ragwall.service.audit import VerifyReport
+from ragwall.service.budgets import Budgets
 from ragwall.service.catalog import Catalog, Fetched, SourceView
 from ragwall.service.comparisons import Comparisons
 from ragwall.service.health import Health
@@ -43,7 +46,7 @@ from ragwall.service.ingest_jobs import KIND as INGEST_KIND
 from ragwall.service.ingest_jobs import start_ingest
 from ragwall.service.job_status import JobStatus
 from ragwall.service.jobs import JobRunner
-from ragwall.service.keys import KeyRecord, Principal
+from ragwall.service.keys import UNLIMITED, Budget, KeyRecord, Principal
 from ragwall.service.reindex import Reindexes
 from ragwall.service.requests import DriftRequest, ReindexChanges, Side
 from ragwall.service.retrieve import Retrieval, RetrieveParams, Retriever, defense_config
@@ -51,6 +54,7 @@ from ragwall.service.runtime import Runtime
 from ragwall.service.sessions import ConsoleSession
 from ragwall.service.sources import Sources, SourceSummary
 from ragwall.service.tokens import Minted
+from ragwall.service.usage import UsageReport, usage
 from ragwall.service.versions import Versions
 from ragwall.service.views import AuditStatus, FlaggedPage, SourceRow, Views
 from ragwall.settings import DefenseConfig, Settings
@@ -87,6 +91,7 @@ class Service:
         self.metrics = Metrics(self._health.reading)
         self._sources = Sources(rt, self.metrics)
         self._access = Access(rt)
+        self._budgets = Budgets()
         self._retriever = Retriever(rt, self.metrics)
         self._catalog = Catalog(rt)
         self._versions = Versions(rt, self.jobs)
@@ -178,11 +183,40 @@ class Service:
         groups: Sequence[str] | None = None,
         name: str = "",
         policy: str | None = None,
+        budget: Budget = UNLIMITED,
     ) -> tuple[str, KeyRecord]:
-        return self._access.create_key(actor, scope, groups, name, policy)
+        return self._access.create_key(actor, scope, groups, name, policy, budget)
 
     def revoke_key(self, actor: str, key_id: str) -> None:
         self._access.revoke_key(actor, key_id)
+
+    def set_key_budget(
+        self, actor: str, key_id: str, changes: Mapping[str, int | None]
+    ) -> KeyRecord:
+        return self._access.set_key_budget(actor, key_id, changes)
+
+    def charge(self, who: Principal) -> dict[str, str] | None:
+        """Charge one call to ``who``'s budget (``ragwall.service.budgets``); the response's
+        RateLimit header fields, ``None`` for a key without a budget. Raises
+        :class:`~ragwall.errors.RateLimited` (its ``headers`` add ``Retry-After``)."""
+        try:
+            state = self._budgets.charge(who)
+        except RateLimited:
+            if self.settings.telemetry:
+                self.metrics.refused_for_budget(who.key_id)
+            raise
+        return state.headers() if state is not None else None
+
+    def usage(self, since: timedelta, by: str = "key") -> UsageReport:
+        """Calls, hits, context tokens, refusals and 429s over the last ``since``, per key,
+        workflow or actor, from the audit trail (``ragwall.service.usage``)."""
+        return usage(self.settings.audit_path, datetime.now(UTC) - since, by)
+
+    def budget_headers(self, who: Principal) -> dict[str, str] | None:
+        """``who``'s RateLimit header fields without charging a call (a response that does not
+        count: a 403, an unknown route)."""
+        state = self._budgets.peek(who)
+        return state.headers() if state is not None else None
 
     def mint_token(
         self,
@@ -223,9 +257,9 @@ class Service:
         self._access.sign_out(session)
 
     def record_refusal(
-        self, key_id: str | None, method: str, route: str, status: int, code: str
+        self, who: Principal | str | None, method: str, route: str, status: int, code: str
     ) -> bool:
-        return self._access.record_refusal(key_id, method, route, status, code)
+        return self._access.record_refusal(who, method, route, status, code)
 
     # -- retrieve (``retrieve``) ---------------------------------------------------------------
     def retrieve(
@@ -233,8 +267,8 @@ class Service:
     ) -> Retrieval:
         return self._retriever.retrieve(who, params, action)
 
-    def visible_sources(self, who: Principal) -> list[SourceView]:
-        return self._catalog.visible_sources(who)
+    def visible_sources(self, who: Principal, action: str | None = None) -> list[SourceView]:
+        return self._catalog.visible_sources(who, action)
 
     def fetch(
         self,

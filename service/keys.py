@@ -10,6 +10,10 @@ so admin is for unrestricted keys only: :meth:`KeyStore.create` refuses ``admin`
 a key stored that way by an older release authenticates as a ``retrieve`` key
 (:attr:`Principal.group_bound_admin` set, so a refusal can say why); it still retrieves, filtered
 by its groups.
+
+A key may carry a **budget** (:class:`Budget`): at most ``rpm`` calls in any 60 s and
+``daily_requests`` in any 24 h. The store only keeps the numbers; ``ragwall.service.budgets``
+enforces them. Changing a budget takes effect at the key's next call (each call reads the key).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from ragwall.errors import ApiKeyError
+from ragwall.errors import ApiKeyError, KeyNotFound
 from ragwall.settings import POLICIES
 
 Scope = Literal["retrieve", "admin"]
@@ -43,6 +47,41 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at TEXT
 );
 """
+#: Columns added after the first release, with their SQL types (added when missing).
+_ADDED_COLUMNS = {"policy": "TEXT", "rpm": "INTEGER", "daily_requests": "INTEGER"}
+#: The largest budgets a key may hold. A moving window keeps one timestamp per call in the
+#: window, so the daily bound also bounds the limiter's memory per key (about 30 MB).
+MAX_RPM = 100_000
+MAX_DAILY_REQUESTS = 200_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A key's request budget: at most ``rpm`` calls in any 60 s and ``daily_requests`` calls
+    in any 24 h (moving windows); ``None``: no limit of that kind."""
+
+    rpm: int | None = None
+    daily_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value, top in (
+            ("rpm", self.rpm, MAX_RPM),
+            ("daily_requests", self.daily_requests, MAX_DAILY_REQUESTS),
+        ):
+            if value is not None and not (isinstance(value, int) and 1 <= value <= top):
+                raise ApiKeyError(
+                    f"{name} must be a whole number from 1 to {top} (or no limit), not {value!r}"
+                )
+
+    @property
+    def limited(self) -> bool:
+        return self.rpm is not None or self.daily_requests is not None
+
+    def describe(self) -> dict[str, int | None]:
+        return {"rpm": self.rpm, "daily_requests": self.daily_requests}
+
+
+UNLIMITED = Budget()
 
 
 @dataclass(frozen=True)
@@ -61,6 +100,8 @@ class Principal:
     token_id: str | None = None
     workflow_id: str | None = None
     actor: str | None = None
+    #: The key's budget (a token shares its parent key's; ``ragwall.service.budgets``).
+    budget: Budget = UNLIMITED
 
     def audit_context(self) -> dict[str, str]:
         """What an audit record says of the caller beyond its key id: the token, workflow and
@@ -99,6 +140,7 @@ class KeyRecord:
     created_at: str
     revoked_at: str | None
     policy: str | None = None
+    budget: Budget = UNLIMITED
 
     @property
     def effective_scope(self) -> str:
@@ -118,8 +160,9 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(api_keys)")}
-        if "policy" not in columns:  # keys made before per-key policies existed
-            self._db.execute("ALTER TABLE api_keys ADD COLUMN policy TEXT")
+        for column, kind in _ADDED_COLUMNS.items():  # keys made by an older release
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -130,6 +173,7 @@ class KeyStore:
         groups: list[str] | None = None,
         name: str = "",
         policy: str | None = None,
+        budget: Budget = UNLIMITED,
     ) -> tuple[str, KeyRecord]:
         """A new key; returns (the full key, to show once; its record)."""
         if scope not in SCOPES:
@@ -152,10 +196,11 @@ class KeyStore:
             created_at=datetime.now(UTC).isoformat(),
             revoked_at=None,
             policy=policy,
+            budget=budget,
         )
         self._db.execute(
-            "INSERT INTO api_keys (id, name, secret_sha256, scope, groups, created_at, policy) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, name, secret_sha256, scope, groups, created_at, policy, "
+            "rpm, daily_requests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.name,
@@ -164,6 +209,8 @@ class KeyStore:
                 json.dumps(list(record.groups)) if record.groups is not None else None,
                 record.created_at,
                 record.policy,
+                budget.rpm,
+                budget.daily_requests,
             ),
         )
         return f"rw_{key_id}_{secret}", record
@@ -175,7 +222,8 @@ class KeyStore:
             return None
         key_id, secret = match.groups()
         row = self._db.execute(
-            "SELECT secret_sha256, scope, groups, revoked_at, policy FROM api_keys WHERE id = ?",
+            "SELECT secret_sha256, scope, groups, revoked_at, policy, rpm, daily_requests "
+            "FROM api_keys WHERE id = ?",
             (key_id,),
         ).fetchone()
         if row is None or row[3] is not None:
@@ -183,9 +231,12 @@ class KeyStore:
         if not hmac.compare_digest(row[0], _digest(secret)):
             return None
         groups = tuple(json.loads(row[2])) if row[2] is not None else None
+        budget = Budget(row[5], row[6])
         if row[1] == "admin" and groups is not None:  # stored by an older release: not admin
-            return Principal(key_id, "retrieve", groups, row[4], group_bound_admin=True)
-        return Principal(key_id=key_id, scope=row[1], groups=groups, policy=row[4])
+            return Principal(
+                key_id, "retrieve", groups, row[4], group_bound_admin=True, budget=budget
+            )
+        return Principal(key_id=key_id, scope=row[1], groups=groups, policy=row[4], budget=budget)
 
     def get(self, key_id: str) -> KeyRecord | None:
         """One key's record (revoked ones too), or ``None``."""
@@ -197,7 +248,8 @@ class KeyStore:
 
     def _select(self, where: str, args: tuple = ()) -> list[KeyRecord]:
         rows = self._db.execute(
-            f"SELECT id, name, scope, groups, created_at, revoked_at, policy FROM api_keys {where}",
+            "SELECT id, name, scope, groups, created_at, revoked_at, policy, rpm, daily_requests "
+            f"FROM api_keys {where}",
             args,
         )
         return [
@@ -209,6 +261,7 @@ class KeyStore:
                 r[4],
                 r[5],
                 r[6],
+                Budget(r[7], r[8]),
             )
             for r in rows
         ]
@@ -219,4 +272,16 @@ class KeyStore:
             (datetime.now(UTC).isoformat(), key_id),
         )
         if cur.rowcount == 0:
-            raise ApiKeyError(f"no active key {key_id!r}; `ragwall keys list` shows them")
+            raise KeyNotFound(f"no active key {key_id!r}; `ragwall keys list` shows them")
+
+    def set_budget(self, key_id: str, budget: Budget) -> KeyRecord:
+        """Replace an active key's budget; returns its new record."""
+        cur = self._db.execute(
+            "UPDATE api_keys SET rpm = ?, daily_requests = ? WHERE id = ? AND revoked_at IS NULL",
+            (budget.rpm, budget.daily_requests, key_id),
+        )
+        if cur.rowcount == 0:
+            raise KeyNotFound(f"no active key {key_id!r}; `ragwall keys list` shows them")
+        record = self.get(key_id)
+        assert record is not None
+        return record

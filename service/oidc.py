@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import jwt
 
-from ragwall.service.keys import Principal
+from ragwall.service.keys import UNLIMITED, Budget, Principal
 
 log = logging.getLogger("ragwall.service.oidc")
 
@@ -48,6 +48,7 @@ class OidcVerifier:
         issuer, audience: the ``iss`` and ``aud`` a token must carry.
         jwks_url: where the provider's keys are; ``None``: from its discovery document.
         groups_claim, scopes_claim: the claims that hold the caller's groups and scopes.
+        budget: each subject's budget (``RAGWALL_OIDC_RPM``, ``RAGWALL_OIDC_DAILY_REQUESTS``).
     """
 
     def __init__(
@@ -57,8 +58,10 @@ class OidcVerifier:
         jwks_url: str | None = None,
         groups_claim: str = "groups",
         scopes_claim: str = "scope",
+        budget: Budget = UNLIMITED,
     ) -> None:
         self.issuer, self.audience = issuer, audience
+        self.budget = budget
         self.groups_claim, self.scopes_claim = groups_claim, scopes_claim
         self._jwks_url = jwks_url
         self._keys: dict[str, jwt.PyJWK] = {}
@@ -115,6 +118,7 @@ class OidcVerifier:
             group_bound_admin="admin" in granted and groups is not None,
             token_id=str(claims.get("jti")) if claims.get("jti") else None,
             actor=str(claims.get("azp") or claims.get("client_id") or "") or None,
+            budget=self.budget,
         )
 
     # -- the provider's keys -------------------------------------------------------------------

@@ -177,6 +177,7 @@ class Retriever:
             query_sha256=hashlib.sha256(params.query.encode()).hexdigest(),
             filters={k: v for k, v in asdict(params.filters).items() if v is not None},
             results=audited_hits(result.hits),
+            context_tokens=context_tokens(result.hits),
             dropped=result.dropped,
             **who.audit_context(),
         )
@@ -239,6 +240,12 @@ def audited_hits(hits: list[Any]) -> list[dict[str, Any]]:
         }
         for h in hits
     ]
+
+
+def context_tokens(hits: list[Any]) -> int:
+    """The tokens of text the hits hand a caller (the embedding model's tokenizer, counted at
+    ingest): what ``ragwall usage`` reports as context returned."""
+    return sum(int(h.provenance.get("token_count") or 0) for h in hits)
 
 
 def current_request_id() -> str:

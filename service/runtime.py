@@ -41,7 +41,7 @@ from ragwall.retrieval.store import Store
 from ragwall.service.audit import AuditLog
 from ragwall.service.datadir import make_private
 from ragwall.service.index import ActiveIndex, relocate_shards
-from ragwall.service.keys import KeyStore
+from ragwall.service.keys import Budget, KeyStore
 from ragwall.service.oidc import OidcVerifier
 from ragwall.service.sessions import SessionStore
 from ragwall.service.tokens import TokenIssuer
@@ -121,6 +121,7 @@ class Runtime:
                 settings.oidc_jwks_url,
                 settings.oidc_groups_claim,
                 settings.oidc_scopes_claim,
+                Budget(settings.oidc_rpm, settings.oidc_daily_requests),
             )
             if settings.oidc_issuer and settings.oidc_audience
             else None

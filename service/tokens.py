@@ -218,6 +218,7 @@ class TokenIssuer:
             token_id=str(claims["jti"]),
             workflow_id=claims.get("wf"),
             actor=claims.get("act"),
+            budget=parent.budget,  # a token spends its parent key's budget
         )
 
     # -- revoking ------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ LAYER = {
     "ragwall.settings": 0,
     "ragwall.errors": 0,
     "ragwall.payload": 0,
+    "ragwall.durations": 1,
     "ragwall.embed": 1,
     "ragwall.onnx_runtime": 1,
     "ragwall.datasets": 1,

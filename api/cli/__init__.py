@@ -24,6 +24,7 @@ from ragwall.api.cli import (  # noqa: E402
     serve,
     sources,
     train,
+    usage,
 )
 from ragwall.api.terminal import typer_app  # noqa: E402
 
@@ -37,11 +38,12 @@ sources_app.command("remove")(sources.sources_remove)
 sources_app.command("quarantine")(sources.sources_quarantine)
 sources_app.command("release")(sources.sources_release)
 
-keys_app = typer_app("Create, list and revoke API keys.")
+keys_app = typer_app("Create, list and revoke API keys, and set their budgets.")
 app.add_typer(keys_app, name="keys")
 keys_app.command("create")(keys.keys_create)
 keys_app.command("list")(keys.keys_list)
 keys_app.command("revoke")(keys.keys_revoke)
+keys_app.command("set")(keys.keys_set)
 
 eval_app = typer_app("Measure retrieval quality (commands a CI can gate on).")
 app.add_typer(eval_app, name="eval")
@@ -72,6 +74,7 @@ defend_app.command("split")(train.defend_split)
 app.command()(ingest.ingest)
 app.command()(serve.serve)
 app.command()(mcp.mcp)
+app.command()(usage.usage)
 
 index_app = typer_app("List, activate and roll back index versions.")
 app.add_typer(index_app, name="index")

@@ -1,4 +1,4 @@
-"""``ragwall keys …``: create, list and revoke API keys.
+"""``ragwall keys …``: create, list and revoke API keys, and set their budgets.
 
 Invariants: a key is shown once (only its hash is stored), and never listed; with ``--out`` it is
 written to a new owner-only file, reserved before the key exists, and a key whose file could not
@@ -16,6 +16,23 @@ from rich.table import Table
 
 from ragwall.api import secret_file
 from ragwall.api.cli.common import actor, err, out, reported, run, service
+from ragwall.service import MAX_DAILY_REQUESTS, MAX_RPM, Budget
+
+Rpm = Annotated[
+    int | None,
+    typer.Option(
+        "--rpm", min=1, max=MAX_RPM, help="Budget: calls allowed in any 60 s (per server process)."
+    ),
+]
+DailyRequests = Annotated[
+    int | None,
+    typer.Option(
+        "--daily-requests",
+        min=1,
+        max=MAX_DAILY_REQUESTS,
+        help="Budget: calls allowed in any 24 h (per server process).",
+    ),
+]
 
 
 def keys_create(
@@ -34,16 +51,21 @@ def keys_create(
             "--out", help="Write the key to this file (mode 0600) instead of printing it."
         ),
     ] = None,
+    rpm: Rpm = None,
+    daily_requests: DailyRequests = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a key and print it once (only its hash is stored). An admin key cannot be bound
-    to groups (admin views cover the whole index)."""
+    to groups (admin views cover the whole index). With --rpm or --daily-requests, a call past
+    the budget gets 429 (tokens minted from the key share it)."""
     with reported():  # --out: the new file first, so a key is never created with nowhere to go
         fd = None if out_file is None else secret_file.reserve(out_file)
     try:
         with service() as svc:
             with reported():
-                key, record = svc.create_key(actor(), scope, group or None, name, policy)
+                key, record = svc.create_key(
+                    actor(), scope, group or None, name, policy, Budget(rpm, daily_requests)
+                )
             if fd is not None:
                 try:
                     secret_file.write(fd, key)
@@ -86,7 +108,7 @@ def keys_create(
 
 def keys_list() -> None:
     """List keys (never their secrets)."""
-    table = Table("id", "name", "scope", "groups", "created", "revoked")
+    table = Table("id", "name", "scope", "groups", "budget", "created", "revoked")
     for r in run(lambda svc: svc.list_keys()):
         table.add_row(
             r.id,
@@ -95,6 +117,7 @@ def keys_list() -> None:
             if r.effective_scope == r.scope
             else f"{r.effective_scope} (stored as {r.scope}: group-bound keys cannot be admin)",
             ",".join(r.groups) if r.groups is not None else "(all)",
+            describe_budget(r.budget),
             r.created_at[:19],
             (r.revoked_at or "")[:19],
         )
@@ -105,3 +128,44 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id."""
     run(lambda svc: svc.revoke_key(actor(), key_id))
     out.print(f"revoked {key_id}")
+
+
+def keys_set(
+    key_id: str,
+    rpm: Rpm = None,
+    daily_requests: DailyRequests = None,
+    no_rpm: Annotated[bool, typer.Option("--no-rpm", help="Remove the per-minute limit.")] = False,
+    no_daily_requests: Annotated[
+        bool, typer.Option("--no-daily-requests", help="Remove the per-day limit.")
+    ] = False,
+) -> None:
+    """Change a key's budget; it applies from the key's next call, on a running server too.
+    Options left out stay as they are."""
+    changes: dict[str, int | None] = {}
+    for name, value, clear in (
+        ("rpm", rpm, no_rpm),
+        ("daily_requests", daily_requests, no_daily_requests),
+    ):
+        flag = name.replace("_", "-")
+        if value is not None and clear:
+            err.print(f"[red]error:[/red] give --{flag} or --no-{flag}, not both")
+            raise typer.Exit(2)
+        if value is not None or clear:
+            changes[name] = value
+    if not changes:
+        err.print(
+            "[red]error:[/red] nothing to change: give --rpm, --daily-requests, --no-rpm or "
+            "--no-daily-requests"
+        )
+        raise typer.Exit(2)
+    record = run(lambda svc: svc.set_key_budget(actor(), key_id, changes))
+    out.print(f"key {record.id}: budget {describe_budget(record.budget)}")
+
+
+def describe_budget(budget: Budget) -> str:
+    parts = []
+    if budget.rpm is not None:
+        parts.append(f"{budget.rpm}/min")
+    if budget.daily_requests is not None:
+        parts.append(f"{budget.daily_requests}/day")
+    return ", ".join(parts) or "none"

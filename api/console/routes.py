@@ -90,13 +90,13 @@ def login(
         svc.record_refusal(None, "POST", request.url.path, 401, "unauthorized")
         return _login_form(request, "that key is invalid or revoked", status=401)
     if not who.allows("admin"):
-        svc.record_refusal(who.key_id, "POST", request.url.path, 403, "forbidden")
+        svc.record_refusal(who, "POST", request.url.path, 403, "forbidden")
         why = who.refusal("admin") if who.group_bound_admin else (
             f"key {who.key_id} has scope {who.scope!r}: the console needs an admin key"
         )  # fmt: skip
         return _login_form(request, why, status=403)
     if who.token_id is not None:  # an admin token: the console takes keys only
-        svc.record_refusal(who.key_id, "POST", request.url.path, 403, "forbidden")
+        svc.record_refusal(who, "POST", request.url.path, 403, "forbidden")
         return _login_form(request, "the console takes an API key, not an access token", 403)
     session = svc.sign_in(who)
     response = to_page("/sources")

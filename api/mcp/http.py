@@ -20,10 +20,12 @@ from typing import Any
 from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ragwall.api.mcp.tools import CALLER, build_server
+from ragwall.api.resource_metadata import METADATA_PATH, metadata
 from ragwall.settings import Settings
 
 PATH = "/mcp"
@@ -97,4 +99,10 @@ def add_mcp(app: FastAPI, settings: Settings) -> McpEndpoint:
         # so both answer 405, as the transport allows.
         Route(PATH, endpoint=endpoint, methods=["POST"])
     )
+    if settings.oidc_issuer:  # RFC 9728: where an MCP client finds the identity provider
+        app.router.routes.append(Route(METADATA_PATH, endpoint=_resource_metadata, methods=["GET"]))
     return endpoint
+
+
+async def _resource_metadata(request: Request) -> JSONResponse:
+    return JSONResponse(metadata(request.app.state.service.settings, request.scope))

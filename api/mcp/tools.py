@@ -8,7 +8,7 @@ there is refused (fail closed). Invariants:
 
 - **The caller's key binds every tool**: ``search`` is ``Service.retrieve`` (audited as
   ``mcp.search``), ``fetch`` is ``Service.fetch`` (``mcp.fetch``), ``list_sources`` is
-  ``Service.visible_sources``; each sees only what the key's groups allow.
+  ``Service.visible_sources`` (``mcp.list_sources``); each sees only what the key's groups allow.
 - **Names fail loudly**: a ``search`` naming a source or group the key cannot see is a tool error
   that names the close matches (``RetrieveParams.strict_names``), never a silently narrowed
   search.
@@ -68,7 +68,7 @@ def _sources(svc: Service, who: Principal) -> list[dict[str, Any]]:
             "last_ingest": s.last_ingest,
             "quarantined": s.quarantined,
         }
-        for s in svc.visible_sources(who)
+        for s in svc.visible_sources(who, action="mcp.list_sources")
     ]
 
 
@@ -129,7 +129,7 @@ def _refused(ctx: Any, code: str) -> None:
     params = ctx.params if isinstance(ctx.params, dict) else {}
     name = params.get("name") if ctx.method == "tools/call" else None
     what = f"{ctx.method} {name}" if isinstance(name, str) else str(ctx.method)
-    svc.record_refusal(who.key_id, "MCP", what, 400, code)
+    svc.record_refusal(who, "MCP", what, 400, code)
 
 
 def build_server() -> MCPServer:
@@ -153,7 +153,7 @@ def build_server() -> MCPServer:
             return run(svc, who)
         except RagwallError as exc:
             status, code = lookup(exc) or (400, "invalid_request")
-            svc.record_refusal(who.key_id, "MCP", f"tools/call {tool}", status, code)
+            svc.record_refusal(who, "MCP", f"tools/call {tool}", status, code)
             return tool_error(code, str(exc))
         except Exception:  # a bug: logged with its traceback, answered without details
             log.exception("MCP tool %s failed", tool)

@@ -10,10 +10,10 @@ No `from __future__ import annotations` here: FastAPI reads these annotations at
 
 from fastapi import APIRouter
 
-from ragwall.api.routes import eval, health, index, jobs, retrieve, sources, tokens
+from ragwall.api.routes import eval, health, index, jobs, keys, retrieve, sources, tokens
 
 router = APIRouter()
-for part in (health, retrieve, tokens, sources, index, jobs, eval):
+for part in (health, retrieve, tokens, keys, sources, index, jobs, eval):
     router.include_router(part.router)
 
 __all__ = ["router"]

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ragwall.api.access_models import TokenOut, TokenRequest
 from ragwall.api.deps import Reader, SvcDep
-from ragwall.api.models import TokenOut, TokenRequest
 
 router = APIRouter(tags=["tokens"])
 

@@ -4,7 +4,9 @@ Conventions (and the invariant every instrument here keeps): names start with ``
 durations are in seconds and sizes in bytes, counters end in ``_total``, and every label takes
 values from a small fixed set (a route template, a status code, a stage, a flag kind, a job
 kind, an index version number kept by retention). A query, a key, a path with an id in it or a
-source id is never a label.
+source id is never a label. One exception, bounded by what admins create: the 429 counter is
+labelled by API key id (never by workflow or identity-provider subject, which callers choose:
+those count under ``oidc``).
 
 Counters and histograms are updated as things happen; the index, job and audit gauges are read
 from the service at scrape time by :class:`StateCollector`, so they are never stale.
@@ -191,6 +193,13 @@ class Metrics:
             buckets=JOB_BUCKETS,
             registry=reg,
         )
+        self.rate_limited = Counter(
+            "ragwall_rate_limited_total",
+            "Calls refused with 429 for a spent budget, by API key id (identity-provider "
+            "subjects count under `oidc`).",
+            ["key_id"],
+            registry=reg,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._stage_children: dict[str, Any] = {}
         ProcessCollector(registry=reg)  # process_resident_memory_bytes, cpu, open fds
@@ -239,6 +248,9 @@ class Metrics:
         ):
             if n:
                 self.ingest_documents.labels(outcome).inc(n)
+
+    def refused_for_budget(self, key_id: str) -> None:
+        self.rate_limited.labels(key_id="oidc" if key_id.startswith("oidc:") else key_id).inc()
 
     def job_finished(self, kind: str, outcome: str, seconds: float | None) -> None:
         self.jobs.labels(kind, outcome).inc()

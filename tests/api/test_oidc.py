@@ -97,6 +97,7 @@ def api(tmp_path_factory, encoder, idp):
         data_dir=root / "data",
         oidc_issuer=idp.issuer,
         oidc_audience=AUDIENCE,
+        oidc_rpm=1000,
         query_encoder="torch",
     )
     svc = Service(settings, encoder=encoder)
@@ -180,3 +181,21 @@ def test_a_rotated_key_is_fetched_once_and_unknown_kids_do_not_hammer_the_provid
         bogus = jwt.encode(claims, idp.keys["rsa-1"], algorithm="RS256", headers={"kid": f"x{i}"})
         assert _retrieve(client, bogus).status_code == 401
     assert idp.requests["jwks"] <= before + 1
+
+
+def test_mcp_clients_find_the_provider_in_the_resource_metadata(api, idp):
+    """RFC 9728: the metadata names the resource and its provider, and a 401 from /mcp points to
+    it; the provider's callers each get the RAGWALL_OIDC_* budget."""
+    client, _ = api
+    meta = client.get("/.well-known/oauth-protected-resource/mcp")
+    assert meta.status_code == 200
+    assert meta.json()["resource"] == "http://testserver/mcp"
+    assert meta.json()["authorization_servers"] == [idp.issuer]
+    assert "ragwall:retrieve" in meta.json()["scopes_supported"]
+    refused = client.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == (
+        'Bearer resource_metadata="http://testserver/.well-known/oauth-protected-resource/mcp"'
+    )
+    got = _retrieve(client, idp.token("rsa-1"))
+    assert got.status_code == 200 and got.headers["RateLimit-Policy"] == '"minute";q=1000;w=60'
