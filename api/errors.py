@@ -31,6 +31,7 @@ from ragwall.errors import (
     JobNotFound,
     JobRunning,
     KeyNotFound,
+    MassRemoval,
     NotFound,
     RagwallError,
     RateLimited,
@@ -53,6 +54,7 @@ ERRORS: dict[type[RagwallError], tuple[int, str]] = {
     SourceNotFound: (404, "source_not_found"),
     SourceExists: (409, "source_exists"),
     SourceBusy: (409, "ingest_running"),
+    MassRemoval: (409, "mass_removal"),  # a sync that would empty a source removes nothing
     SourceError: (422, "invalid_source"),  # a bad id, path, tier, or a path outside the roots
     # jobs, versions, reports
     JobNotFound: (404, "job_not_found"),

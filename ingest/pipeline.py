@@ -14,6 +14,13 @@ dropped, the source's pending chunks are deleted, the run is recorded as finishe
 ``"cancelled": true`` in its summary, and :class:`~ragwall.errors.IngestCancelled` carries the
 partial report. Documents committed before the cancel stay live, each whole.
 
+A full sync never empties a source by accident (safe reconcile): when the documents gone from
+the source would be more than ``RAGWALL_MAX_REMOVAL_SHARE`` of its live ones (and more than
+``RAGWALL_MASS_REMOVAL_FLOOR``), the run changes nothing at all, is recorded as failed with
+``"reason": "mass_removal"``, and raises :class:`~ragwall.errors.MassRemoval`. A mount that went
+away, a share that lost its permissions, a sitemap that came back empty all look like that.
+``allow_mass_removal`` removes them on purpose.
+
 One bad file never stops a run: what is wrong with a file (its type, a link loop, its size, its
 content, the parser's time or memory) is that file's ``failed`` or ``skipped`` entry
 (``ingest.scan``, ``ingest.pool``), and the rest of the source is ingested.
@@ -41,7 +48,7 @@ import numpy as np
 from ragwall.defend.detect import Detector, Signals, content_trust
 from ragwall.defend.hidden_html import HiddenSegment
 from ragwall.embed import DenseEncoder, resolve_model_path
-from ragwall.errors import IngestCancelled
+from ragwall.errors import IngestCancelled, MassRemoval
 from ragwall.ingest.pool import ParserPool
 from ragwall.ingest.registry import DocumentRecord, Registry
 from ragwall.ingest.report import Failure, IngestReport, Note, Skipped
@@ -172,10 +179,12 @@ class Ingester:
         progress: Callable[[str, int, int], None] | None = None,
         force: bool = False,
         cancel: threading.Event | None = None,
+        allow_mass_removal: bool = False,
     ) -> IngestReport:
         """Bring the index in line with ``source`` (or with just ``paths``, a one-off ingest).
 
-        A full-source run also removes documents that have disappeared from the source.
+        A full-source run also removes documents that have disappeared from the source, unless
+        they are a mass removal (module docstring; ``allow_mass_removal`` lets it through).
         ``progress(stage, done, total)`` is called as documents complete. ``force`` re-processes
         documents whose bytes and pipeline are unchanged (after a parser or detector fix).
         ``cancel``, once set, stops the run within a fraction of a second (see the module's
@@ -189,7 +198,17 @@ class Ingester:
         self._optimized_at = 0
         self.state.start_run(report.run_id, source.id, started.isoformat(), self.index_version)
         try:
-            self._run(source, paths, progress, force, cancel, report)
+            self._run(source, paths, progress, force, cancel, report, allow_mass_removal)
+        except MassRemoval as refused:  # nothing was changed: the run failed, saying why
+            summary = {
+                **report.summary(),
+                "outcome": "failed",
+                "reason": "mass_removal",
+                "would_remove": refused.would_remove,
+                "live": refused.live,
+            }
+            self.state.finish_run(report.run_id, datetime.now(UTC).isoformat(), summary)
+            raise
         except _Cancelled:
             report.cancelled = True
             # Committed documents stay; whatever was written and not switched live goes.
@@ -212,6 +231,7 @@ class Ingester:
         force: bool,
         cancel: threading.Event | None,
         report: IngestReport,
+        allow_mass_removal: bool = False,
     ) -> None:
         full_scan = paths is None
         files = (
@@ -226,6 +246,7 @@ class Ingester:
 
         todo: list[Found] = []
         present: set[str] = set()
+        failed_uris: list[str] = []  # forgotten after the mass-removal check: it changes nothing
         roots = self.settings.source_root_paths()
         for path in files:
             _check(cancel)
@@ -237,7 +258,7 @@ class Ingester:
                 report.failed.append(found)
                 uri = found.target or found.path
                 present.add(uri)
-                self._forget(source.id, uri)
+                failed_uris.append(uri)
                 continue
             present.add(found.uri)
             record = known.get(found.uri)
@@ -251,11 +272,15 @@ class Ingester:
                 continue
             todo.append(found)
 
-        if full_scan:
-            for uri in sorted(set(known) - present):
-                self.store.delete(_doc_filter(source.id, uri))
-                self.state.delete_document(source.id, uri, version=self.index_version)
-                report.removed += 1
+        gone = sorted(set(known) - present) if full_scan else []
+        if gone and not allow_mass_removal:
+            check_removal(source.id, len(gone), len(known), self.settings)
+        for uri in failed_uris:
+            self._forget(source.id, uri)
+        for uri in gone:
+            self.store.delete(_doc_filter(source.id, uri))
+            self.state.delete_document(source.id, uri, version=self.index_version)
+            report.removed += 1
 
         self._process(source, todo, report, progress, cancel)
 
@@ -533,6 +558,23 @@ def detector_fingerprint(settings: Settings) -> str:
     card = Path(settings.injection_model or PACKAGED_MODEL) / "card.json"
     digest = hashlib.sha256(card.read_bytes()).hexdigest()[:12] if card.is_file() else "none"
     return f"{DETECTOR_VERSION}:{digest}:{settings.injection_threshold}"
+
+
+def check_removal(source_id: str, gone: int, live: int, settings: Settings) -> None:
+    """Raise :class:`MassRemoval` when removing ``gone`` of ``live`` documents is a mass
+    removal (module docstring)."""
+    if gone <= settings.mass_removal_floor or gone <= settings.max_removal_share * live:
+        return
+    raise MassRemoval(
+        f"the sync of source {source_id!r} would remove {gone} of its {live} live documents "
+        f"({gone / live:.0%}, over RAGWALL_MAX_REMOVAL_SHARE={settings.max_removal_share:g}); "
+        "nothing was removed or changed. Check that the source is reachable as a whole (a "
+        "mount, a share's permissions, a sitemap); if the documents were removed on purpose, "
+        f"run `ragwall ingest {source_id} --allow-mass-removal`",
+        source_id,
+        gone,
+        live,
+    )
 
 
 def _check(cancel: threading.Event | None) -> None:

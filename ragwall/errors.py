@@ -5,7 +5,7 @@ to do. Callers catch the narrowest class they can handle; the HTTP API answers e
 status and code (``ragwall.api.errors``), the CLI with a message and exit status 2.
 
 * RagwallError
-    * SourceError: SourceNotFound, SourceExists, SourceOutsideRoots, SourceBusy
+    * SourceError: SourceNotFound, SourceExists, SourceOutsideRoots, SourceBusy, MassRemoval
     * SecretFileError
     * JobCancelled
         * IngestCancelled
@@ -57,6 +57,16 @@ class SourceBusy(SourceError):
         super().__init__(message)
         self.run_id = run_id
         self.job_id = job_id
+
+
+class MassRemoval(SourceError):
+    """A full sync would remove more of a source's live documents than
+    ``RAGWALL_MAX_REMOVAL_SHARE`` allows (a mount gone, a share that lost its permissions, a
+    sitemap come back empty): it removed nothing. ``would_remove`` of ``live`` documents."""
+
+    def __init__(self, message: str, source_id: str, would_remove: int, live: int) -> None:
+        super().__init__(message)
+        self.source_id, self.would_remove, self.live = source_id, would_remove, live
 
 
 class SecretFileError(RagwallError):

@@ -366,6 +366,21 @@ class Settings(BaseSettings):
         "`https://rag.example.com`; it names the protected resource in the OAuth metadata "
         "(default: the request's own URL).",
     )
+    max_removal_share: float = Field(
+        default=0.3,
+        gt=0.0,
+        le=1.0,
+        description="A full sync that would remove more than this share of a source's live "
+        "documents (and more than RAGWALL_MASS_REMOVAL_FLOOR of them) removes nothing and fails "
+        "with `mass_removal`; 1 turns the check off.",
+    )
+    mass_removal_floor: int = Field(
+        default=2,
+        ge=0,
+        le=1_000_000,
+        description="Removing this many of a source's documents or fewer is never held back "
+        "as a mass removal (deleting one file of a three-file source is not one).",
+    )
     console_session_minutes: int = Field(
         default=30,
         ge=1,

@@ -153,15 +153,31 @@ class Service:
         *,
         claimed: bool = False,
         job_id: str | None = None,
+        allow_mass_removal: bool = False,
     ) -> IngestReport:
         return self._sources.ingest(
-            actor, source_id, paths, progress, force, cancel, claimed=claimed, job_id=job_id
+            actor,
+            source_id,
+            paths,
+            progress,
+            force,
+            cancel,
+            claimed=claimed,
+            job_id=job_id,
+            allow_mass_removal=allow_mass_removal,
         )
 
     def start_ingest(
-        self, actor: str, source_id: str, force: bool = False, idempotency_key: str | None = None
+        self,
+        actor: str,
+        source_id: str,
+        force: bool = False,
+        idempotency_key: str | None = None,
+        allow_mass_removal: bool = False,
     ) -> JobRecord:
-        return start_ingest(self.jobs, self._sources, actor, source_id, force, idempotency_key)
+        return start_ingest(
+            self.jobs, self._sources, actor, source_id, force, idempotency_key, allow_mass_removal
+        )
 
     def claim_source(self, source_id: str) -> Callable[[], None]:
         return self._sources.claim_source(source_id)

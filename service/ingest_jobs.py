@@ -9,6 +9,9 @@ Invariants:
   drift job. An ingest writes under the service's shared write lock: one accepted while a
   reindex replays waits for the replay to end, and a reindex's replay waits for the ingests
   that are running (``Runtime.writes``), as it does for the CLI's ingests.
+- **A mass removal fails the job, changing nothing**: its result says ``"reason":
+  "mass_removal"`` with how many of how many live documents the sync would have removed
+  (``ragwall.ingest.pipeline``); ``allow_mass_removal`` lets them go on purpose.
 - **Its row tells its truth**: progress counts the documents this run processes (done of total)
   and only moves forward; the result is the ingest's summary (``IngestReport.summary``); a
   cancel stops the run at once (its parser workers are killed, its pending chunks cleared) and
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ragwall.errors import IngestCancelled, SourceBusy
+from ragwall.errors import IngestCancelled, MassRemoval, SourceBusy
 from ragwall.ingest.registry import JobRecord
 from ragwall.service.jobs import PROGRESS_EVERY_S, JobRunner, Progress, error_message, now
 from ragwall.service.sources import Sources
@@ -40,6 +43,7 @@ def start_ingest(
     source_id: str,
     force: bool = False,
     idempotency_key: str | None = None,
+    allow_mass_removal: bool = False,
 ) -> JobRecord:
     """Accept an ingest of ``source_id`` and run it in a background thread; returns its job.
 
@@ -49,6 +53,8 @@ def start_ingest(
     registry, audit = sources.rt.registry, sources.rt.audit
     registry.get_source(source_id)  # SourceNotFound before anything is claimed
     params: dict[str, Any] = {"source_id": source_id, "force": force}
+    if allow_mass_removal:
+        params["allow_mass_removal"] = True
 
     def hold() -> Callable[[], None]:
         try:
@@ -95,7 +101,11 @@ def start_ingest(
                 cancel=run.cancel,
                 claimed=True,
                 job_id=job_id,
+                allow_mass_removal=allow_mass_removal,
             )
+        except MassRemoval as exc:  # nothing changed: the job failed, saying why
+            result = {"reason": "mass_removal", "would_remove": exc.would_remove, "live": exc.live}
+            runner.end(job_id, "failed", error=error_message(exc), result=result)
         except IngestCancelled as exc:
             result = _account(progress, exc.report)
             runner.end(job_id, "cancelled", result=result)

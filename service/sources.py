@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 from ragwall.errors import (
     InvalidRequest,
     JobCancelled,
+    MassRemoval,
     RagwallError,
     SourceBusy,
     SourceExists,
@@ -161,9 +162,12 @@ class Sources:
         *,
         claimed: bool = False,
         job_id: str | None = None,
+        allow_mass_removal: bool = False,
     ) -> IngestReport:
         """Ingest a source into the active index version (idempotent, incremental); with
         ``paths``, just those files into it. Background ingests are jobs: :meth:`start_ingest`.
+        A full sync that would remove a mass of the source's documents changes nothing and
+        raises ``MassRemoval`` (``ragwall.ingest.pipeline``), unless ``allow_mass_removal``.
 
         ``progress(stage, done, total)`` is called as documents complete. A document that fails
         is reported in the result's ``failed`` and leaves the index as it was for that document.
@@ -179,7 +183,12 @@ class Sources:
         with held, self.rt.writes.shared(), self.rt.index.lease() as active:
             try:
                 report = active.ingester.ingest(
-                    source, paths=paths, progress=progress, force=force, cancel=cancel
+                    source,
+                    paths=paths,
+                    progress=progress,
+                    force=force,
+                    cancel=cancel,
+                    allow_mass_removal=allow_mass_removal,
                 )
             except BaseException as exc:
                 self.metrics.ingest({}, ok=False)
@@ -296,6 +305,8 @@ def audit_ingest(
         outcome = "failed"
         error = str(end) if isinstance(end, RagwallError) else f"{type(end).__name__}: {end}"
     fields: dict[str, Any] = {}
+    if isinstance(end, MassRemoval):  # refused whole: nothing changed
+        fields = {"reason": "mass_removal", "would_remove": end.would_remove, "live": end.live}
     if isinstance(report, IngestReport):
         summary = report.summary()
         fields = {

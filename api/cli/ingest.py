@@ -65,11 +65,21 @@ def ingest(
     as_json: Annotated[
         bool, typer.Option("--json", help="End with one JSON summary line.")
     ] = False,
+    allow_mass_removal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-removal",
+            help="Remove the documents gone from the source even when they are more than "
+            "RAGWALL_MAX_REMOVAL_SHARE of it (a sync refuses that otherwise, changing nothing).",
+        ),
+    ] = False,
     url: remote.UrlOpt = None,
     key: remote.KeyOpt = None,
 ) -> None:
     """Ingest a source (idempotent and incremental) or a one-off path into a source; with
-    --url, a source as a job of that running server."""
+    --url, a source as a job of that running server. A sync that would remove a mass of the
+    source's documents (a mount gone, a share's permissions lost) changes nothing and exits 2,
+    unless --allow-mass-removal."""
     if url:
         if source is not None:
             err.print(
@@ -77,10 +87,12 @@ def ingest(
                 "path (--source) is ingested in this process, without --url"
             )
             raise typer.Exit(2)
-        _ingest_remote(url, key, target, as_json)
+        _ingest_remote(url, key, target, as_json, allow_mass_removal)
         return
     source_id = target if source is None else source
-    report = run(lambda svc: _local(svc, source_id, source, Path(target), as_json))
+    report = run(
+        lambda svc: _local(svc, source_id, source, Path(target), as_json, allow_mass_removal)
+    )
     summary = report.summary()
     for f in report.failed:
         err.print(f"[yellow]failed[/yellow] {f.path}: {f.reason}: {f.message}")
@@ -98,7 +110,14 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _local(svc: Service, source_id: str, into: str | None, target: Path, quiet: bool) -> Any:
+def _local(
+    svc: Service,
+    source_id: str,
+    into: str | None,
+    target: Path,
+    quiet: bool,
+    allow_mass_removal: bool = False,
+) -> Any:
     """Ingest here (the source, or with ``into`` the files under ``target`` into that source),
     with a bar on a terminal (``quiet``: cleared when done), else a line every few seconds."""
     paths = None if into is None else svc.files_under(into, target)
@@ -116,18 +135,30 @@ def _local(svc: Service, source_id: str, into: str | None, target: Path, quiet: 
             def on_progress(stage: str, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return svc.ingest(actor(), source_id, paths=paths, progress=on_progress)
+            return svc.ingest(
+                actor(),
+                source_id,
+                paths=paths,
+                progress=on_progress,
+                allow_mass_removal=allow_mass_removal,
+            )
     lines = ProgressLines(source_id, err.file)  # a log, not a terminal: a line every few seconds
-    report = svc.ingest(actor(), source_id, paths=paths, progress=lines)
+    report = svc.ingest(
+        actor(), source_id, paths=paths, progress=lines, allow_mass_removal=allow_mass_removal
+    )
     lines.finish()
     return report
 
 
-def _ingest_remote(url: str, key: str | None, source_id: str, as_json: bool) -> None:
+def _ingest_remote(
+    url: str, key: str | None, source_id: str, as_json: bool, allow_mass_removal: bool = False
+) -> None:
     """``ingest --url``: the server ingests the source as a job; its summary is printed as a
     local ingest prints it, with the same exit status (1 when documents failed, or when the
     job did not finish)."""
     path = f"/v1/sources/{quote(source_id, safe='')}/ingest"
+    if allow_mass_removal:
+        path += "?allow_mass_removal=true"
     started = remote.call(url, key, "POST", path, expect=(202,), idempotent=True)
     lines = ProgressLines(source_id, err.file)
     job = remote.wait_job(

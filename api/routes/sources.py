@@ -52,6 +52,7 @@ def ingest_source(
     svc: SvcDep,
     who: Admin,
     force: bool = False,
+    allow_mass_removal: bool = False,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Ingest a source into the active version, as a background job: poll ``GET /v1/jobs/{id}``
@@ -59,8 +60,13 @@ def ingest_source(
     ``chunks``, ``unchanged``, ``removed``, ``failed``, ...). ``force=true`` re-processes unchanged
     files too (after a parser or detector change for this source). A retried call with the same
     ``Idempotency-Key`` returns the same job. 404 for an unknown source; 409 ``ingest_running``
-    while the source is being ingested (the running job is named)."""
-    return accepted(svc.start_ingest(who.key_id, source_id, force, idempotency_key))
+    while the source is being ingested (the running job is named). A sync that would remove more
+    than ``RAGWALL_MAX_REMOVAL_SHARE`` of the source's live documents changes nothing: the job
+    fails with result ``{"reason": "mass_removal", …}``; ``allow_mass_removal=true`` removes
+    them on purpose."""
+    return accepted(
+        svc.start_ingest(who.key_id, source_id, force, idempotency_key, allow_mass_removal)
+    )
 
 
 @router.post("/v1/sources/{source_id}/quarantine", response_model=QuarantineOut, tags=["defend"])

@@ -13,11 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ragwall.errors import SourceBusy, SourceError
+from ragwall.errors import MassRemoval, SourceBusy, SourceError
 from ragwall.ingest.registry import Registry
 from ragwall.payload import PENDING, Key
 from ragwall.retrieval.store import Filter, Match
-from ragwall.service import Service
+from ragwall.service import DEV_PRINCIPAL, RetrieveParams, Service
 from tests.conftest import shared
 from tests.service.test_index import _write_corpus
 
@@ -214,3 +214,58 @@ def test_cancel_and_close_reach_an_ingests_workers(service):
         assert state.get_job(job.id).state == "cancelled"
     finally:
         state.close()
+
+
+def test_a_sync_that_would_remove_most_of_a_source_changes_nothing(service):
+    """Safe reconcile (issue 29): deleting 80 % of a source's files fails the sync with
+    ``mass_removal``, in the CLI's way and as a job, and every document stays retrievable;
+    removing on purpose takes ``allow_mass_removal``; a removal under the floor passes."""
+    svc, tmp = service
+    folder = tmp / "notes"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"note-{i}.md").write_text(f"# Note {i}\n\nValve {i} was tightened in bay {i}.\n")
+    svc.add_source("admin", "notes", str(folder), "internal")
+    svc.ingest("admin", "notes")
+    live = svc.runtime.registry.documents("notes", version=1)
+    assert len(live) == 10
+
+    (folder / "note-9.md").write_text("# Note 9\n\nValve 9 was replaced.\n")
+    for i in range(8):
+        (folder / f"note-{i}.md").unlink()
+    with pytest.raises(MassRemoval, match="would remove 8 of its 10") as refused:
+        svc.ingest("cli:someone", "notes")
+    assert (refused.value.would_remove, refused.value.live) == (8, 10)
+    assert "--allow-mass-removal" in str(refused.value)
+    last = _records(svc)[-1]
+    assert (last["action"], last["outcome"], last["reason"]) == (
+        "source.ingest",
+        "failed",
+        "mass_removal",
+    )
+    # Nothing changed: every document, the changed one as it was.
+    assert svc.runtime.registry.documents("notes", version=1) == live
+    who = DEV_PRINCIPAL
+    for i in (0, 7, 9):
+        hits = svc.retrieve(who, RetrieveParams(query=f"valve {i} tightened bay {i}", top_k=3))
+        assert any(f"bay {i}" in h.text for h in hits.result.hits), i
+    run = svc.runtime.registry.last_runs(version=1)["notes"]
+    assert run.summary["reason"] == "mass_removal" and run.finished_at is not None
+
+    job = svc.start_ingest("key-a", "notes")  # HTTP's way: the job fails, saying why
+    _wait(svc, job.id)
+    failed = svc.job(job.id)
+    assert failed.state == "failed" and "would remove 8" in failed.error
+    assert failed.result["reason"] == "mass_removal"
+    assert len(svc.runtime.registry.documents("notes", version=1)) == 10
+
+    on_purpose = svc.start_ingest("key-a", "notes", allow_mass_removal=True)
+    _wait(svc, on_purpose.id)
+    done = svc.job(on_purpose.id)
+    assert done.state == "succeeded", done.error
+    assert (done.result["removed"], done.result["documents"]) == (8, 1)
+    assert len(svc.runtime.registry.documents("notes", version=1)) == 2
+
+    # One of the two left is over the share but not over the floor (2 documents): it passes.
+    (folder / "note-8.md").unlink()
+    assert svc.ingest("admin", "notes").removed == 1
