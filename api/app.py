@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.state.service = service or Service(settings or Settings())
         if owned:
             app.state.service.warm_up()  # load the model and open the store before serving
+            app.state.service.start_scheduler()  # due syncs as ingest jobs (ragwall serve)
         if app.state.service.settings.telemetry and not tracing.enabled():
             tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
         if app.state.service.settings.dev_mode:

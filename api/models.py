@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -40,6 +41,29 @@ class Filters(BaseModel):
     doc_sha256: list[str] | None = Field(
         default=None, max_length=100, description="Only chunks of these documents (by sha256)."
     )
+    modified_after: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Only documents modified at or after this ISO 8601 time (UTC if no zone).",
+    )
+
+    @field_validator("modified_after")
+    @classmethod
+    def _moment(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise ValueError(
+                    "modified_after must be an ISO 8601 time (2026-01-31T00:00Z)"
+                ) from exc
+        return value
+
+    def modified_after_ts(self) -> int | None:
+        if self.modified_after is None:
+            return None
+        when = datetime.fromisoformat(self.modified_after)
+        return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
 
     @field_validator("sources", "groups", "doc_sha256")
     @classmethod
@@ -148,6 +172,8 @@ class Provenance(BaseModel):
     embedding_model: str | None = None
     ingest_run_id: str | None = None
     ingested_at: str | None = None
+    doc_modified_at: str | None = None
+    doc_modified_ts: int | None = None
     trust_tier: str | None = None
     trust_prior: float | None = None
     groups: list[str] = Field(default_factory=list)
@@ -236,6 +262,27 @@ class SourceIn(BaseModel):
         description="Access groups whose keys see the source. None: only keys without groups "
         "(unrestricted keys) see it; a group-bound key never does.",
     )
+    refresh: str | None = Field(
+        default=None, max_length=16, description="Sync it every 30s, 15m, 1h, 7d (default: never)."
+    )
+    stale_after: str | None = Field(
+        default=None, max_length=16, description="Flag its documents older than this (180d)."
+    )
+
+
+class SourceScheduleIn(BaseModel):
+    """A source's new schedule: a field left out stays as it is; null removes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    refresh: str | None = Field(default=None, max_length=16, description="30s, 15m, 1h, 7d.")
+    stale_after: str | None = Field(default=None, max_length=16, description="As refresh.")
+
+
+class SyncFailure(BaseModel):
+    at: str
+    reason: str = Field(description="mass_removal, cancelled or error.")
+    error: str | None = None
 
 
 class SourceOut(BaseModel):
@@ -245,6 +292,12 @@ class SourceOut(BaseModel):
     trust_tier: str
     groups: list[str]
     created_at: str
+    refresh: str | None = None
+    stale_after: str | None = None
+    last_sync_at: str | None = Field(default=None, description="When its last sync ended.")
+    last_sync_ok: bool | None = None
+    next_sync_at: str | None = Field(default=None, description="When its next sync is due.")
+    last_failure: SyncFailure | None = None
 
 
 class SourceRemoved(BaseModel):

@@ -466,6 +466,7 @@ class Ingester:
             report._add("detect", t)
         t = time.perf_counter()
         points = []
+        modified = datetime.fromtimestamp(found.modified_at or time.time(), UTC)
         for chunk, vector, sig in zip(chunks, vectors, signals, strict=True):
             sparse = bm25_document_vector(chunk["terms"], avg_len, s.bm25_k1, s.bm25_b)
             payload = ChunkPayload(
@@ -491,6 +492,8 @@ class Ingester:
                 embedding_model=s.embedding_model,
                 ingest_run_id=report.run_id,
                 ingested_at=now,
+                doc_modified_at=modified.isoformat(),
+                doc_modified_ts=int(modified.timestamp()),
                 trust_tier=source.trust_tier,
                 trust_prior=prior,
                 trust=content_trust(prior, sig, s.injection_threshold),

@@ -41,6 +41,7 @@ class Found:
     uri: str  # the file it resolves to: the document's identity (``doc_uri``)
     sha256: str
     size: int
+    modified_at: float = 0.0  # the file's mtime (epoch seconds): when its content last changed
 
 
 def file_sha256(path: Path) -> str:
@@ -119,4 +120,4 @@ def scan_file(path: Path, roots: list[Path], max_file_bytes: int) -> Found | Fai
         sha = file_sha256(path)
     except OSError as exc:
         return fail("unreadable", f"cannot read file: {exc}")
-    return Found(path, uri, sha, info.st_size)
+    return Found(path, uri, sha, info.st_size, info.st_mtime)

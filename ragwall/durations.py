@@ -25,3 +25,11 @@ def parse_duration(text: str) -> timedelta:
     if not timedelta(0) < value <= MAX_DURATION:
         raise InvalidRequest(f"{text!r}: a duration must be above 0 and at most 3650d")
     return value
+
+
+def format_duration(seconds: int) -> str:
+    """``900`` → ``"15m"``: the largest unit that divides it (``parse_duration``'s inverse)."""
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_S[unit] == 0:
+            return f"{seconds // _UNIT_S[unit]}{unit}"
+    return f"{seconds}s"

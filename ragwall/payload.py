@@ -47,6 +47,8 @@ class ChunkPayload(TypedDict):
     embedding_model: str
     ingest_run_id: str
     ingested_at: str  # ISO 8601, UTC
+    doc_modified_at: str  # ISO 8601, UTC: the file's mtime when this content was ingested
+    doc_modified_ts: int  # the same in epoch seconds (range-indexed: ``modified_after``)
     trust_tier: str
     trust_prior: float  # the tier's prior
     trust: float  # the prior, lowered by what the detectors found
@@ -79,6 +81,8 @@ class Key:
     INJECTION_SPAN = "injection_span"
     HIDDEN_TEXT = "hidden_text"
     HIDDEN_REASONS = "hidden_reasons"
+    DOC_MODIFIED_AT = "doc_modified_at"
+    DOC_MODIFIED_TS = "doc_modified_ts"
 
 
 LIVE, PENDING = "live", "pending"
@@ -100,8 +104,9 @@ KEYWORD_FIELDS: tuple[str, ...] = (
 #: Fields the store gives a float (range) index (trust filters every retrieve; the injection
 #: score finds flagged chunks for the console).
 FLOAT_FIELDS: tuple[str, ...] = (Key.TRUST, Key.INJECTION_SCORE)
-#: Fields the store gives an integer index (``hidden_text``: 0 or 1, which both engines match).
-INTEGER_FIELDS: tuple[str, ...] = (Key.HIDDEN_TEXT,)
+#: Fields the store gives an integer index (``hidden_text``: 0 or 1, which both engines match;
+#: ``doc_modified_ts``: the ``modified_after`` range filter).
+INTEGER_FIELDS: tuple[str, ...] = (Key.HIDDEN_TEXT, Key.DOC_MODIFIED_TS)
 
 
 def hidden_flag(hidden: bool) -> int:

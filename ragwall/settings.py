@@ -366,6 +366,12 @@ class Settings(BaseSettings):
         "`https://rag.example.com`; it names the protected resource in the OAuth metadata "
         "(default: the request's own URL).",
     )
+    scheduler_tick_s: float = Field(
+        default=5.0,
+        ge=0.05,
+        le=300.0,
+        description="How often `ragwall serve` looks for sources whose sync is due.",
+    )
     max_removal_share: float = Field(
         default=0.3,
         gt=0.0,

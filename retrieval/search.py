@@ -64,6 +64,7 @@ class SearchFilter:
     groups: tuple[str, ...] | None = None
     min_trust: float | None = None
     doc_sha256: tuple[str, ...] | None = None
+    modified_after: int | None = None  # epoch seconds: documents modified at or after it
 
 
 def access_filter(
@@ -90,6 +91,8 @@ def access_filter(
         must.append(MatchAny(Key.DOC_SHA256, tuple(request.doc_sha256) or ("\x00no-doc",)))
     if request.min_trust is not None:
         must.append(Range(Key.TRUST, gte=request.min_trust))
+    if request.modified_after is not None:  # chunks ingested before the field existed: none
+        must.append(Range(Key.DOC_MODIFIED_TS, gte=request.modified_after))
     must_not: list = []
     if quarantined_sources:
         must_not.append(MatchAny(Key.SOURCE_ID, tuple(quarantined_sources)))

@@ -16,6 +16,7 @@ Modules, bottom to top (a module imports only those above it in this list):
 """
 
 from ragwall.errors import Conflict, InvalidRequest, NotFound
+from ragwall.ingest.sources import Source
 from ragwall.service.access import cli_actor
 from ragwall.service.audit import AuditLog, VerifyReport
 from ragwall.service.catalog import Fetched, SourceView
@@ -35,6 +36,7 @@ from ragwall.service.requests import DriftGate, DriftRequest, ReindexChanges, Si
 from ragwall.service.retrieve import Retrieval, RetrieveParams
 from ragwall.service.sessions import MAX_SESSIONS, ConsoleSession
 from ragwall.service.sources import SourceSummary
+from ragwall.service.syncs import SyncState
 from ragwall.service.tokens import WORKFLOW, Minted
 from ragwall.service.usage import GROUPINGS, UsageReport, UsageRow
 from ragwall.service.views import AuditStatus, FlaggedChunk, FlaggedPage, SourceRow
@@ -68,9 +70,11 @@ __all__ = [
     "RetrieveParams",
     "Service",
     "Side",
+    "Source",
     "SourceRow",
     "SourceSummary",
     "SourceView",
+    "SyncState",
     "UsageReport",
     "UsageRow",
     "VerifyReport",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
@@ -79,16 +80,21 @@ def _now() -> float:
 
 
 class Budgets:
-    """The moving windows of every key with a budget, in this process."""
+    """The moving windows of every key with a budget, in this process.
 
-    def __init__(self) -> None:
+    Parameters:
+        on_refused: called with the key id of each call refused for a spent budget (metrics).
+    """
+
+    def __init__(self, on_refused: Callable[[str], None] | None = None) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._lock = threading.Lock()
+        self._on_refused = on_refused
 
-    def charge(self, who: Principal) -> BudgetState | None:
-        """Charge one call to ``who``'s key; its windows after the call, ``None`` for a key
-        without a budget. Raises :class:`RateLimited` (charging nothing) when a window is
-        spent."""
+    def charge(self, who: Principal) -> dict[str, str] | None:
+        """Charge one call to ``who``'s key; the response's RateLimit fields after the call,
+        ``None`` for a key without a budget. Raises :class:`RateLimited` (charging nothing; its
+        ``headers`` add ``Retry-After``) when a window is spent."""
         items = _items(who.budget)
         if not items:
             return None
@@ -99,6 +105,8 @@ class Budgets:
                     self._limiter.hit(item, who.key_id)
             state = self._state(who.key_id, items)
         if not admitted:
+            if self._on_refused is not None:
+                self._on_refused(who.key_id)
             spent = [w.name for w in state.windows if w.remaining == 0]
             raise RateLimited(
                 f"key {who.key_id} spent its budget for this {' and '.join(spent)} "
@@ -107,15 +115,16 @@ class Budgets:
                 state.retry_after_s,
                 {**state.headers(), "Retry-After": str(state.retry_after_s)},
             )
-        return state
+        return state.headers()
 
-    def peek(self, who: Principal) -> BudgetState | None:
-        """``who``'s windows without charging a call (for a response that did not count)."""
+    def peek(self, who: Principal) -> dict[str, str] | None:
+        """``who``'s RateLimit fields without charging a call (a response that did not count:
+        a 403, an unknown route)."""
         items = _items(who.budget)
         if not items:
             return None
         with self._lock:
-            return self._state(who.key_id, items)
+            return self._state(who.key_id, items).headers()
 
     def _state(self, key_id: str, items: list[tuple[str, RateLimitItem]]) -> BudgetState:
         now = _now()

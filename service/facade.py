@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from ragwall.embed import DenseEncoder
-from ragwall.errors import RateLimited
 from ragwall.eval.drift import Gates, QuerySet, Snapshot
 from ragwall.ingest.pipeline import IngestReport
 from ragwall.ingest.registry import JobRecord
@@ -51,8 +50,11 @@ from ragwall.service.reindex import Reindexes
 from ragwall.service.requests import DriftRequest, ReindexChanges, Side
 from ragwall.service.retrieve import Retrieval, RetrieveParams, Retriever, defense_config
 from ragwall.service.runtime import Runtime
+from ragwall.service.scheduler import ACTOR as SCHEDULER
+from ragwall.service.schedules import Schedules
 from ragwall.service.sessions import ConsoleSession
 from ragwall.service.sources import Sources, SourceSummary
+from ragwall.service.syncs import SyncState
 from ragwall.service.tokens import Minted
 from ragwall.service.usage import UsageReport, usage
 from ragwall.service.versions import Versions
@@ -91,7 +93,7 @@ class Service:
         self.metrics = Metrics(self._health.reading)
         self._sources = Sources(rt, self.metrics)
         self._access = Access(rt)
-        self._budgets = Budgets()
+        self._budgets = Budgets(self.metrics.refused_for_budget if rt.settings.telemetry else None)
         self._retriever = Retriever(rt, self.metrics)
         self._catalog = Catalog(rt)
         self._versions = Versions(rt, self.jobs)
@@ -99,6 +101,7 @@ class Service:
         self._comparisons = Comparisons(rt, self.jobs)
         self._job_status = JobStatus(rt, self.jobs)
         self._views = Views(rt, self.jobs, self._sources)
+        self._schedules = Schedules(rt, lambda source_id: self.start_ingest(SCHEDULER, source_id))
 
     def _recover(self, index: Any) -> None:
         self._reindexes.recover(index)
@@ -111,7 +114,7 @@ class Service:
 
     def close(self) -> None:
         """Cancel running jobs, wait for them, and close everything the runtime opened."""
-        self.jobs.close()
+        self.stop_jobs()
         self.runtime.close()
 
     def warm_up(self) -> None:
@@ -120,7 +123,8 @@ class Service:
         self.runtime.warm_up()
 
     def stop_jobs(self) -> None:
-        """Cancel the running jobs and wait for them to clean up (the server stopping)."""
+        """Stop the scheduler, cancel the running jobs, wait for them (the server stopping)."""
+        self._schedules.stop()
         self.jobs.close()
 
     # -- sources and ingest (``sources``, ``ingest_jobs``) -------------------------------------
@@ -133,8 +137,22 @@ class Service:
         groups: Sequence[str] = (),
         *,
         exist_ok: bool = False,
+        refresh_s: int | None = None,
+        stale_after_s: int | None = None,
     ) -> Source:
-        return self._sources.add_source(actor, source_id, path, trust, groups, exist_ok=exist_ok)
+        schedule = {"refresh_s": refresh_s, "stale_after_s": stale_after_s}
+        return self._sources.add_source(
+            actor, source_id, path, trust, groups, exist_ok=exist_ok, **schedule
+        )
+
+    def set_source_schedule(
+        self, actor: str, source_id: str, changes: Mapping[str, int | None]
+    ) -> tuple[Source, SyncState]:
+        return self._schedules.set(actor, source_id, changes)
+
+    def start_scheduler(self) -> None:
+        """Run due syncs as ingest jobs until :meth:`stop_jobs` (``ragwall serve`` only)."""
+        self._schedules.start()
 
     def list_sources(self) -> list[SourceSummary]:
         return self._sources.list_sources()
@@ -212,27 +230,13 @@ class Service:
         return self._access.set_key_budget(actor, key_id, changes)
 
     def charge(self, who: Principal) -> dict[str, str] | None:
-        """Charge one call to ``who``'s budget (``ragwall.service.budgets``); the response's
-        RateLimit header fields, ``None`` for a key without a budget. Raises
-        :class:`~ragwall.errors.RateLimited` (its ``headers`` add ``Retry-After``)."""
-        try:
-            state = self._budgets.charge(who)
-        except RateLimited:
-            if self.settings.telemetry:
-                self.metrics.refused_for_budget(who.key_id)
-            raise
-        return state.headers() if state is not None else None
-
-    def usage(self, since: timedelta, by: str = "key") -> UsageReport:
-        """Calls, hits, context tokens, refusals and 429s over the last ``since``, per key,
-        workflow or actor, from the audit trail (``ragwall.service.usage``)."""
-        return usage(self.settings.audit_path, datetime.now(UTC) - since, by)
+        return self._budgets.charge(who)
 
     def budget_headers(self, who: Principal) -> dict[str, str] | None:
-        """``who``'s RateLimit header fields without charging a call (a response that does not
-        count: a 403, an unknown route)."""
-        state = self._budgets.peek(who)
-        return state.headers() if state is not None else None
+        return self._budgets.peek(who)
+
+    def usage(self, since: timedelta, by: str = "key") -> UsageReport:
+        return usage(self.settings.audit_path, datetime.now(UTC) - since, by)
 
     def mint_token(
         self,

@@ -7,10 +7,13 @@ the embedding model is loaded, or it raises.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from ragwall.service.jobs import JobRunner
 from ragwall.service.runtime import Runtime
+from ragwall.service.syncs import SyncState
 from ragwall.telemetry import StateReading
 
 
@@ -36,6 +39,7 @@ class Health:
             running_jobs=self.jobs.running_progress(),
             audit_records=self.rt.audit.records,
             audit_head_age_s=self.rt.audit.head_age_s(),
+            source_sync_age_s=_sync_ages(self.rt.syncs.all().values()),
         )
 
     def readiness(self) -> dict[str, Any]:
@@ -46,3 +50,10 @@ class Health:
                 "embedding_dim": active.encoder.dim,
                 "index_version": active.name,
             }
+
+
+def _sync_ages(states: Iterable[SyncState]) -> dict[str, float]:
+    """Seconds since each scheduled source's last successful sync (never synced: left out)."""
+    now = datetime.now(UTC)
+    ages = {s.source_id: s.age_s(now) for s in states if s.refresh_s is not None}
+    return {k: v for k, v in ages.items() if v is not None}

@@ -30,6 +30,7 @@ from ragwall.service.index import IndexHandle
 from ragwall.service.keys import Principal
 from ragwall.service.names import check_names
 from ragwall.service.runtime import Runtime
+from ragwall.service.staleness import flag_stale, utc_now
 from ragwall.settings import RETRIEVE, DefenseConfig, Settings
 from ragwall.telemetry import Metrics, tracing
 from ragwall.telemetry import current as current_request
@@ -138,6 +139,7 @@ class Retriever:
             rerank=want_rerank,
             defenses=defense_config(s, self.rt.registry, policy) if want_defenses else None,
         )
+        flag_stale(result.hits, self.rt.syncs.all(), utc_now())  # informational (staleness)
         context = (
             self._context(result, params.max_context_tokens, active.encoder)
             if params.context

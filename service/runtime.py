@@ -44,6 +44,7 @@ from ragwall.service.index import ActiveIndex, relocate_shards
 from ragwall.service.keys import Budget, KeyStore
 from ragwall.service.oidc import OidcVerifier
 from ragwall.service.sessions import SessionStore
+from ragwall.service.syncs import SyncStore
 from ragwall.service.tokens import TokenIssuer
 from ragwall.settings import Settings
 
@@ -106,6 +107,7 @@ class Runtime:
         make_private(settings.data_dir, settings.audit_path)  # owner-only, before use
         self.registry = Registry(settings.state_path)
         self.keys = KeyStore(settings.state_path)
+        self.syncs = SyncStore(settings.state_path)
         self.tokens = TokenIssuer(
             settings.token_key_path,
             settings.state_path,
@@ -226,7 +228,7 @@ class Runtime:
         if self.index_opened():
             closers.append(self.index.close)
         closers += [self.stores.close, self.audit.close, self.sessions.close]
-        closers += [self.tokens.close, self.keys.close, self.registry.close]
+        closers += [self.tokens.close, self.keys.close, self.syncs.close, self.registry.close]
         if self._owner_lock is not None:
             closers.append(self._owner_lock.release)
         for closer in closers:

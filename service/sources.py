@@ -22,7 +22,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from ragwall.payload import Key
 from ragwall.retrieval.store import Filter, Match
 from ragwall.service.audit import AuditLog
 from ragwall.service.runtime import Runtime
+from ragwall.service.syncs import MAX_SCHEDULE_S, SyncState
 from ragwall.settings import within_roots
 from ragwall.telemetry import Metrics, event
 
@@ -60,6 +61,7 @@ class SourceSummary:
     source: Source
     documents: int
     chunks: int
+    sync: SyncState = field(default_factory=lambda: SyncState(""))  # schedule and last sync
 
 
 class Sources:
@@ -83,6 +85,8 @@ class Sources:
         groups: Sequence[str] = (),
         *,
         exist_ok: bool = False,
+        refresh_s: int | None = None,
+        stale_after_s: int | None = None,
     ) -> Source:
         """Register a source.
 
@@ -96,7 +100,11 @@ class Sources:
                 key never sees it.
             exist_ok: an identical registration succeeds without a change (and without an audit
                 record: nothing happened); a different one still raises :class:`SourceExists`.
+            refresh_s, stale_after_s: its sync schedule (``ragwall.service.syncs``), if any.
         """
+        for name, value in (("refresh", refresh_s), ("stale_after", stale_after_s)):
+            if value is not None and not (isinstance(value, int) and 1 <= value <= MAX_SCHEDULE_S):
+                raise InvalidRequest(f"{name} must be 1 s to 3650 d, not {value!r}")
         source = make_source(source_id, path, trust, list(groups))
         roots = self.rt.settings.source_root_paths()
         if roots and not within_roots(source_base(source), roots):
@@ -111,7 +119,15 @@ class Sources:
             if exist_ok and _same_source(existing, source):
                 return existing
             raise
-        self.rt.audit.append("source.add", actor, source=source.model_dump())
+        if refresh_s is not None or stale_after_s is not None:
+            self.rt.syncs.set_schedule(source.id, refresh_s, stale_after_s)
+        self.rt.audit.append(
+            "source.add",
+            actor,
+            source=source.model_dump(),
+            refresh_s=refresh_s,
+            stale_after_s=stale_after_s,
+        )
         return source
 
     def list_sources(self) -> list[SourceSummary]:
@@ -119,8 +135,10 @@ class Sources:
         neither the model nor the index, so it works beside a running server)."""
         active = self.rt.registry.active_version()
         counts = self.rt.registry.version_counts(version=active.id if active else 1)
+        syncs = self.rt.syncs.all()
         return [
-            SourceSummary(s, *counts.get(s.id, (0, 0))) for s in self.rt.registry.list_sources()
+            SourceSummary(s, *counts.get(s.id, (0, 0)), syncs.get(s.id) or SyncState(s.id))
+            for s in self.rt.registry.list_sources()
         ]
 
     def remove_source(self, actor: str, source_id: str) -> int:
@@ -148,6 +166,7 @@ class Sources:
                 store.flush()
             finally:
                 store.close()
+        self.rt.syncs.forget(source_id)
         self.rt.audit.append("source.remove", actor, source_id=source_id, chunks=n)
         return n
 
@@ -180,7 +199,10 @@ class Sources:
         """
         source = self.rt.registry.get_source(source_id)
         held = nullcontext() if claimed else self._ingest_lock(source_id)
+        sync = paths is None  # a full ingest is a sync (ragwall.service.syncs)
         with held, self.rt.writes.shared(), self.rt.index.lease() as active:
+            if sync:
+                self.rt.syncs.attempted(source_id, datetime.now(UTC))
             try:
                 report = active.ingester.ingest(
                     source,
@@ -191,12 +213,18 @@ class Sources:
                     allow_mass_removal=allow_mass_removal,
                 )
             except BaseException as exc:
+                if sync:
+                    self.rt.syncs.finished(
+                        source_id, datetime.now(UTC), False, _sync_reason(exc), str(exc)
+                    )
                 self.metrics.ingest({}, ok=False)
                 event(log, "ingest failed", logging.WARNING, source_id=source_id, error=str(exc))
                 audit_ingest(
                     self.rt.audit, actor, source_id, active.name, force, paths, job_id, exc
                 )
                 raise
+        if sync:
+            self.rt.syncs.finished(source_id, datetime.now(UTC), True)
         summary = report.summary()
         self.metrics.ingest(summary, ok=True)
         event(
@@ -328,6 +356,12 @@ def audit_ingest(
         **fields,
         **({"error": error[:500]} if error else {}),
     )
+
+
+def _sync_reason(exc: BaseException) -> str:
+    if isinstance(exc, MassRemoval):
+        return "mass_removal"
+    return "cancelled" if isinstance(exc, JobCancelled) else "error"
 
 
 def _same_source(a: Source, b: Source) -> bool:

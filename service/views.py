@@ -56,6 +56,15 @@ class SourceRow:
     def failures(self) -> list[dict[str, Any]]:
         return list((self.last_run.summary or {}).get("failed", [])) if self.last_run else []
 
+    @property
+    def sync_problem(self) -> str | None:
+        """Why its syncing needs a look: its last sync failed, or it is overdue."""
+        sync = self.summary.sync
+        if sync.last_sync_ok is False:
+            return f"last sync failed: {sync.last_failure_reason}"
+        late = sync.overdue_s(datetime.now(UTC))
+        return f"sync overdue by {int(late)} s" if late is not None else None
+
 
 @dataclass(frozen=True)
 class FlaggedChunk:
@@ -123,14 +132,16 @@ class Views:
 
     def source_rows(self) -> list[SourceRow]:
         """Every source with its counts in the active version, quarantine and last ingest run into
-        the active version (a reindex build's runs show once that version is active)."""
+        the active version (a reindex build's runs show once that version is active); sources
+        whose sync failed or is overdue come first."""
         blocked, _ = self.rt.registry.quarantined()
         active = self.rt.registry.active_version()
         runs = self.rt.registry.last_runs(version=active.id if active else 1)
-        return [
+        rows = [
             SourceRow(s, s.source.id in blocked, runs.get(s.source.id))
             for s in self.source_ops.list_sources()
         ]
+        return sorted(rows, key=lambda r: r.sync_problem is None)  # failing or overdue first
 
     def latest_reindex(self) -> JobRecord | None:
         """The newest reindex job, with its live progress when it runs (the index page's bar)."""

@@ -15,7 +15,10 @@ import typer
 from rich.table import Table
 
 from ragwall.api import remote
-from ragwall.api.cli.common import actor, out, run
+from ragwall.api.cli.common import actor, out, reported, run
+from ragwall.durations import format_duration, parse_duration
+from ragwall.errors import InvalidRequest
+from ragwall.service import SyncState
 from ragwall.settings import TRUST_TIERS
 
 #: ``sources remove`` on a data dir that a running server holds.
@@ -43,27 +46,101 @@ def sources_add(
     exist_ok: Annotated[
         bool, typer.Option(help="Succeed quietly if the same source exists.")
     ] = False,
+    refresh: Annotated[
+        str | None,
+        typer.Option(
+            help="`ragwall serve` syncs it this often: 30s, 15m, 1h, 7d (default: never)."
+        ),
+    ] = None,
+    stale_after: Annotated[
+        str | None, typer.Option(help="Flag its documents older than this, e.g. 180d.")
+    ] = None,
 ) -> None:
-    """Register a source with a trust tier and access groups."""
+    """Register a source with a trust tier, access groups and, optionally, a sync schedule."""
+    with reported():
+        refresh_s, stale_s = _seconds(refresh), _seconds(stale_after)
     source = run(
-        lambda svc: svc.add_source(actor(), source_id, path, trust, group or [], exist_ok=exist_ok)
-    )
+        lambda svc: svc.add_source(
+            actor(), source_id, path, trust, group or [], exist_ok=exist_ok, refresh_s=refresh_s,
+            stale_after_s=stale_s,
+        )
+    )  # fmt: skip
     out.print(
         f"source [bold]{source.id}[/bold]: {source.kind} {source.location} "
         f"(trust {source.trust_tier}, groups {source.groups or '[]'})"
     )
 
 
+def sources_set(
+    source_id: Annotated[str, typer.Argument(help="The source's id.")],
+    refresh: Annotated[
+        str | None, typer.Option(help="Sync it this often: 30s, 15m, 1h, 7d.")
+    ] = None,
+    stale_after: Annotated[
+        str | None, typer.Option(help="Flag its documents older than this, e.g. 180d.")
+    ] = None,
+    no_refresh: Annotated[bool, typer.Option("--no-refresh", help="Stop syncing it.")] = False,
+    no_stale_after: Annotated[
+        bool, typer.Option("--no-stale-after", help="Never flag its documents stale.")
+    ] = False,
+) -> None:
+    """Change a source's sync schedule; a running server picks it up at its next tick.
+    Options left out stay as they are."""
+    changes: dict[str, int | None] = {}
+    with reported():
+        for name, value, clear in (
+            ("refresh", refresh, no_refresh),
+            ("stale_after", stale_after, no_stale_after),
+        ):
+            flag = name.replace("_", "-")
+            if value is not None and clear:
+                raise InvalidRequest(f"give --{flag} or --no-{flag}, not both")
+            if value is not None or clear:
+                changes[f"{name}_s"] = _seconds(value)
+        if not changes:
+            raise InvalidRequest(
+                "nothing to change: give --refresh, --stale-after, --no-refresh or --no-stale-after"
+            )
+    _, sync = run(lambda svc: svc.set_source_schedule(actor(), source_id, changes))
+    out.print(f"source [bold]{source_id}[/bold]: {_schedule(sync)}")
+
+
+def _seconds(text: str | None) -> int | None:
+    return None if text is None else int(parse_duration(text).total_seconds())
+
+
+def _schedule(sync: SyncState) -> str:
+    refresh = format_duration(sync.refresh_s) if sync.refresh_s else "never"
+    stale = format_duration(sync.stale_after_s) if sync.stale_after_s else "never"
+    return f"refresh {refresh}, stale after {stale}"
+
+
 def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List registered sources with their document and chunk counts."""
-    rows = [
-        {**s.source.model_dump(), "documents": s.documents, "chunks": s.chunks}
-        for s in run(lambda svc: svc.list_sources())
-    ]
+    """List registered sources with their document and chunk counts, schedule and last sync."""
+    rows = []
+    for s in run(lambda svc: svc.list_sources()):
+        nxt = s.sync.next_sync_at()
+        rows.append(
+            {
+                **s.source.model_dump(),
+                "documents": s.documents,
+                "chunks": s.chunks,
+                "refresh": format_duration(s.sync.refresh_s) if s.sync.refresh_s else None,
+                "stale_after": (
+                    format_duration(s.sync.stale_after_s) if s.sync.stale_after_s else None
+                ),
+                "last_sync_at": s.sync.last_sync_at,
+                "last_sync_ok": s.sync.last_sync_ok,
+                "next_sync_at": nxt.isoformat() if nxt is not None else None,
+                "last_failure_reason": s.sync.last_failure_reason,
+            }
+        )
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("id", "kind", "location", "trust", "groups", "documents", "chunks")
+    table = Table(
+        "id", "kind", "location", "trust", "groups", "documents", "chunks", "refresh", "last sync"
+    )
     for r in rows:
         table.add_row(
             r["id"],
@@ -73,8 +150,17 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
             ",".join(r["groups"]),
             str(r["documents"]),
             str(r["chunks"]),
+            r["refresh"] or "",
+            _last_sync(r),
         )
     out.print(table)
+
+
+def _last_sync(row: dict) -> str:
+    if row["last_sync_at"] is None:
+        return ""
+    said = row["last_sync_at"][:19]
+    return said if row["last_sync_ok"] else f"{said} failed ({row['last_failure_reason']})"
 
 
 def sources_remove(source_id: str, url: remote.UrlOpt = None, key: remote.KeyOpt = None) -> None:

@@ -29,6 +29,7 @@ def retrieve(body: RetrieveRequest, svc: SvcDep, who: Reader) -> RetrieveRespons
                 groups=tuple(f.groups) if f.groups is not None else None,
                 min_trust=f.min_trust,
                 doc_sha256=tuple(f.doc_sha256) if f.doc_sha256 is not None else None,
+                modified_after=f.modified_after_ts(),
             ),
             top_k=body.top_k,
             candidates=body.candidates,

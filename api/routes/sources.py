@@ -20,21 +20,72 @@ from ragwall.api.models import (
     SourceIn,
     SourceOut,
     SourceRemoved,
+    SourceScheduleIn,
+    SyncFailure,
 )
 from ragwall.api.routes.common import accepted
+from ragwall.durations import format_duration, parse_duration
+from ragwall.service import Source, SyncState
 
 router = APIRouter()
 
 
+def source_out(source: Source, sync: SyncState | None = None) -> SourceOut:
+    """A source with its schedule and last sync (``ragwall.service.syncs``)."""
+    out = SourceOut(**source.model_dump())
+    if sync is None:
+        return out
+    nxt = sync.next_sync_at()
+    failure = None
+    if sync.last_failure_at is not None:
+        failure = SyncFailure(
+            at=sync.last_failure_at,
+            reason=sync.last_failure_reason or "error",
+            error=sync.last_failure_error,
+        )
+    return out.model_copy(
+        update={
+            "refresh": format_duration(sync.refresh_s) if sync.refresh_s else None,
+            "stale_after": format_duration(sync.stale_after_s) if sync.stale_after_s else None,
+            "last_sync_at": sync.last_sync_at,
+            "last_sync_ok": sync.last_sync_ok,
+            "next_sync_at": nxt.isoformat() if nxt is not None else None,
+            "last_failure": failure,
+        }
+    )
+
+
+def _seconds(text: str | None) -> int | None:
+    return None if text is None else int(parse_duration(text).total_seconds())
+
+
 @router.get("/v1/sources", response_model=list[SourceOut], tags=["admin"])
 def list_sources(svc: SvcDep, who: Admin) -> list[SourceOut]:
-    return [SourceOut(**s.source.model_dump()) for s in svc.list_sources()]
+    """Every source, with its schedule (``refresh``, ``stale_after``) and its syncs
+    (``last_sync_at``, ``last_sync_ok``, ``next_sync_at``, ``last_failure``)."""
+    return [source_out(s.source, s.sync) for s in svc.list_sources()]
 
 
 @router.post("/v1/sources", response_model=SourceOut, status_code=201, tags=["admin"])
 def add_source(body: SourceIn, svc: SvcDep, who: Admin) -> SourceOut:
-    source = svc.add_source(who.key_id, body.id, body.path, body.trust, body.groups)
-    return SourceOut(**source.model_dump())
+    """Register a source; with ``refresh`` (``15m``), the server syncs it on that schedule."""
+    refresh, stale_after = _seconds(body.refresh), _seconds(body.stale_after)
+    source = svc.add_source(
+        who.key_id, body.id, body.path, body.trust, body.groups, refresh_s=refresh,
+        stale_after_s=stale_after,
+    )  # fmt: skip
+    return source_out(source, SyncState(source.id, refresh, stale_after))
+
+
+@router.patch("/v1/sources/{source_id}", response_model=SourceOut, tags=["admin"])
+def set_source_schedule(
+    source_id: str, body: SourceScheduleIn, svc: SvcDep, who: Admin
+) -> SourceOut:
+    """Change a source's ``refresh`` and ``stale_after`` (a field left out stays; ``null``
+    removes it). The scheduler picks the change up at its next tick."""
+    given = body.model_dump(exclude_unset=True)
+    changes = {f"{k}_s": _seconds(v) for k, v in given.items()}
+    return source_out(*svc.set_source_schedule(who.key_id, source_id, changes))
 
 
 @router.delete("/v1/sources/{source_id}", response_model=SourceRemoved, tags=["admin"])

@@ -4,8 +4,8 @@ Conventions (and the invariant every instrument here keeps): names start with ``
 durations are in seconds and sizes in bytes, counters end in ``_total``, and every label takes
 values from a small fixed set (a route template, a status code, a stage, a flag kind, a job
 kind, an index version number kept by retention). A query, a key, a path with an id in it or a
-source id is never a label. One exception, bounded by what admins create: the 429 counter is
-labelled by API key id (never by workflow or identity-provider subject, which callers choose:
+source id is never a label. Two exceptions, bounded by what admins create: the sync-age gauge is
+labelled by source id (scheduled sources only), and the 429 counter by API key id (never by workflow or identity-provider subject, which callers choose:
 those count under ``oidc``).
 
 Counters and histograms are updated as things happen; the index, job and audit gauges are read
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import (
@@ -57,6 +57,8 @@ class StateReading:
     running_jobs: list[tuple[str, int, int]]
     audit_records: int
     audit_head_age_s: float | None
+    #: ``{source id: seconds since its last successful sync}`` of the scheduled sources
+    source_sync_age_s: dict[str, float] = field(default_factory=dict)
 
 
 class StateCollector(Collector):
@@ -113,6 +115,14 @@ class StateCollector(Collector):
         )
         if r.audit_head_age_s is not None:
             age.add_metric([], r.audit_head_age_s)
+        sync_age = GaugeMetricFamily(
+            "ragwall_source_sync_age_seconds",
+            "Seconds since each scheduled source's last successful sync.",
+            labels=["source"],
+        )
+        for source, seconds in sorted(r.source_sync_age_s.items()):
+            sync_age.add_metric([source], seconds)
+        yield sync_age
         yield age
 
 
