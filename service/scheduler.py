@@ -75,7 +75,11 @@ class SyncScheduler:
                 continue
             except RagwallError as exc:
                 log.warning("could not start the sync of %s: %s", source_id, exc)
+                self.syncs.attempted(source_id, now)  # tried: the next try is a refresh away
                 continue
+            # Counted as an attempt now, not only when the ingest begins, so a job that fails
+            # before it does (a store that cannot open) is retried a refresh later, not at once.
+            self.syncs.attempted(source_id, now)
             started.append(source_id)
         return started
 
