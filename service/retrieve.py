@@ -30,6 +30,7 @@ from ragwall.service.index import IndexHandle
 from ragwall.service.keys import Principal
 from ragwall.service.names import check_names
 from ragwall.service.runtime import Runtime
+from ragwall.service.staleness import KIND as STALE
 from ragwall.service.staleness import flag_stale, utc_now
 from ragwall.settings import RETRIEVE, DefenseConfig, Settings
 from ragwall.telemetry import Metrics, tracing
@@ -195,7 +196,8 @@ class Retriever:
         if not self.rt.settings.telemetry:
             return
         kinds = [kind for h in result.hits for kind in {f["kind"] for f in h.flags}]
-        demoted = sum(1 for h in result.hits if h.flags) if policy == "demote" else 0
+        sunk = [h for h in result.hits if any(f["kind"] != STALE for f in h.flags)]
+        demoted = len(sunk) if policy == "demote" else 0  # a stale flag sinks nothing
         self.metrics.retrieve(timings, len(result.hits), kinds, result.dropped, demoted)
         facts = current_request()
         if facts is not None:
