@@ -29,9 +29,13 @@ log = logging.getLogger("ragwall.api")
 __all__ = ["ApiError", "create_app"]
 
 
-def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
-    """The app. Pass ``service`` to share an already-open one (tests); else it opens its own
-    at startup and closes it at shutdown."""
+def create_app(
+    settings: Settings | None = None, service: Service | None = None, *, schedule: bool = False
+) -> FastAPI:
+    """The app. Pass ``service`` to share an already-open one (``ragwall serve``, tests); else it
+    opens its own at startup and closes it at shutdown. The scheduler (sources' due syncs, as
+    ingest jobs) runs while the app serves when it opened its own service, or with
+    ``schedule``: one process per data dir runs it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,7 +43,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.state.service = service or Service(settings or Settings())
         if owned:
             app.state.service.warm_up()  # load the model and open the store before serving
-            app.state.service.start_scheduler()  # due syncs as ingest jobs (ragwall serve)
+        if owned or schedule:
+            app.state.service.start_scheduler()  # due syncs as ingest jobs
         if app.state.service.settings.telemetry and not tracing.enabled():
             tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
         if app.state.service.settings.dev_mode:

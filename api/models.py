@@ -106,6 +106,13 @@ class RetrieveRequest(BaseModel):
             "policy, else the server's ('flag')."
         ),
     )
+    freshness_half_life_days: float | None = Field(
+        default=None,
+        gt=0,
+        le=36500,
+        description="Boost recent documents: one this many days old counts 1.25 times its rank, "
+        "a new one 1.5 times (default: RAGWALL_FRESHNESS_HALF_LIFE_DAYS, unset: no boost).",
+    )
     context: bool = Field(
         default=False, description="Also return a spotlighted `context` string for a prompt."
     )
@@ -134,6 +141,10 @@ class Scores(BaseModel):
     )
     fused: float | None = Field(description="Qdrant's fusion score (RRF or DBSF).")
     rerank: float | None = Field(description="Cross-encoder score, when reranked.")
+    freshness: float | None = Field(
+        default=None,
+        description="The recency multiplier, when `freshness_half_life_days` applied (1 to 1.5).",
+    )
 
 
 class Flag(BaseModel):
@@ -254,7 +265,18 @@ class SourceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is not an int
 
     id: str = Field(min_length=1, max_length=64)
-    path: str = Field(min_length=1, max_length=4096, description="A folder or glob on the server.")
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="A folder or glob on the server, or a web site's sitemap (or list of "
+        "URLs) as an http(s) URL.",
+    )
+    kind: Literal["folder", "glob", "web"] | None = Field(
+        default=None, description="Checked against `path` (default: what `path` is)."
+    )
+    max_pages: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="A web source's page cap per sync."
+    )
     trust: Literal["verified", "internal", "external", "untrusted"] = "internal"
     groups: list[str] = Field(
         default_factory=list,
@@ -292,6 +314,7 @@ class SourceOut(BaseModel):
     trust_tier: str
     groups: list[str]
     created_at: str
+    max_pages: int | None = None
     refresh: str | None = None
     stale_after: str | None = None
     last_sync_at: str | None = Field(default=None, description="When its last sync ended.")
@@ -336,6 +359,9 @@ class JobProgress(BaseModel):
 class JobOut(BaseModel):
     job_id: str
     kind: str
+    actor: str | None = Field(
+        default=None, description="Who started it: a key id, `cli:<user>`, or `scheduler`."
+    )
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     created_at: str
     started_at: str | None

@@ -3,8 +3,10 @@
 The corpus goes through the real ingest pipeline (one file per document) into a scratch embedded
 index; each judged query is then answered by the dense branch alone, the BM25 branch alone, their
 fusion as the server runs it (its settings: chunks fused inside Qdrant by default), the other
-fusion level (documents fused by their best chunks, or chunks), and the fusion reranked by the
-cross-encoder (when one is configured). bm25s and rank-bm25 run on the same documents in the same
+fusion level (documents fused by their best chunks, or chunks), the fusion with the recency boost
+(``fused+freshness``: documents are given synthetic ages that say nothing of their relevance, so
+the stage measures what the boost costs), and the fusion reranked by the cross-encoder (when one
+is configured). bm25s and rank-bm25 run on the same documents in the same
 process, as peers, with the same embedding model over whole documents and the RRF (k=60) of bm25s
 and that dense ranking: the reference a fused system has to match, measured here rather than
 quoted. Every stage is compared with that reference query by query (:func:`versus`), so a gain
@@ -13,6 +15,8 @@ within the noise says so.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +37,8 @@ DEPTH = 100  # documents ranked per query (Recall@100)
 # several, so 100 chunks hold fewer than 100 documents. Three per document covers the corpora here.
 CHUNK_DEPTH = 3 * DEPTH
 RERANK_DEPTH = 30  # the API's default candidate count: what a caller's reranking sees
+FRESHNESS_HALF_LIFE_DAYS = 180.0  # the recency boost's stage (``fused+freshness``)
+MAX_AGE_DAYS = 3 * 365  # the synthetic documents' ages: uniform over three years
 
 
 PEER = "rrf(bm25s, dense) k=60"  # the reference every stage is compared with, query by query
@@ -48,6 +54,16 @@ def _score(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]], ms: l
         "queries": len(qrels),
         "per_query_ndcg@10": {q: round(v, 6) for q, v in per_query.items()},
     }
+
+
+def age_documents(folder: Path, now: float) -> None:
+    """Give each document file a synthetic age, uniform over :data:`MAX_AGE_DAYS` days and
+    drawn from a hash of its name (deterministic, and independent of its relevance), so that
+    the ``fused+freshness`` stage measures what the recency boost costs when age says nothing."""
+    for path in sorted(folder.iterdir()):
+        draw = int.from_bytes(hashlib.sha256(path.name.encode()).digest()[:4], "big") / 2**32
+        when = now - draw * MAX_AGE_DAYS * 86400
+        os.utime(path, (when, when))
 
 
 def other_level(level: str) -> str:
@@ -177,6 +193,7 @@ def evaluate_retrieval(
         root = Path(tmp)
         docs = root / "corpus"
         write_documents(data.corpus, docs)
+        age_documents(docs, time.time())
         # Queries embedded by the model itself (not its int8 twin); the reranker, if any, is
         # the one under test, not the environment's.
         settings = Settings(
@@ -204,6 +221,11 @@ def evaluate_retrieval(
                     "stages": ("dense", "bm25"),
                     "fuse": "chunk" if settings.fuse_level == "document" else "document",
                 },
+            }
+            # Recency boost (issue 29) over ages that say nothing of relevance: what it costs.
+            stages["fused+freshness"] = {
+                "stages": ("dense", "bm25"),
+                "freshness_half_life_days": FRESHNESS_HALF_LIFE_DAYS,
             }
             if reranker is not None:  # the top RERANK_DEPTH fused hits reranked, the rest kept
                 stages["fused+rerank"] = {

@@ -36,9 +36,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -48,12 +50,14 @@ import numpy as np
 from ragwall.defend.detect import Detector, Signals, content_trust
 from ragwall.defend.hidden_html import HiddenSegment
 from ragwall.embed import DenseEncoder, resolve_model_path
-from ragwall.errors import IngestCancelled, MassRemoval
+from ragwall.errors import IngestCancelled, MassRemoval, SourceError
 from ragwall.ingest.pool import ParserPool
 from ragwall.ingest.registry import DocumentRecord, Registry
 from ragwall.ingest.report import Failure, IngestReport, Note, Skipped
 from ragwall.ingest.scan import Found, file_sha256, scan_file
 from ragwall.ingest.sources import Source, iter_source_files
+from ragwall.ingest.web import Outcome, Unchanged, WebCrawl, check_web_host
+from ragwall.ingest.web_state import ValidatorStore
 from ragwall.payload import LIVE, PENDING, ChunkPayload, Key, hidden_flag
 from ragwall.retrieval.sparse import bm25_document_vector
 from ragwall.retrieval.store import Filter, Match, PointIn, SparseVec, Store
@@ -171,6 +175,11 @@ class Ingester:
         self._optimized_at = 0
         self.current: IngestReport | None = None
 
+    @cached_property
+    def validators(self) -> ValidatorStore:
+        """Web pages' ETags and Last-Modified dates (``ingest.web_state``)."""
+        return ValidatorStore(self.state.path)
+
     # -- public ----------------------------------------------------------------------------
     def ingest(
         self,
@@ -234,23 +243,80 @@ class Ingester:
         allow_mass_removal: bool = False,
     ) -> None:
         full_scan = paths is None
-        files = (
-            iter_source_files(source)
-            if full_scan
-            else sorted({Path(os.path.abspath(p)) for p in paths})  # as named: links kept
-        )
         known = self.state.documents(source.id, version=self.index_version)
-
         # Chunks that a crashed run left pending are never visible; clear them first.
         self.store.delete(_pending_filter(source.id))
+        with ExitStack() as stack:
+            crawl: WebCrawl | None = None
+            if source.kind == "web":
+                if not full_scan:
+                    raise SourceError(
+                        f"source {source.id!r} is a web source: it is synced whole "
+                        f"(`ragwall ingest {source.id}`), not by paths"
+                    )
+                check_web_host(source, self.settings.web_hosts)
+                crawl = stack.enter_context(
+                    WebCrawl(
+                        source,
+                        self.settings,
+                        known,
+                        self.validators.of(source.id),
+                        cancel=cancel,
+                        check=lambda: _check(cancel),
+                        progress=progress,
+                    )
+                )
+                outcomes: Iterable[Outcome] = crawl
+            else:
+                outcomes = self._scan(source, paths)
+            todo, present, failed_uris = self._sort(source, outcomes, known, force, cancel, report)
+            complete = full_scan and (crawl is None or crawl.complete)
+            gone = sorted(set(known) - present) if complete else []
+            if gone and not allow_mass_removal:
+                check_removal(source.id, len(gone), len(known), self.settings)
+            for uri in failed_uris:
+                self._forget(source.id, uri)
+            for uri in gone:
+                self.store.delete(_doc_filter(source.id, uri))
+                self.state.delete_document(source.id, uri, version=self.index_version)
+                report.removed += 1
+            self._process(source, todo, report, progress, cancel)
+            if crawl is not None:
+                report.requests = crawl.requests
+                if complete:
+                    self.validators.keep_only(source.id, present)
 
-        todo: list[Found] = []
-        present: set[str] = set()
-        failed_uris: list[str] = []  # forgotten after the mass-removal check: it changes nothing
+    def _scan(self, source: Source, paths: Iterable[Path] | None) -> Iterator[Outcome]:
+        """Each file of a folder or glob source (or each of ``paths``), classified."""
+        files = (
+            iter_source_files(source)
+            if paths is None
+            else sorted({Path(os.path.abspath(p)) for p in paths})  # as named: links kept
+        )
         roots = self.settings.source_root_paths()
         for path in files:
+            yield scan_file(path, roots, self.settings.max_file_bytes)
+
+    def _sort(
+        self,
+        source: Source,
+        outcomes: Iterable[Outcome],
+        known: dict[str, DocumentRecord],
+        force: bool,
+        cancel: threading.Event | None,
+        report: IngestReport,
+    ) -> tuple[list[Found], set[str], list[str]]:
+        """What to parse, what the source holds now (URIs), and which failed (forgotten after
+        the mass-removal check: it changes nothing)."""
+        todo: list[Found] = []
+        present: set[str] = set()
+        failed_uris: list[str] = []
+        for found in outcomes:
             _check(cancel)
-            found = scan_file(path, roots, self.settings.max_file_bytes)
+            if isinstance(found, Unchanged):  # a web page's 304
+                present.add(found.uri)
+                report.unchanged += 1
+                continue
             if isinstance(found, Skipped):
                 report.skipped.append(found)
                 continue
@@ -258,7 +324,8 @@ class Ingester:
                 report.failed.append(found)
                 uri = found.target or found.path
                 present.add(uri)
-                failed_uris.append(uri)
+                if not found.kept:
+                    failed_uris.append(uri)
                 continue
             present.add(found.uri)
             record = known.get(found.uri)
@@ -269,20 +336,14 @@ class Ingester:
                 and record.fingerprint == self.fingerprint
             ):
                 report.unchanged += 1
+                self._keep_validators(source, found)
                 continue
             todo.append(found)
+        return todo, present, failed_uris
 
-        gone = sorted(set(known) - present) if full_scan else []
-        if gone and not allow_mass_removal:
-            check_removal(source.id, len(gone), len(known), self.settings)
-        for uri in failed_uris:
-            self._forget(source.id, uri)
-        for uri in gone:
-            self.store.delete(_doc_filter(source.id, uri))
-            self.state.delete_document(source.id, uri, version=self.index_version)
-            report.removed += 1
-
-        self._process(source, todo, report, progress, cancel)
+    def _keep_validators(self, source: Source, found: Found) -> None:
+        if source.kind == "web":
+            self.validators.put(source.id, found.uri, found.sha256, found.etag, found.last_modified)
 
     def _finish(self, report: IngestReport, started: datetime) -> None:
         t = time.perf_counter()
@@ -298,6 +359,7 @@ class Ingester:
         """Delete every chunk and record of a source; returns how many chunks went."""
         n = self.drop_source_chunks(source_id)
         self.state.remove_source(source_id)
+        self.validators.forget(source_id)
         return n
 
     def drop_source_chunks(self, source_id: str) -> int:
@@ -535,6 +597,7 @@ class Ingester:
             ),
             version=self.index_version,
         )
+        self._keep_validators(source, found)
         report.documents += 1
         report.chunks += len(chunks)
         report._add("write", t)
@@ -590,7 +653,10 @@ def _pending_filter(source_id: str) -> Filter:
 
 
 def _display_name(found: Found, source: Source) -> str:
-    """The document's path relative to its source folder (where it resolves inside it)."""
+    """The document's path relative to its source folder (where it resolves inside it); a web
+    page's URL."""
+    if source.kind == "web":
+        return found.uri
     if source.kind == "folder":
         try:
             return str(Path(found.uri).relative_to(source.location))

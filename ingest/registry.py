@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS sources (
     location TEXT NOT NULL,
     trust_tier TEXT NOT NULL,
     groups TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    max_pages INTEGER
 );
 """
     + _DOCUMENTS
@@ -118,6 +119,7 @@ class Registry:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._tx_lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -126,6 +128,8 @@ class Registry:
         self._db.executescript(_SCHEMA)
         if "index_version" not in {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}:
             self._db.execute("ALTER TABLE runs ADD COLUMN index_version INTEGER")  # older runs
+        if "max_pages" not in {r[1] for r in self._db.execute("PRAGMA table_info(sources)")}:
+            self._db.execute("ALTER TABLE sources ADD COLUMN max_pages INTEGER")  # web sources
 
     def close(self) -> None:
         self._db.close()
@@ -175,7 +179,7 @@ class Registry:
     def add_source(self, source: Source) -> None:
         try:
             self._db.execute(
-                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     source.id,
                     source.kind,
@@ -183,6 +187,7 @@ class Registry:
                     source.trust_tier,
                     json.dumps(source.groups),
                     source.created_at,
+                    source.max_pages,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -542,4 +547,5 @@ def _source(row: tuple) -> Source:
         trust_tier=row[3],
         groups=json.loads(row[4]),
         created_at=row[5],
+        max_pages=row[6],
     )

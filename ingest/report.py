@@ -1,9 +1,10 @@
 """What an ingest run did: counts, and each file it failed, skipped or indexed with a note.
 
-Invariant: every file a run finds ends in exactly one place: written (``documents``),
-``unchanged``, ``failed`` (a file Ragwall reads and could not index; the run's exit status is 1),
-or ``skipped`` (a file of a type Ragwall does not read, never opened). Paths are the file as
-found in the source; where a link led elsewhere, ``target`` is where it led.
+Invariant: every file (or web page) a run finds ends in exactly one place: written
+(``documents``), ``unchanged``, ``failed`` (a file Ragwall reads and could not index; the run's
+exit status is 1), or ``skipped`` (a file of a type Ragwall does not read, never opened; a page
+robots.txt disallows). Paths are the file as found in the source (a page's URL); where a link
+led elsewhere, ``target`` is where it led.
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ class Failure:
     message: str
     #: The file ``path`` resolves to, where a link made it another file; else ``None``.
     target: str | None = None
+    #: The document's indexed version stays (a web page's transient failure: a timeout, a 5xx).
+    kept: bool = False
 
-    def as_dict(self) -> dict[str, str]:
-        out = {"path": self.path, "reason": self.reason, "message": self.message}
+    def as_dict(self) -> dict[str, str | bool]:
+        out: dict[str, str | bool] = {
+            "path": self.path,
+            "reason": self.reason,
+            "message": self.message,
+        }
         if self.target is not None:
             out["target"] = self.target
+        if self.kept:
+            out["kept"] = True
         return out
 
 
@@ -59,6 +68,8 @@ class IngestReport:
     notes: list[Note] = field(default_factory=list)
     #: The run was cancelled before it finished (see ``Ingester.ingest``).
     cancelled: bool = False
+    #: HTTP requests a web source's sync made (``None`` for files).
+    requests: int | None = None
     seconds: float = 0.0
     #: Wall seconds the main process spent per stage: waiting for the parser, embedding, scoring
     #: for injection, writing (upserts and commits), building the index (optimize and flush).
@@ -81,4 +92,6 @@ class IngestReport:
         }
         if self.cancelled:
             out["cancelled"] = True
+        if self.requests is not None:
+            out["requests"] = self.requests
         return out

@@ -42,6 +42,9 @@ class Found:
     sha256: str
     size: int
     modified_at: float = 0.0  # the file's mtime (epoch seconds): when its content last changed
+    #: A web page's validators (``ingest.web``), stored to make the next read conditional.
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 def file_sha256(path: Path) -> str:

@@ -1,4 +1,9 @@
-"""Sources: where documents come from, how far to trust them, and who may read them."""
+"""Sources: where documents come from, how far to trust them, and who may read them.
+
+A source is a folder, a glob, or a web site (``web``: a sitemap or a list of URLs, read by
+``ingest.web``). A web source's location is an ``http(s)`` URL without credentials; its pages
+are read from that URL's host only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -15,7 +21,9 @@ from ragwall.errors import SourceError, validation_message
 from ragwall.ingest.walk import Pattern, walk
 from ragwall.settings import TRUST_TIERS
 
-SourceKind = Literal["folder", "glob"]
+SourceKind = Literal["folder", "glob", "web"]
+KINDS: tuple[str, ...] = ("folder", "glob", "web")
+MAX_PAGES = 1_000_000
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 
@@ -23,9 +31,14 @@ _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 class Source(BaseModel):
     id: str
     kind: SourceKind
-    location: str = Field(description="An absolute folder path, or a glob pattern.")
+    location: str = Field(
+        description="An absolute folder path, a glob pattern, or a web source's sitemap URL."
+    )
     trust_tier: str
     groups: list[str] = Field(default_factory=list)
+    max_pages: int | None = Field(
+        default=None, ge=1, le=MAX_PAGES, description="A web source's page cap per sync."
+    )
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     @field_validator("id")
@@ -53,26 +66,70 @@ class Source(BaseModel):
         return sorted(set(value))
 
 
-def make_source(source_id: str, path: str, trust_tier: str, groups: list[str]) -> Source:
-    """A folder source for an existing directory, else a glob source for a pattern."""
-    expanded = Path(path).expanduser()
-    if expanded.is_dir():
-        kind: SourceKind = "folder"
-        location = str(expanded.resolve())
+def make_source(
+    source_id: str,
+    path: str,
+    trust_tier: str,
+    groups: list[str],
+    kind: str | None = None,
+    max_pages: int | None = None,
+) -> Source:
+    """A web source for an ``http(s)`` URL, a folder source for an existing directory, else a
+    glob source for a pattern. ``kind``, when given, must be the kind ``path`` is."""
+    if kind is not None and kind not in KINDS:
+        raise SourceError(f"a source's kind is one of {list(KINDS)}, not {kind!r}")
+    found: SourceKind
+    if path.lower().startswith(("http://", "https://")):
+        found, location = "web", web_location(path)
+    elif kind == "web":
+        raise SourceError(
+            f"{path!r} is not a URL: a web source reads a sitemap or a list of URLs, as in "
+            "https://docs.example.com/sitemap.xml"
+        )
+    elif (expanded := Path(path).expanduser()).is_dir():
+        found, location = "folder", str(expanded.resolve())
     elif glob.has_magic(path):
-        kind = "glob"
-        location = str(Path(path).expanduser().absolute())
+        found, location = "glob", str(Path(path).expanduser().absolute())
     else:
         raise SourceError(
-            f"{path!r} is neither a folder nor a glob pattern; give an existing folder "
-            "or a pattern such as 'docs/**/*.md'"
+            f"{path!r} is neither a folder, a glob pattern nor a URL; give an existing folder, "
+            "a pattern such as 'docs/**/*.md', or a sitemap's URL with --kind web"
         )
+    if kind is not None and kind != found:
+        raise SourceError(f"{path!r} is a {found} source, not a {kind} one")
+    if max_pages is not None and found != "web":
+        raise SourceError("--max-pages is for web sources only")
     try:
         return Source(
-            id=source_id, kind=kind, location=location, trust_tier=trust_tier, groups=groups
+            id=source_id,
+            kind=found,
+            location=location,
+            trust_tier=trust_tier,
+            groups=groups,
+            max_pages=max_pages,
         )
     except ValueError as exc:
         raise SourceError(validation_message(exc)) from exc
+
+
+def web_location(url: str) -> str:
+    """``url`` checked as a web source's location: http(s), a host, no credentials, no
+    fragment."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise SourceError(f"{url!r} is not a valid URL: {exc}") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise SourceError(f"{url!r} is not an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise SourceError(
+            "a web source's URL may not hold credentials (they would be stored and shown); "
+            "Ragwall reads public pages only"
+        )
+    if len(url) > 2048:
+        raise SourceError("a web source's URL is at most 2048 characters")
+    return parts._replace(fragment="").geturl()
 
 
 def iter_source_files(source: Source) -> list[Path]:
@@ -85,6 +142,8 @@ def iter_source_files(source: Source) -> list[Path]:
     stack, so neither a ``loop -> .`` link nor a folder nested a thousand levels deep stops it,
     and nothing here raises for one entry.
     """
+    if source.kind == "web":
+        raise SourceError(f"source {source.id!r} is a web source: it has pages, not files")
     if source.kind == "folder":
         root = Path(source.location)
         if not root.is_dir():

@@ -19,7 +19,7 @@ status and code (``ragwall.api.errors``), the CLI with a message and exit status
     * NotFound: JobNotFound, VersionNotFound, ReportNotFound, ChunkNotFound
     * Conflict: JobRunning, SwitchRefused
     * DocumentError: UnsupportedDocument, EmptyDocument, EncryptedDocument, CorruptDocument,
-      DocumentTooLarge, UnreadableDocument
+      DocumentTooLarge, UnreadableDocument, WebPageError
     * StoreError
         * StoreLocked
     * ModelError
@@ -211,6 +211,19 @@ class DocumentTooLarge(DocumentError):
 
 class UnreadableDocument(DocumentError):
     reason = "unreadable"
+
+
+class WebPageError(DocumentError):
+    """A web source's page (or its sitemap, or robots.txt) could not be read: a timeout, an
+    HTTP error, a redirect to another host, a type that is not HTML, a body over the limit.
+    ``transient`` failures (timeouts, connection errors, 429 and 5xx answers) keep the page's
+    indexed version until a later sync reads it; the others remove it, as a failing file's."""
+
+    reason = "fetch_failed"
+
+    def __init__(self, message: str, reason: str, *, transient: bool = False) -> None:
+        super().__init__(message, reason)
+        self.transient = transient
 
 
 class StoreError(RagwallError):

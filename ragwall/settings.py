@@ -81,6 +81,13 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
 
+    @field_validator("web_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
     model_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders a reindex request's model (embedding_model, injection_model) may "
@@ -386,6 +393,40 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Removing this many of a source's documents or fewer is never held back "
         "as a mass removal (deleting one file of a three-file source is not one).",
+    )
+    freshness_half_life_days: float | None = Field(
+        default=None,
+        gt=0,
+        le=36500,
+        description="Boost recent documents in every retrieve that does not say otherwise: one "
+        "this many days old counts 1.25 times its rank, a new one 1.5 times (unset: no boost).",
+    )
+    web_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts web sources may read (separated by ','), as in `docs.example.com`; "
+        "empty: any host the server can reach.",
+    )
+    web_timeout_s: float = Field(
+        default=10.0, gt=0.0, le=300.0, description="A web source's request gives up after this."
+    )
+    web_delay_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=60.0,
+        description="Seconds between two requests to a web source's host (a robots.txt "
+        "Crawl-delay asks for more, up to 60).",
+    )
+    web_max_page_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1,
+        description="A larger web page (or sitemap) is not read: it fails with `too_large`.",
+    )
+    web_max_pages: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="A web source reads at most this many pages per sync, unless it sets "
+        "its own `--max-pages`.",
     )
     console_session_minutes: int = Field(
         default=30,

@@ -28,6 +28,7 @@ from ragwall.defend.query import Candidate, DefenseConfig, defend
 from ragwall.embed import DenseEncoder
 from ragwall.payload import LIVE, Key, provenance
 from ragwall.retrieval.candidates import FuseLevel, fetch_candidates
+from ragwall.retrieval.freshness import boost_recent
 from ragwall.retrieval.sparse import bm25_query_vector, tokenize
 from ragwall.retrieval.store import (
     Branch,
@@ -154,6 +155,7 @@ class HybridSearcher:
         rerank_depth: int | None = None,
         fuse: FuseLevel = "chunk",
         bm25_weight: float = 1.0,
+        freshness_half_life_days: float | None = None,
     ) -> SearchResult:
         """Search within ``flt``; with ``defenses`` every candidate is checked and the policy applied.
 
@@ -173,6 +175,8 @@ class HybridSearcher:
             fuse: ``document`` (RRF over each branch's documents, one hit per document: its best
                 chunk) or ``chunk`` (chunks fused). Only RRF fuses documents.
             bm25_weight: the BM25 branch's RRF weight (the dense branch's is 1).
+            freshness_half_life_days: boost recent documents among the candidates
+                (:mod:`ragwall.retrieval.freshness`); ``None``: no boost.
         """
         timings: dict[str, float] = {}
         with _stage("embed", timings):
@@ -195,7 +199,8 @@ class HybridSearcher:
 
         with _stage("search", timings):
             want_rerank = rerank and self.reranker is not None
-            limit = max(candidates, top_k) if (want_rerank or defenses) else top_k
+            widen = want_rerank or defenses or freshness_half_life_days
+            limit = max(candidates, top_k) if widen else top_k
             fused, by_branch = fetch_candidates(
                 self.store, branches, limit, flt, fusion, rrf_k, fuse, defenses is not None
             )
@@ -227,6 +232,8 @@ class HybridSearcher:
                     head.sort(key=lambda h: h.scores["rerank"], reverse=True)
                     hits = head + tail  # below the reranked depth, the fused order stands
                     applied = True
+        if freshness_half_life_days:
+            hits = boost_recent(hits, freshness_half_life_days, time.time(), rrf_k)
         hits = collapse_mirrors(hits)
         n_candidates = len(hits)
         dropped = 0
@@ -289,7 +296,13 @@ def _scored(
         text=h.payload.get(Key.TEXT, ""),
         provenance=provenance(h.payload),
         trust=float(h.payload.get(Key.TRUST, 0.0)),
-        scores={"dense": dense, "sparse": sparse, "fused": fused, "rerank": None},
+        scores={
+            "dense": dense,
+            "sparse": sparse,
+            "fused": fused,
+            "rerank": None,
+            "freshness": None,
+        },
         vector=h.dense,
     )
 

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ragwall.embed import DenseEncoder
 from ragwall.eval.drift import Gates, QuerySet, Snapshot
@@ -53,7 +53,7 @@ from ragwall.service.runtime import Runtime
 from ragwall.service.scheduler import ACTOR as SCHEDULER
 from ragwall.service.schedules import Schedules
 from ragwall.service.sessions import ConsoleSession
-from ragwall.service.sources import Sources, SourceSummary
+from ragwall.service.sources import SourceOptions, Sources, SourceSummary
 from ragwall.service.syncs import SyncState
 from ragwall.service.tokens import Minted
 from ragwall.service.usage import UsageReport, usage
@@ -135,15 +135,9 @@ class Service:
         path: str,
         trust: str = "internal",
         groups: Sequence[str] = (),
-        *,
-        exist_ok: bool = False,
-        refresh_s: int | None = None,
-        stale_after_s: int | None = None,
+        **options: Unpack[SourceOptions],
     ) -> Source:
-        schedule = {"refresh_s": refresh_s, "stale_after_s": stale_after_s}
-        return self._sources.add_source(
-            actor, source_id, path, trust, groups, exist_ok=exist_ok, **schedule
-        )
+        return self._sources.add_source(actor, source_id, path, trust, groups, **options)
 
     def set_source_schedule(
         self, actor: str, source_id: str, changes: Mapping[str, int | None]
@@ -385,8 +379,8 @@ class Service:
     def latest_reindex(self) -> JobRecord | None:
         return self._views.latest_reindex()
 
-    def recent_jobs(self, limit: int = 50) -> list[JobRecord]:
-        return self._views.recent_jobs(limit)
+    def recent_jobs(self, limit: int = 50, kinds: tuple[str, ...] = ()) -> list[JobRecord]:
+        return self._views.recent_jobs(limit, kinds)
 
     def drift_jobs(self, limit: int = 50) -> list[tuple[JobRecord, bool]]:
         return self._views.drift_jobs(limit)

@@ -49,6 +49,8 @@ class RetrieveParams:
     rerank: bool | None = None
     defenses: bool | None = None
     policy: str | None = None
+    #: Boost recent documents (``ragwall.retrieval.freshness``); ``None``: the server's setting.
+    freshness_half_life_days: float | None = None
     context: bool = False
     max_context_tokens: int = RETRIEVE.max_context_tokens
     #: Refuse source and group names the caller cannot see (``ragwall.service.names``) instead
@@ -139,6 +141,7 @@ class Retriever:
             bm25_weight=s.bm25_weight,
             rerank=want_rerank,
             defenses=defense_config(s, self.rt.registry, policy) if want_defenses else None,
+            freshness_half_life_days=params.freshness_half_life_days or s.freshness_half_life_days,
         )
         flag_stale(result.hits, self.rt.syncs.all(), utc_now())  # informational (staleness)
         context = (

@@ -12,7 +12,9 @@ Invariants:
   does not bring it back.
 - **Quarantine takes effect on the next retrieve**: it is a registry row that every access
   filter reads; a source must exist to be quarantined, a document is named by its sha256.
-- A source's folder must lie within ``RAGWALL_SOURCE_ROOTS`` when roots are set.
+- A source's folder must lie within ``RAGWALL_SOURCE_ROOTS`` when roots are set, and a web
+  source's host must be one of ``RAGWALL_WEB_HOSTS`` when hosts are set (checked again at each
+  sync, so narrowing the setting stops a source at once).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from filelock import FileLock, Timeout
 
@@ -40,6 +42,7 @@ from ragwall.errors import (
 )
 from ragwall.ingest.pipeline import IngestReport
 from ragwall.ingest.sources import Source, iter_source_files, make_source, source_base
+from ragwall.ingest.web import check_web_host
 from ragwall.payload import Key
 from ragwall.retrieval.store import Filter, Match
 from ragwall.service.audit import AuditLog
@@ -62,6 +65,16 @@ class SourceSummary:
     documents: int
     chunks: int
     sync: SyncState = field(default_factory=lambda: SyncState(""))  # schedule and last sync
+
+
+class SourceOptions(TypedDict, total=False):
+    """:meth:`Sources.add_source`'s keyword options (documented there)."""
+
+    exist_ok: bool
+    refresh_s: int | None
+    stale_after_s: int | None
+    kind: str | None
+    max_pages: int | None
 
 
 class Sources:
@@ -87,6 +100,8 @@ class Sources:
         exist_ok: bool = False,
         refresh_s: int | None = None,
         stale_after_s: int | None = None,
+        kind: str | None = None,
+        max_pages: int | None = None,
     ) -> Source:
         """Register a source.
 
@@ -101,13 +116,18 @@ class Sources:
             exist_ok: an identical registration succeeds without a change (and without an audit
                 record: nothing happened); a different one still raises :class:`SourceExists`.
             refresh_s, stale_after_s: its sync schedule (``ragwall.service.syncs``), if any.
+            kind: ``folder``, ``glob`` or ``web``, checked against ``path`` (default: what
+                ``path`` is; an ``http(s)`` URL is a web source's sitemap or list of URLs).
+            max_pages: a web source's page cap per sync (default ``RAGWALL_WEB_MAX_PAGES``).
         """
         for name, value in (("refresh", refresh_s), ("stale_after", stale_after_s)):
             if value is not None and not (isinstance(value, int) and 1 <= value <= MAX_SCHEDULE_S):
                 raise InvalidRequest(f"{name} must be 1 s to 3650 d, not {value!r}")
-        source = make_source(source_id, path, trust, list(groups))
+        source = make_source(source_id, path, trust, list(groups), kind, max_pages)
         roots = self.rt.settings.source_root_paths()
-        if roots and not within_roots(source_base(source), roots):
+        if source.kind == "web":
+            check_web_host(source, self.rt.settings.web_hosts)
+        elif roots and not within_roots(source_base(source), roots):
             raise SourceOutsideRoots(
                 f"{path!r} is outside the allowed source roots "
                 f"({', '.join(str(r) for r in roots)}); set RAGWALL_SOURCE_ROOTS to allow it"
@@ -365,9 +385,5 @@ def _sync_reason(exc: BaseException) -> str:
 
 
 def _same_source(a: Source, b: Source) -> bool:
-    return (a.kind, a.location, a.trust_tier, a.groups) == (
-        b.kind,
-        b.location,
-        b.trust_tier,
-        b.groups,
-    )
+    fields = ("kind", "location", "trust_tier", "groups", "max_pages")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)

@@ -148,9 +148,10 @@ class Views:
         recent = self.rt.registry.recent_jobs(1, ("reindex",))
         return self.runner.live(recent[0]) if recent else None
 
-    def recent_jobs(self, limit: int = 50) -> list[JobRecord]:
-        """The newest jobs, newest first, running ones with their live progress."""
-        return [self.runner.live(j) for j in self.rt.registry.recent_jobs(limit)]
+    def recent_jobs(self, limit: int = 50, kinds: tuple[str, ...] = ()) -> list[JobRecord]:
+        """The newest jobs (of ``kinds``, when given), newest first, running ones with their
+        live progress."""
+        return [self.runner.live(j) for j in self.rt.registry.recent_jobs(limit, kinds)]
 
     def has_report(self, job: JobRecord) -> bool:
         return (self.runner.reports_dir(job.id) / "report.html").is_file()

@@ -36,7 +36,7 @@ def serve(
         svc.warm_up()  # fail here, clearly, if the index is locked or the model is missing
     try:
         uvicorn.run(
-            create_app(settings, svc),
+            create_app(settings, svc, schedule=True),  # sources' due syncs run here
             host=host,
             port=port,
             log_config=None,  # configure_logging's handler, in its format

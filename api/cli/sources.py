@@ -32,7 +32,13 @@ ReasonOpt = Annotated[str, typer.Option(help="Why, for the audit log.")]
 
 def sources_add(
     source_id: Annotated[str, typer.Argument(help="A short id, e.g. 'wiki'.")],
-    path: Annotated[str, typer.Argument(help="A folder, or a glob such as 'docs/**/*.md'.")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="A folder, a glob such as 'docs/**/*.md', or a web site's sitemap (or list of "
+            "URLs) such as https://docs.example.com/sitemap.xml."
+        ),
+    ],
     trust: Annotated[str, typer.Option(help=f"Trust tier: {', '.join(TRUST_TIERS)}.")] = "internal",
     group: Annotated[
         list[str] | None,
@@ -55,6 +61,14 @@ def sources_add(
     stale_after: Annotated[
         str | None, typer.Option(help="Flag its documents older than this, e.g. 180d.")
     ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="folder, glob or web; checked against PATH (default: what PATH is)."),
+    ] = None,
+    max_pages: Annotated[
+        int | None,
+        typer.Option(min=1, max=1_000_000, help="A web source reads at most this many pages."),
+    ] = None,
 ) -> None:
     """Register a source with a trust tier, access groups and, optionally, a sync schedule."""
     with reported():
@@ -62,7 +76,7 @@ def sources_add(
     source = run(
         lambda svc: svc.add_source(
             actor(), source_id, path, trust, group or [], exist_ok=exist_ok, refresh_s=refresh_s,
-            stale_after_s=stale_s,
+            stale_after_s=stale_s, kind=kind, max_pages=max_pages,
         )
     )  # fmt: skip
     out.print(

@@ -16,6 +16,7 @@ def job_out(job: Any) -> JobOut:
     return JobOut(
         job_id=job.id,
         kind=job.kind,
+        actor=job.actor,
         state=job.state,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -1,4 +1,4 @@
-"""Background jobs (ingest, reindex, drift): poll one, read its report, cancel it.
+"""Background jobs (ingest, reindex, drift): list them, poll one, read its report, cancel it.
 
 An unknown job is 404 ``job_not_found``; a job without a report (yet) 404 ``report_not_found``
 (``ragwall.api.errors.ERRORS``).
@@ -16,6 +16,22 @@ from ragwall.api.models import JobOut
 from ragwall.api.routes.common import job_out
 
 router = APIRouter()
+
+
+JobKind = Literal["ingest", "reindex", "drift"]
+
+
+@router.get("/v1/jobs", response_model=list[JobOut], tags=["index"])
+def list_jobs(
+    svc: SvcDep,
+    who: Admin,
+    kind: Annotated[list[JobKind] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[JobOut]:
+    """The newest jobs, newest first, running ones with their live progress: ingests (the
+    scheduler's syncs among them, actor ``scheduler``), reindexes and drift comparisons.
+    ``kind`` (repeatable) keeps those kinds only."""
+    return [job_out(j) for j in svc.recent_jobs(limit, tuple(kind or ()))]
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["index"])

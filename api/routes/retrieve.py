@@ -37,6 +37,7 @@ def retrieve(body: RetrieveRequest, svc: SvcDep, who: Reader) -> RetrieveRespons
             rerank=body.rerank,
             defenses=body.defenses,
             policy=body.policy,
+            freshness_half_life_days=body.freshness_half_life_days,
             context=body.context,
             max_context_tokens=body.max_context_tokens,
         ),

@@ -72,7 +72,7 @@ def add_source(body: SourceIn, svc: SvcDep, who: Admin) -> SourceOut:
     refresh, stale_after = _seconds(body.refresh), _seconds(body.stale_after)
     source = svc.add_source(
         who.key_id, body.id, body.path, body.trust, body.groups, refresh_s=refresh,
-        stale_after_s=stale_after,
+        stale_after_s=stale_after, kind=body.kind, max_pages=body.max_pages,
     )  # fmt: skip
     return source_out(source, SyncState(source.id, refresh, stale_after))
 

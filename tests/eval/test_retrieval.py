@@ -49,7 +49,13 @@ def test_eval_retrieval_json_and_table(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(result["stages"]) == {"dense", "bm25", "fused", "fused (document-level)"}
+    assert set(result["stages"]) == {
+        "dense",
+        "bm25",
+        "fused",
+        "fused (document-level)",
+        "fused+freshness",
+    }
     for name, metrics in {**result["stages"], **result["peers"]}.items():
         assert set(metrics) >= {"ndcg@10", "recall@100", "mrr@10", "ms_per_query"}, name
         assert 0.0 < metrics["ndcg@10"] <= 1.0 and metrics["queries"] == QUERIES
@@ -60,7 +66,7 @@ def test_eval_retrieval_json_and_table(tmp_path):
     # Each stage against the RRF peer, query by query, with its interval.
     vs = result["versus_peer"]
     assert vs["peer"] == "rrf(bm25s, dense) k=60"
-    assert set(vs) == {"peer", "dense", "bm25", "fused", "fused (document-level)"}
+    assert set(vs) == {"peer", *result["stages"]}
     peer = result["peers"][vs["peer"]]
     for name in ("dense", "bm25", "fused"):
         d = vs[name]

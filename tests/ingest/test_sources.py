@@ -60,14 +60,32 @@ def test_deep_folders_and_folder_links_do_not_stop_the_walk(tmp_path):
 @pytest.mark.parametrize(
     ("sid", "path", "tier", "match"),
     [
-        ("kb", "/definitely/not/here", "internal", "neither a folder nor a glob"),
+        ("kb", "/definitely/not/here", "internal", "neither a folder, a glob pattern nor a URL"),
         ("kb", ".", "trusted-ish", "trust tier"),
         ("bad id!", ".", "internal", "source id"),
+        ("kb", "https://user:secret@docs.example.com/sitemap.xml", "internal", "credentials"),
+        ("kb", "http:///sitemap.xml", "internal", "with a host"),
+        ("kb", "https://docs.example.com:99999/", "internal", "not a valid URL"),
     ],
 )
 def test_invalid_sources_are_refused(sid, path, tier, match):
     with pytest.raises(SourceError, match=match):
         make_source(sid, path, tier, [])
+
+
+def test_a_kind_must_match_what_the_path_is(tmp_path):
+    with pytest.raises(SourceError, match="not a URL"):
+        make_source("kb", str(tmp_path), "internal", [], kind="web")
+    with pytest.raises(SourceError, match="is a web source, not a folder"):
+        make_source("kb", "https://docs.example.com/sitemap.xml", "internal", [], kind="folder")
+    with pytest.raises(SourceError, match="web sources only"):
+        make_source("kb", str(tmp_path), "internal", [], max_pages=5)
+    web = make_source("kb", "https://Docs.example.com/sitemap.xml#x", "internal", [], max_pages=5)
+    assert (web.kind, web.location, web.max_pages) == (
+        "web",
+        "https://Docs.example.com/sitemap.xml",
+        5,
+    )
 
 
 def test_registry_is_durable(tmp_path):
