@@ -110,8 +110,8 @@ class RetrieveRequest(BaseModel):
         default=None,
         gt=0,
         le=36500,
-        description="Boost recent documents: one this many days old counts 1.25 times its rank, "
-        "a new one 1.5 times (default: RAGWALL_FRESHNESS_HALF_LIFE_DAYS, unset: no boost).",
+        description="Boost recent documents: a new one counts 1.25 times its rank score, one "
+        "this many days old 1.125 times (default: RAGWALL_FRESHNESS_HALF_LIFE_DAYS; unset: none).",
     )
     context: bool = Field(
         default=False, description="Also return a spotlighted `context` string for a prompt."
@@ -143,7 +143,7 @@ class Scores(BaseModel):
     rerank: float | None = Field(description="Cross-encoder score, when reranked.")
     freshness: float | None = Field(
         default=None,
-        description="The recency multiplier, when `freshness_half_life_days` applied (1 to 1.5).",
+        description="The recency multiplier, when `freshness_half_life_days` applied (1 to 1.25).",
     )
 
 

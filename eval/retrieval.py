@@ -264,5 +264,11 @@ def evaluate_retrieval(
         "stages": results,
         "peers": peers,
         "versus_peer": {"peer": PEER, **{n: versus(peers[PEER], m) for n, m in results.items()}},
+        # The recency boost on and off, query by query (ages synthetic: ``age_documents``).
+        "freshness": {
+            "half_life_days": FRESHNESS_HALF_LIFE_DAYS,
+            "max_age_days": MAX_AGE_DAYS,
+            **versus(results["fused"], results["fused+freshness"]),
+        },
         "reranker": reranker_model,
     }

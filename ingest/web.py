@@ -194,7 +194,7 @@ class WebCrawl:
         """The listed URLs; a sitemap that cannot be read is a failure, and the listing is
         then partial (nothing is removed)."""
         listed: list[Listed] = []
-        queue, read = [self.source.location], 0
+        queue, read, seen = [self.source.location], 0, {self.source.location}
         while queue:
             url = queue.pop(0)
             if read == MAX_SITEMAPS:
@@ -212,7 +212,9 @@ class WebCrawl:
                 yield Failure(url, exc.reason, f"the listing was not read: {exc}")
                 continue
             listed += urls
-            queue += nested
+            fresh = [u for u in dict.fromkeys(nested) if u not in seen]  # an index's loops
+            seen.update(fresh)
+            queue += fresh
         return listed
 
     def _read_listing(self, url: str) -> tuple[list[Listed], list[str]]:

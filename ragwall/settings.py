@@ -398,8 +398,9 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         le=36500,
-        description="Boost recent documents in every retrieve that does not say otherwise: one "
-        "this many days old counts 1.25 times its rank, a new one 1.5 times (unset: no boost).",
+        description="Boost recent documents in every retrieve that does not say otherwise: a "
+        "new one counts 1.25 times its rank score, one this many days old 1.125 times (unset: "
+        "no boost).",
     )
     web_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

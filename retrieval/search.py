@@ -233,7 +233,7 @@ class HybridSearcher:
                     hits = head + tail  # below the reranked depth, the fused order stands
                     applied = True
         if freshness_half_life_days:
-            hits = boost_recent(hits, freshness_half_life_days, time.time(), rrf_k)
+            hits = boost_recent(hits, freshness_half_life_days, time.time())
         hits = collapse_mirrors(hits)
         n_candidates = len(hits)
         dropped = 0

@@ -74,6 +74,13 @@ def eval_retrieval(
                 f"{d['wins']}/{d['losses']}/{d['ties']}",
             )
     err.print(paired)
+    boost = result["freshness"]
+    lo, hi = boost["ci95"]
+    err.print(
+        f"recency boost (half-life {boost['half_life_days']:g} d, synthetic ages up to "
+        f"{boost['max_age_days']} d) against fused: nDCG@10 {boost['mean_diff']:+.4f} "
+        f"[{lo:+.4f}, {hi:+.4f}], p {boost['p']:.3f}"
+    )
     if as_json:
         print(json.dumps(result))
 

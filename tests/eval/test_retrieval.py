@@ -75,6 +75,11 @@ def test_eval_retrieval_json_and_table(tmp_path):
         gap = result["stages"][name]["ndcg@10"] - peer["ndcg@10"]
         assert abs(d["mean_diff"] - gap) < 1e-3
     assert "against rrf(bm25s, dense) k=60" in run.stderr
+    boost = result["freshness"]  # the recency boost on against off, query by query
+    assert boost["wins"] + boost["losses"] + boost["ties"] == QUERIES
+    gap = result["stages"]["fused+freshness"]["ndcg@10"] - result["stages"]["fused"]["ndcg@10"]
+    assert abs(boost["mean_diff"] - gap) < 1e-3
+    assert "recency boost (half-life 180 d" in run.stderr
 
 
 def test_rrf_reference_sums_reciprocal_ranks():

@@ -5,7 +5,9 @@ real pipeline, parser workers, model and engine."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from ragwall.api.app import create_app
 from ragwall.errors import MassRemoval, SourceError, SourceOutsideRoots
 from ragwall.ingest import Ingester, make_source
 from ragwall.payload import Key
@@ -149,6 +151,68 @@ def test_a_web_source_through_the_service(settings, encoder, site):
         assert top.provenance["doc_uri"] in {f"{site.base}/a.html", f"{site.base}/moved.html"}
         with pytest.raises(SourceError, match="web source"):
             svc.ingest("admin", "site", paths=[conf.data_dir])
+        admin, _ = svc.create_key("setup", scope="admin")
+        headers = {"Authorization": f"Bearer {admin}"}
+        with TestClient(create_app(conf, svc)) as client:  # the same over HTTP
+            body = {"id": "site2", "path": f"{site.base}/sitemap.xml", "kind": "web"}
+            made = client.post("/v1/sources", json={**body, "max_pages": 3}, headers=headers)
+            assert made.status_code == 201, made.text
+            assert (made.json()["kind"], made.json()["max_pages"]) == ("web", 3)
+            body = {"id": "site3", "path": "https://u:p@docs.example.com/sitemap.xml"}
+            bad = client.post("/v1/sources", json=body, headers=headers)
+            assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_source")
     narrow = conf.model_copy(update={"web_hosts": ["docs.example.com"]})
     with Service(narrow, encoder=encoder) as svc, pytest.raises(SourceOutsideRoots):
         svc.ingest("admin", "site")  # the setting narrowed after the source was added
+
+
+def _urlset(site: Site) -> bytes:
+    body, site.sitemap_body = site.sitemap_body, None
+    try:
+        return site.sitemap()
+    finally:
+        site.sitemap_body = body
+
+
+def test_listings_sitemap_indexes_gzip_text_lists_and_an_unreachable_robots_txt(web, site):
+    """The three listing forms, and the two partial listings that remove nothing."""
+    import gzip
+
+    pages = ("/a.html", "/b.html", "/c.html")
+    site.listed = list(pages)
+    child = _urlset(site)
+    site.pages["/pages.xml.gz"] = Page(gzip.compress(child), content_type="application/gzip")
+    site.pages["/missing-child.xml"] = Page(b"", content_type="application/xml")
+    site.statuses["/missing-child.xml"] = 404
+    index = (
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>{site.base}/pages.xml.gz</loc></sitemap></sitemapindex>"
+    )
+    site.sitemap_body = index.encode()
+    source = make_source("site", f"{site.base}/sitemap.xml", "internal", [])
+    web.state.add_source(source)
+    assert web.ingest(source).documents == 3  # an index, and its gzipped sitemap
+
+    # A text list: one URL per line; comments and blank lines ignored.
+    listing = "# pages\n\n" + "\n".join(f"{site.base}{p}" for p in pages[:2]) + "\n"
+    site.pages["/list.txt"] = Page(listing.encode(), content_type="text/plain")
+    text = make_source("list", f"{site.base}/list.txt", "internal", [])
+    web.state.add_source(text)
+    assert web.ingest(text).documents == 2
+
+    # One sitemap of an index that fails: a partial listing removes nothing.
+    site.sitemap_body = index.replace(
+        "</sitemapindex>",
+        f"<sitemap><loc>{site.base}/missing-child.xml</loc></sitemap></sitemapindex>",
+    ).encode()
+    site.listed = ["/a.html"]
+    site.pages["/pages.xml.gz"] = Page(gzip.compress(_urlset(site)), "application/gzip")
+    partial = web.ingest(source)
+    assert [f.reason for f in partial.failed] == ["http_error"] and partial.removed == 0
+    # robots.txt unreachable (a 5xx): nothing is read, nothing removed (RFC 9309).
+    site.statuses["/robots.txt"] = 503
+    site.log.clear()
+    blocked = web.ingest(source)
+    assert [f.reason for f in blocked.failed] == ["robots_unavailable"]
+    assert (blocked.removed, [e[0] for e in site.log]) == (0, ["/robots.txt"])
+    assert len(web.state.documents("site", version=1)) == 3
