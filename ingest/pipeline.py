@@ -19,7 +19,9 @@ the source would be more than ``RAGWALL_MAX_REMOVAL_SHARE`` of its live ones (an
 ``RAGWALL_MASS_REMOVAL_FLOOR``), the run changes nothing at all, is recorded as failed with
 ``"reason": "mass_removal"``, and raises :class:`~ragwall.errors.MassRemoval`. A mount that went
 away, a share that lost its permissions, a sitemap that came back empty all look like that.
-``allow_mass_removal`` removes them on purpose.
+``allow_mass_removal`` removes them on purpose. A web source's pages are read by
+:mod:`ragwall.ingest.web` (robots.txt, the sitemap, a conditional GET per page); when its
+listing was partial (robots.txt or a sitemap could not be read) nothing is removed at all.
 
 One bad file never stops a run: what is wrong with a file (its type, a link loop, its size, its
 content, the parser's time or memory) is that file's ``failed`` or ``skipped`` entry
