@@ -51,6 +51,11 @@ def test_a_changed_file_is_retrievable_after_the_next_sync_with_no_command(setti
         jobs = svc.runtime.registry.recent_jobs(kinds=("ingest",))
         assert jobs and {j.actor for j in jobs} == {"scheduler"}
         svc.set_source_schedule("admin", "pumps", {"refresh_s": 3600})
+        # A tick that read the old schedule may still start one last sync: let it end first.
+        time.sleep(3 * conf.scheduler_tick_s)
+        deadline = time.monotonic() + 120
+        while svc.runtime.registry.unfinished_jobs() and time.monotonic() < deadline:
+            time.sleep(0.2)
         last = {s.source.id: s.sync for s in svc.list_sources()}["pumps"]
     assert last.next_sync_at() > datetime.now(UTC)
     # After a restart the schedule resumes from the registry: nothing is due for an hour.
