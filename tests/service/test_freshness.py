@@ -10,16 +10,22 @@ import time
 from ragwall.retrieval.freshness import freshness_factor
 from ragwall.service import DEV_PRINCIPAL, RetrieveParams, Service
 
-TEXT = "# Boiler {n}\n\nThe boiler pressure relief valve is tested every {when}.\n"
+#: Two old documents that answer the query word for word, and a new one that answers it
+#: loosely: last without the boost, whatever the thread count's rounding.
+DOCS = {
+    "b0.md": ("# Boilers\n\nThe boiler pressure relief valve is tested every quarter.\n", 900),
+    "b1.md": ("# Plant notes\n\nValve checks on the heating plant happen monthly.\n", 2),
+    "b2.md": ("# Boiler valves\n\nEach boiler pressure relief valve is tested weekly.\n", 900),
+}
 
 
 def test_the_boost_prefers_recent_documents_only_when_asked(settings, encoder):
     folder = settings.data_dir.parent / "boilers"
     folder.mkdir()
     now = time.time()
-    for n, (when, age_days) in enumerate([("quarter", 900), ("month", 2), ("week", 900)]):
-        path = folder / f"b{n}.md"
-        path.write_text(TEXT.format(n=n, when=when))
+    for name, (text, age_days) in DOCS.items():
+        path = folder / name
+        path.write_text(text)
         os.utime(path, (now - age_days * 86400, now - age_days * 86400))
     conf = settings.model_copy(update={"query_encoder": "torch"})
     query = "how often is the boiler pressure relief valve tested"
@@ -31,7 +37,7 @@ def test_the_boost_prefers_recent_documents_only_when_asked(settings, encoder):
             DEV_PRINCIPAL, RetrieveParams(query=query, top_k=3, freshness_half_life_days=30)
         ).result.hits
     assert all(h.scores["freshness"] is None for h in plain)
-    assert plain[0].provenance["doc_name"] != "b1.md"  # without the boost, not first
+    assert plain[-1].provenance["doc_name"] == "b1.md"  # without the boost, last
     names = [h.provenance["doc_name"] for h in boosted]
     assert names[0] == "b1.md", names  # two days old: boosted to the top
     assert sorted(names) == sorted(h.provenance["doc_name"] for h in plain)  # reordered only
