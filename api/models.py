@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ragwall.settings import RETRIEVE, TRUST_TIERS, Policy
+from ragwall.settings import MAX_HALF_LIFE_DAYS, MAX_WEB_PAGES, RETRIEVE, TRUST_TIERS, Policy
 
 MAX_QUERY_CHARS = 4096
 
@@ -109,7 +109,7 @@ class RetrieveRequest(BaseModel):
     freshness_half_life_days: float | None = Field(
         default=None,
         gt=0,
-        le=36500,
+        le=MAX_HALF_LIFE_DAYS,
         description="Boost recent documents: a new one counts 1.25 times its rank score, one "
         "this many days old 1.125 times (default: RAGWALL_FRESHNESS_HALF_LIFE_DAYS; unset: none).",
     )
@@ -275,7 +275,7 @@ class SourceIn(BaseModel):
         default=None, description="Checked against `path` (default: what `path` is)."
     )
     max_pages: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="A web source's page cap per sync."
+        default=None, ge=1, le=MAX_WEB_PAGES, description="A web source's page cap per sync."
     )
     trust: Literal["verified", "internal", "external", "untrusted"] = "internal"
     groups: list[str] = Field(

@@ -12,18 +12,17 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
 from ragwall.errors import SourceError, validation_message
 from ragwall.ingest.walk import Pattern, walk
-from ragwall.settings import TRUST_TIERS
+from ragwall.settings import MAX_WEB_PAGES, TRUST_TIERS
 
 SourceKind = Literal["folder", "glob", "web"]
-KINDS: tuple[str, ...] = ("folder", "glob", "web")
-MAX_PAGES = 1_000_000
+KINDS: tuple[str, ...] = get_args(SourceKind)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 
@@ -37,7 +36,7 @@ class Source(BaseModel):
     trust_tier: str
     groups: list[str] = Field(default_factory=list)
     max_pages: int | None = Field(
-        default=None, ge=1, le=MAX_PAGES, description="A web source's page cap per sync."
+        default=None, ge=1, le=MAX_WEB_PAGES, description="A web source's page cap per sync."
     )
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 

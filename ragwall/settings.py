@@ -60,6 +60,8 @@ class DefenseConfig:
 _D = DefenseConfig()  # the query-time defenses' defaults live in one place
 
 TRUST_TIERS: tuple[str, ...] = ("verified", "internal", "external", "untrusted")
+MAX_WEB_PAGES = 1_000_000  # the largest page cap a web source (or the server) may set
+MAX_HALF_LIFE_DAYS = 36500  # the longest freshness half-life (a hundred years: no boost at all)
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -397,7 +399,7 @@ class Settings(BaseSettings):
     freshness_half_life_days: float | None = Field(
         default=None,
         gt=0,
-        le=36500,
+        le=MAX_HALF_LIFE_DAYS,
         description="Boost recent documents in every retrieve that does not say otherwise: a "
         "new one counts 1.25 times its rank score, one this many days old 1.125 times (unset: "
         "no boost).",
@@ -425,7 +427,7 @@ class Settings(BaseSettings):
     web_max_pages: int = Field(
         default=1000,
         ge=1,
-        le=1_000_000,
+        le=MAX_WEB_PAGES,
         description="A web source reads at most this many pages per sync, unless it sets "
         "its own `--max-pages`.",
     )

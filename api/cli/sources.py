@@ -19,7 +19,7 @@ from ragwall.api.cli.common import actor, out, reported, run
 from ragwall.durations import format_duration, parse_duration
 from ragwall.errors import InvalidRequest
 from ragwall.service import SyncState
-from ragwall.settings import TRUST_TIERS
+from ragwall.settings import MAX_WEB_PAGES, TRUST_TIERS
 
 #: ``sources remove`` on a data dir that a running server holds.
 REMOVE_LOCKED = (
@@ -67,7 +67,7 @@ def sources_add(
     ] = None,
     max_pages: Annotated[
         int | None,
-        typer.Option(min=1, max=1_000_000, help="A web source reads at most this many pages."),
+        typer.Option(min=1, max=MAX_WEB_PAGES, help="A web source reads at most this many pages."),
     ] = None,
 ) -> None:
     """Register a source with a trust tier, access groups and, optionally, a sync schedule."""
