@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ragwall.durations import iso_epoch
 from ragwall.settings import MAX_HALF_LIFE_DAYS, MAX_WEB_PAGES, RETRIEVE, TRUST_TIERS, Policy
 
 MAX_QUERY_CHARS = 4096
@@ -52,7 +52,7 @@ class Filters(BaseModel):
     def _moment(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                datetime.fromisoformat(value)
+                iso_epoch(value)
             except ValueError as exc:
                 raise ValueError(
                     "modified_after must be an ISO 8601 time (2026-01-31T00:00Z)"
@@ -62,8 +62,7 @@ class Filters(BaseModel):
     def modified_after_ts(self) -> int | None:
         if self.modified_after is None:
             return None
-        when = datetime.fromisoformat(self.modified_after)
-        return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+        return int(iso_epoch(self.modified_after))
 
     @field_validator("sources", "groups", "doc_sha256")
     @classmethod

@@ -38,7 +38,6 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from hashlib import sha256
 from pathlib import Path
@@ -49,6 +48,7 @@ from urllib.robotparser import RobotFileParser
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
+from ragwall.durations import iso_epoch
 from ragwall.errors import SourceOutsideRoots, WebPageError
 from ragwall.ingest.registry import DocumentRecord
 from ragwall.ingest.report import Failure, Skipped
@@ -248,19 +248,20 @@ class WebCrawl:
         """One page read: a Found, an Unchanged or a Failure (never raises for its sake)."""
         record = self.known.get(page.url)
         stored = self.validators.get(page.url)
-        usable = stored is not None and record is not None and stored.sha256 == record.sha256
+        if stored is not None and (record is None or stored.sha256 != record.sha256):
+            stored = None  # they describe a body the version being synced does not hold
         try:
             got = self.client.get(
                 page.url,
                 limit=self.settings.web_max_page_bytes,
                 types=HTML_TYPES,
-                etag=stored.etag if usable and stored else None,
-                last_modified=stored.last_modified if usable and stored else None,
+                etag=stored.etag if stored else None,
+                last_modified=stored.last_modified if stored else None,
             )
         except WebPageError as exc:
             return Failure(page.url, exc.reason, str(exc), kept=exc.transient and bool(record))
         if got.status == 304:
-            if usable:
+            if stored is not None:
                 return Unchanged(page.url)
             return Failure(page.url, "http_error", f"{page.url}: HTTP 304 to a plain GET")
         path = Path(self._folder.name) / f"{n:06d}.html"
@@ -296,10 +297,9 @@ def _lastmod(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        when = datetime.fromisoformat(value)
+        return iso_epoch(value)
     except ValueError:
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _http_date(value: str | None) -> float | None:

@@ -1,9 +1,10 @@
-"""Durations as people write them: ``30s``, ``15m``, ``1h``, ``7d`` (a whole number and a unit)."""
+"""Durations as people write them: ``30s``, ``15m``, ``1h``, ``7d`` (a whole number and a unit);
+and moments as ISO 8601 times, UTC where no zone is given."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from ragwall.errors import InvalidRequest
 
@@ -33,3 +34,10 @@ def format_duration(seconds: int) -> str:
         if seconds % _UNIT_S[unit] == 0:
             return f"{seconds // _UNIT_S[unit]}{unit}"
     return f"{seconds}s"
+
+
+def iso_epoch(text: str) -> float:
+    """Epoch seconds of an ISO 8601 time (``2026-01-31T00:00Z``; UTC when it names no zone).
+    Raises ``ValueError`` for anything else."""
+    when = datetime.fromisoformat(text)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

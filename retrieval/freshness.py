@@ -6,8 +6,8 @@ from 1) is multiplied by ``1 + BOOST * 2 ** (-age / half_life)``, where age is i
 (``doc_modified_ts``) at ``now``, and a stable sort keeps equal scores in their order. A
 document as new as the query counts 1.25 times, one a half-life old 1.125 times, an old one as
 it was: a new document passes an old one ranked at most about a quarter of its rank plus three
-places above it (third passes first; thirteenth passes ninth). A
-document of unknown age (ingested before the field existed) is not boosted. The same request at
+places above it (third passes first; thirteenth passes ninth). A document of unknown age
+(ingested before the field existed) is not boosted. The same request at
 the same ``now`` gives the same order; as time passes the order may change, by design.
 """
 
