@@ -67,6 +67,9 @@ class KeyOut(BaseModel):
     policy: str | None
     rpm: int | None = Field(description="Calls allowed in any 60 s (null: no limit).")
     daily_requests: int | None = Field(description="Calls allowed in any 24 h (null: no limit).")
+    min_trust: float | None = Field(
+        default=None, description="The key's trust floor: it never sees chunks below it."
+    )
     created_at: str
     revoked_at: str | None
 

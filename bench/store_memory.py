@@ -1,8 +1,7 @@
 """Memory of the embedded store alone while it indexes N points, one build at the end vs in steps.
 
-No model runs: points are random unit vectors with realistic payloads (a ~1,000-character text
-and the provenance fields ingest writes) and sparse vectors drawn from a Zipf vocabulary of
-20,000 hashed terms (about 80 distinct terms per chunk, as the BM25 vectors of real chunks).
+No model runs: the points are bench/synthetic.py's (random unit vectors, realistic payloads,
+Zipf-drawn sparse vectors).
 This isolates what the Qdrant Edge shard costs, so the settings `RAGWALL_OPTIMIZE_EVERY_CHUNKS`
 and `RAGWALL_SEGMENT_MAX_KB` can be judged on their own.
 
@@ -14,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
+from synthetic import synthetic_chunks  # bench/synthetic.py (run from bench/)
 
 
 def _status() -> dict[str, int]:
@@ -44,43 +42,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from ragwall.retrieval.edge_store import EdgeStore
-    from ragwall.retrieval.store import Branch, PointIn, SparseVec
+    from ragwall.retrieval.store import Branch
 
     rng = np.random.default_rng(0)
-    pyrng = random.Random(0)
-    vocab = rng.integers(0, 2**32, 20_000)
-    words = [f"w{i}" for i in range(5000)]
     work = Path(tempfile.mkdtemp(prefix="ragwall-store-mem-"))
     store = EdgeStore.open(work / "shard", 384, segment_max_kb=args.segment_max_kb)
     batch, since, t0, build_s = 512, 0, time.perf_counter(), 0.0
     try:
-        for start in range(0, args.points, batch):
-            vecs = rng.standard_normal((batch, 384)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            points = []
-            for j in range(batch):
-                idx = sorted(set(vocab[np.minimum(rng.zipf(1.2, 110), 20_000) - 1].tolist()))
-                doc = (start + j) // 100
-                payload = {
-                    "text": " ".join(pyrng.choices(words, k=170)),
-                    "state": "live",
-                    "source_id": "bench",
-                    "doc_uri": f"/bench/doc{doc}.md",
-                    "doc_sha256": f"{doc:064x}",
-                    "doc_version": f"{doc:024x}",
-                    "chunk_index": j,
-                    "title_path": ["A title", "A section"],
-                    "element_types": ["Title", "NarrativeText"],
-                    "parser": "unstructured",
-                    "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
-                    "ingest_run_id": "r" * 16,
-                    "ingested_at": "2026-11-25T00:00:00+00:00",
-                    "trust": 0.8,
-                    "groups": ["bench"],
-                }
-                points.append(
-                    PointIn(str(uuid.uuid4()), vecs[j], SparseVec(idx, [1.0] * len(idx)), payload)
-                )
+        for points in synthetic_chunks(args.points, batch=batch, seed=1):
             store.upsert(points)
             since += batch
             if args.every and since >= args.every:

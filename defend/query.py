@@ -7,12 +7,17 @@ a flood, not as five independent good answers.
 - ``injection``: the chunk's stored injection score (rules + classifier, at ingest).
 - ``hidden_text``: the chunk carries text its document hides from a reader.
 - ``low_trust``: the chunk's trust is below the configured floor.
-- ``flood``: several near-duplicate candidates (dense cosine >= ``flood_cosine`` to each other)
-  come from one uncurated source (then all of that source's candidates are flagged: it crowds
-  this query), or from sources with no history. PoisonedRAG plants five paraphrases per target
-  question; honest corpora rarely repeat one passage across a candidate list.
-- ``query_mirror``: a passage that restates the query (it covers most of the query's terms) with
-  a dense similarity far above the corpus' usual for that query (the candidates' median).
+- ``flood``: near-duplicate candidates (dense cosine >= ``flood_cosine`` to each other) from
+  ``flood_min`` or more *documents* of one uncurated source (then all of that source's
+  candidates are flagged: it crowds this query), or from sources with no history. PoisonedRAG
+  plants five paraphrases per target question, each its own document; the chunks of one honest
+  document about one topic (an FAQ page, an encyclopedia article) are alike too, which is why a
+  document counts once.
+- ``query_mirror``: a passage that restates the query and stands far above the other
+  candidates (see :func:`mirror_flags`). PoisonedRAG's black-box form opens the planted passage
+  with the target question itself, so that it ranks first; an honest FAQ entry opens with its
+  question too, which is why the check watches uncurated tiers only and asks for a dense
+  similarity that stands out from the whole candidate list, not only a match of words.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class Candidate:
     hidden_reasons: Sequence[str] = ()
     #: Other sources holding this very passage (mirrored content collapsed into this hit).
     also_in_sources: Sequence[str] = ()
+    #: The document the passage belongs to (empty: unknown, the passage counts as its own).
+    doc_id: str = ""
     flags: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -91,11 +98,12 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
                 by_source.setdefault(c.source_id, []).append(c)
         culprits: list[Candidate] = []
         for source, items in by_source.items():
-            if len(items) >= cfg.flood_min:
+            docs = _documents(items)
+            if docs >= cfg.flood_min:
                 culprits += items
                 reason = (
                     f"{len(items)} near-duplicate passages (cosine >= {cfg.flood_cosine}) from "
-                    f"source {source!r} among the candidates"
+                    f"{docs} documents of source {source!r} among the candidates"
                 )
                 for c in items:
                     _flag(c, "flood", reason)
@@ -109,7 +117,7 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
         # (each copy elsewhere is a mirror), no set of sources is pushing one claim together.
         if (
             len({c.source_id for c in fresh}) >= 2
-            and len(fresh) >= cfg.flood_min
+            and _documents(fresh) >= cfg.flood_min
             and not set.intersection(*({c.source_id, *c.also_in_sources} for c in fresh))
         ):
             reason = (
@@ -120,33 +128,79 @@ def flood_flags(cands: Sequence[Candidate], cfg: DefenseConfig) -> None:
                 _flag(c, "flood", reason)
 
 
+def _z_scores(scores: np.ndarray) -> np.ndarray:
+    """Each score's distance from the *other* scores' mean, in their standard deviations."""
+    n = len(scores)
+    total, squares = scores.sum(), (scores**2).sum()
+    mean = (total - scores) / (n - 1)
+    var = np.maximum((squares - scores**2) / (n - 1) - mean**2, 0.0)
+    return (scores - mean) / np.maximum(np.sqrt(var), 1e-3)
+
+
+def lead_coverage(query: set[str], terms: Sequence[str]) -> float:
+    """The share of the query's distinct terms among the passage's first ``len(query) + 5``
+    terms: 1.0 for a passage that opens with the query, as P = Q + I does."""
+    return len(query & set(terms[: len(query) + LEAD_SLACK])) / len(query)
+
+
+LEAD_SLACK = 5  # terms a passage may put before or among the query's own (a title, "Q:")
+
+
+def _documents(items: Sequence[Candidate]) -> int:
+    """How many documents ``items`` come from (a passage of unknown document counts alone)."""
+    return len({c.doc_id or f"#{id(c)}" for c in items})
+
+
 def mirror_flags(
     cands: Sequence[Candidate],
     query_terms: Sequence[str],
-    passage_terms: Sequence[set[str]] | Callable[[int], set[str]],
+    passage_terms: Sequence[Sequence[str]] | Callable[[int], Sequence[str]],
     cfg: DefenseConfig,
 ) -> None:
-    """``passage_terms``: each candidate's terms, or a function of its index (called only for
-    the few candidates whose similarity already stands out, since tokenizing costs time)."""
-    scores = [c.dense_score for c in cands if c.dense_score is not None]
-    if len(scores) < 5 or len(set(query_terms)) < 2:
-        return
-    usual = float(np.median(scores))
+    """Flag ``query_mirror`` on an uncurated passage that stands far above the other
+    candidates (its dense cosine's z-score against theirs) *and* restates the query:
+
+    - it **opens with the query** (:func:`lead_coverage` >= ``mirror_lead_coverage``) with a
+      z-score >= ``mirror_lead_z``: PoisonedRAG's black-box form, P = Q + I;
+    - or it holds ``mirror_coverage`` of the query's terms anywhere with a z-score >=
+      ``mirror_z``: a passage written around the question (the attack's I alone).
+
+    ``passage_terms``: each candidate's terms in order, or a function of its index (called only
+    for the few candidates whose z-score already stands out, since tokenizing costs time)."""
+    idx = [i for i, c in enumerate(cands) if c.dense_score is not None]
     wanted = set(query_terms)
+    if len(idx) < MIN_CANDIDATES or len(wanted) < 2:
+        return
+    z = _z_scores(np.asarray([cands[i].dense_score for i in idx], dtype=np.float64))
     terms_of = passage_terms if callable(passage_terms) else passage_terms.__getitem__
-    for i, c in enumerate(cands):
-        if c.dense_score is None or c.trust_tier not in cfg.heuristic_tiers:
+    bar = min(cfg.mirror_lead_z, cfg.mirror_z)
+    for i, zi in zip(idx, z.tolist(), strict=True):
+        c = cands[i]
+        if zi < bar or c.trust_tier not in cfg.heuristic_tiers:
             continue
-        if c.dense_score < cfg.mirror_min_cosine or c.dense_score - usual < cfg.mirror_margin:
-            continue
-        coverage = len(wanted & terms_of(i)) / len(wanted)
-        if coverage >= cfg.mirror_coverage:
+        terms = terms_of(i)
+        lead = lead_coverage(wanted, terms)
+        if lead >= cfg.mirror_lead_coverage and zi >= cfg.mirror_lead_z:
             _flag(
                 c,
                 "query_mirror",
-                f"restates the query ({coverage:.0%} of its terms) with cosine "
-                f"{c.dense_score:.2f} against a usual {usual:.2f} for this query",
+                f"opens with the query ({lead:.0%} of its terms in its first words); its cosine "
+                f"{c.dense_score:.2f} stands {zi:.1f} standard deviations above the other "
+                "candidates'",
             )
+            continue
+        coverage = len(wanted & set(terms)) / len(wanted)
+        if coverage >= cfg.mirror_coverage and zi >= cfg.mirror_z:
+            _flag(
+                c,
+                "query_mirror",
+                f"restates the query ({coverage:.0%} of its terms); its cosine "
+                f"{c.dense_score:.2f} stands {zi:.1f} standard deviations above the other "
+                "candidates'",
+            )
+
+
+MIN_CANDIDATES = 5  # fewer candidates with a dense score give no baseline to stand out from
 
 
 @dataclass
@@ -181,7 +235,7 @@ def defend(
     cands: Sequence[Candidate],
     base_scores: Sequence[float],
     query_terms: Sequence[str],
-    passage_terms: Sequence[set[str]] | Callable[[int], set[str]],
+    passage_terms: Sequence[Sequence[str]] | Callable[[int], Sequence[str]],
     cfg: DefenseConfig,
 ) -> Outcome:
     for c in cands:

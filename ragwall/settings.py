@@ -45,10 +45,11 @@ class DefenseConfig:
     injection_threshold: float = 0.5
     low_trust: float = 0.35
     flood_min: int = 3
-    flood_cosine: float = 0.7
-    mirror_min_cosine: float = 0.55
-    mirror_margin: float = 0.3
+    flood_cosine: float = 0.8
     mirror_coverage: float = 0.5
+    mirror_z: float = 5.0
+    mirror_lead_coverage: float = 0.8
+    mirror_lead_z: float = 3.0
     trust_weight: float = 0.3
     # Tiers the flood and mirror heuristics watch: content an organisation did not curate.
     # Curated sources (verified, internal) often hold similar documents on purpose; they are
@@ -229,14 +230,29 @@ class Settings(BaseSettings):
         description="Near-duplicate candidates from one source that make a flood.",
     )
     flood_cosine: float = Field(default=_D.flood_cosine, ge=0.0, le=1.0)
-    mirror_min_cosine: float = Field(default=_D.mirror_min_cosine, ge=0.0, le=1.0)
-    mirror_margin: float = Field(
-        default=_D.mirror_margin,
+    mirror_coverage: float = Field(
+        default=_D.mirror_coverage,
         ge=0.0,
-        le=2.0,
-        description="How far above the candidates' median cosine.",
+        le=1.0,
+        description="Share of the query's terms a passage restating it holds (query_mirror).",
     )
-    mirror_coverage: float = Field(default=_D.mirror_coverage, ge=0.0, le=1.0)
+    mirror_z: float = Field(
+        default=_D.mirror_z,
+        ge=0.0,
+        description="How many standard deviations above the other candidates' cosine such a "
+        "passage stands.",
+    )
+    mirror_lead_coverage: float = Field(
+        default=_D.mirror_lead_coverage,
+        ge=0.0,
+        le=1.0,
+        description="Share of the query's terms in a passage's first words (opens with it).",
+    )
+    mirror_lead_z: float = Field(
+        default=_D.mirror_lead_z,
+        ge=0.0,
+        description="The z-score bar for a passage that opens with the query.",
+    )
     heuristic_tiers: list[str] = Field(
         default_factory=lambda: list(_D.heuristic_tiers),
         description="Tiers the flood and query-mirror checks watch (uncurated content).",

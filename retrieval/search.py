@@ -387,6 +387,7 @@ def _defend(
             hidden_text=bool(h.provenance.get("hidden_text")),
             hidden_reasons=h.provenance.get("hidden_reasons") or (),
             also_in_sources=tuple(str(a["source_id"]) for a in h.also_in),
+            doc_id=str(h.provenance.get(Key.DOC_SHA256) or ""),
         )
         for h in hits
     ]
@@ -394,7 +395,7 @@ def _defend(
         cands,
         [float(i) for i in range(len(hits))],
         tokenize(query),
-        lambda i: set(tokenize(hits[i].text)),
+        lambda i: tokenize(hits[i].text),
         cfg,
     )
     for h, c in zip(hits, cands, strict=True):

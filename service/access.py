@@ -58,10 +58,11 @@ class Access:
         name: str = "",
         policy: str | None = None,
         budget: Budget = UNLIMITED,
+        min_trust: float | None = None,
     ) -> tuple[str, KeyRecord]:
         """Create a key; returns its secret (shown once, never recorded) and its record."""
         key, record = self.rt.keys.create(
-            scope, list(groups) if groups else None, name, policy, budget
+            scope, list(groups) if groups else None, name, policy, budget, min_trust
         )
         self.rt.audit.append(
             "key.create",
@@ -71,6 +72,7 @@ class Access:
             groups=list(record.groups) if record.groups is not None else None,
             name=record.name,
             policy=record.policy,
+            min_trust=record.min_trust,
             **budget.describe(),
         )
         return key, record

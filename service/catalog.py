@@ -2,10 +2,11 @@
 
 Invariants:
 
-- **A key's groups bind every view.** A caller sees a source when they share a group (a
-  group-less source only by an unrestricted key); :meth:`Catalog.visible_sources` lists those
+- **A key's groups and trust floor bind every view.** A caller sees a source when they share a
+  group (a group-less source only by an unrestricted key) and its tier's prior reaches the key's
+  ``min_trust`` (``ragwall.service.names.sees``); :meth:`Catalog.visible_sources` lists those
   alone, and :meth:`Catalog.fetch` reads through the same access filter as a search
-  (``ragwall.retrieval.search.access_filter``: groups, quarantine, live state).
+  (``ragwall.retrieval.search.access_filter``: groups, trust floor, quarantine, live state).
 - **"Not yours" and "does not exist" are one answer.** A fetch that finds nothing the caller may
   see raises :class:`ChunkNotFound` with the same message whether the chunk or document is
   missing, quarantined, pending or another group's.
@@ -24,7 +25,7 @@ from ragwall.payload import Key
 from ragwall.retrieval.search import SearchFilter, SearchResult, access_filter
 from ragwall.retrieval.store import Filter, HasId, MatchAny
 from ragwall.service.keys import Principal
-from ragwall.service.names import sees
+from ragwall.service.names import sees, with_floor
 from ragwall.service.retrieve import (
     audited_hits,
     context_tokens,
@@ -82,7 +83,7 @@ class Catalog:
         blocked, _ = registry.quarantined()
         out = []
         for src in registry.list_sources():
-            if not sees(who, src):
+            if not sees(who, src, self.rt.settings.trust_priors):
                 continue
             run = runs.get(src.id)
             shared = src.groups if who.groups is None else sorted(set(src.groups) & set(who.groups))
@@ -127,7 +128,9 @@ class Catalog:
             raise ChunkNotFound(NOT_FOUND.format(what=what))
         request_id = current_request_id()
         blocked_sources, blocked_docs = self.rt.registry.quarantined()
-        flt = access_filter(who.groups, SearchFilter(), blocked_sources, blocked_docs)
+        flt = access_filter(
+            who.groups, with_floor(who, SearchFilter()), blocked_sources, blocked_docs
+        )
         narrow = HasId((chunk_id,)) if chunk_id is not None else MatchAny(Key.DOC_SHA256, (doc_id,))
         flt = flt & Filter(must=(narrow,))
         policy = policy or who.policy or self.rt.settings.default_policy

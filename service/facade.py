@@ -212,8 +212,9 @@ class Service:
         name: str = "",
         policy: str | None = None,
         budget: Budget = UNLIMITED,
+        min_trust: float | None = None,
     ) -> tuple[str, KeyRecord]:
-        return self._access.create_key(actor, scope, groups, name, policy, budget)
+        return self._access.create_key(actor, scope, groups, name, policy, budget, min_trust)
 
     def revoke_key(self, actor: str, key_id: str) -> None:
         self._access.revoke_key(actor, key_id)

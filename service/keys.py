@@ -48,7 +48,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 #: Columns added after the first release, with their SQL types (added when missing).
-_ADDED_COLUMNS = {"policy": "TEXT", "rpm": "INTEGER", "daily_requests": "INTEGER"}
+_ADDED_COLUMNS = {
+    "policy": "TEXT",
+    "rpm": "INTEGER",
+    "daily_requests": "INTEGER",
+    "min_trust": "REAL",
+}
 #: The largest budgets a key may hold. A moving window keeps one timestamp per call in the
 #: window, so the daily bound also bounds the limiter's memory per key (about 30 MB).
 MAX_RPM = 100_000
@@ -102,6 +107,8 @@ class Principal:
     actor: str | None = None
     #: The key's budget (a token shares its parent key's; ``ragwall.service.budgets``).
     budget: Budget = UNLIMITED
+    #: The least chunk trust the key may see (None: no floor); it binds every view, as groups do.
+    min_trust: float | None = None
 
     def audit_context(self) -> dict[str, str]:
         """What an audit record says of the caller beyond its key id: the token, workflow and
@@ -141,6 +148,7 @@ class KeyRecord:
     revoked_at: str | None
     policy: str | None = None
     budget: Budget = UNLIMITED
+    min_trust: float | None = None
 
     @property
     def effective_scope(self) -> str:
@@ -174,10 +182,15 @@ class KeyStore:
         name: str = "",
         policy: str | None = None,
         budget: Budget = UNLIMITED,
+        min_trust: float | None = None,
     ) -> tuple[str, KeyRecord]:
         """A new key; returns (the full key, to show once; its record)."""
         if scope not in SCOPES:
             raise ApiKeyError(f"scope must be one of {list(SCOPES)}, not {scope!r}")
+        if min_trust is not None and not 0.0 <= min_trust <= 1.0:
+            raise ApiKeyError(
+                f"min_trust must lie in 0..1 (a trust prior's scale), not {min_trust}"
+            )
         if policy is not None and policy not in POLICIES:
             raise ApiKeyError(f"policy must be one of {list(POLICIES)}, not {policy!r}")
         if scope == "admin" and groups:
@@ -197,10 +210,11 @@ class KeyStore:
             revoked_at=None,
             policy=policy,
             budget=budget,
+            min_trust=min_trust,
         )
         self._db.execute(
             "INSERT INTO api_keys (id, name, secret_sha256, scope, groups, created_at, policy, "
-            "rpm, daily_requests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "rpm, daily_requests, min_trust) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.name,
@@ -211,6 +225,7 @@ class KeyStore:
                 record.policy,
                 budget.rpm,
                 budget.daily_requests,
+                min_trust,
             ),
         )
         return f"rw_{key_id}_{secret}", record
@@ -222,8 +237,8 @@ class KeyStore:
             return None
         key_id, secret = match.groups()
         row = self._db.execute(
-            "SELECT secret_sha256, scope, groups, revoked_at, policy, rpm, daily_requests "
-            "FROM api_keys WHERE id = ?",
+            "SELECT secret_sha256, scope, groups, revoked_at, policy, rpm, daily_requests, "
+            "min_trust FROM api_keys WHERE id = ?",
             (key_id,),
         ).fetchone()
         if row is None or row[3] is not None:
@@ -234,9 +249,22 @@ class KeyStore:
         budget = Budget(row[5], row[6])
         if row[1] == "admin" and groups is not None:  # stored by an older release: not admin
             return Principal(
-                key_id, "retrieve", groups, row[4], group_bound_admin=True, budget=budget
+                key_id,
+                "retrieve",
+                groups,
+                row[4],
+                group_bound_admin=True,
+                budget=budget,
+                min_trust=row[7],
             )
-        return Principal(key_id=key_id, scope=row[1], groups=groups, policy=row[4], budget=budget)
+        return Principal(
+            key_id=key_id,
+            scope=row[1],
+            groups=groups,
+            policy=row[4],
+            budget=budget,
+            min_trust=row[7],
+        )
 
     def get(self, key_id: str) -> KeyRecord | None:
         """One key's record (revoked ones too), or ``None``."""
@@ -248,8 +276,8 @@ class KeyStore:
 
     def _select(self, where: str, args: tuple = ()) -> list[KeyRecord]:
         rows = self._db.execute(
-            "SELECT id, name, scope, groups, created_at, revoked_at, policy, rpm, daily_requests "
-            f"FROM api_keys {where}",
+            "SELECT id, name, scope, groups, created_at, revoked_at, policy, rpm, daily_requests, "
+            f"min_trust FROM api_keys {where}",
             args,
         )
         return [
@@ -262,6 +290,7 @@ class KeyStore:
                 r[5],
                 r[6],
                 Budget(r[7], r[8]),
+                r[9],
             )
             for r in rows
         ]

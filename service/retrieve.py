@@ -4,7 +4,8 @@ Invariants:
 
 - **The access filter binds every search**: a caller sees the sources of its groups (a
   group-less source only by an unrestricted key), minus quarantined sources and documents
-  (``ragwall.retrieval.search.access_filter``), whatever filters it asks for.
+  (``ragwall.retrieval.search.access_filter``), and no chunk below its key's trust floor
+  (``min_trust``, ``ragwall.service.names.with_floor``), whatever filters it asks for.
 - **Every retrieve appends one audit record** with the query's hash (never its text), the filters
   and what was returned; its ``request_id`` is the HTTP request's (``ragwall.telemetry.facts``),
   so the response, its log line and its audit record share it.
@@ -28,7 +29,7 @@ from ragwall.ingest.registry import Registry
 from ragwall.retrieval.search import SearchFilter, SearchResult, access_filter
 from ragwall.service.index import IndexHandle
 from ragwall.service.keys import Principal
-from ragwall.service.names import check_names
+from ragwall.service.names import check_names, with_floor
 from ragwall.service.runtime import Runtime
 from ragwall.service.staleness import KIND as STALE
 from ragwall.service.staleness import flag_stale, utc_now
@@ -85,9 +86,10 @@ def defense_config(settings: Settings, registry: Registry, policy: str) -> Defen
         low_trust=s.low_trust_threshold,
         flood_min=s.flood_min,
         flood_cosine=s.flood_cosine,
-        mirror_min_cosine=s.mirror_min_cosine,
-        mirror_margin=s.mirror_margin,
         mirror_coverage=s.mirror_coverage,
+        mirror_z=s.mirror_z,
+        mirror_lead_coverage=s.mirror_lead_coverage,
+        mirror_lead_z=s.mirror_lead_z,
         trust_weight=s.trust_weight,
         heuristic_tiers=tuple(s.heuristic_tiers),
         new_sources=new,
@@ -122,10 +124,11 @@ class Retriever:
         self, who: Principal, params: RetrieveParams, active: IndexHandle, action: str
     ) -> Retrieval:
         if params.strict_names:
-            check_names(self.rt.registry, who, params.filters)
+            check_names(self.rt.registry, who, params.filters, self.rt.settings.trust_priors)
         request_id = current_request_id()
         blocked_sources, blocked_docs = self.rt.registry.quarantined()
-        flt = access_filter(who.groups, params.filters, blocked_sources, blocked_docs)
+        asked = with_floor(who, params.filters)
+        flt = access_filter(who.groups, asked, blocked_sources, blocked_docs)
         s = self.rt.settings
         want_rerank = s.rerank_by_default if params.rerank is None else params.rerank
         want_defenses = s.defenses_by_default if params.defenses is None else params.defenses

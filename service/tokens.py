@@ -219,6 +219,7 @@ class TokenIssuer:
             workflow_id=claims.get("wf"),
             actor=claims.get("act"),
             budget=parent.budget,  # a token spends its parent key's budget
+            min_trust=parent.min_trust,  # and sees no more than its parent key
         )
 
     # -- revoking ------------------------------------------------------------------------------

@@ -92,31 +92,96 @@ def eval_poisoning(
         typer.Option(help="Clean background: a BEIR folder or a document folder (repeat)."),
     ],
     clean: Annotated[
-        Path | None, typer.Option(help="Clean judged data (BEIR, one qrels file) for the cost.")
+        list[Path] | None,
+        typer.Option(help="Clean judged data (BEIR, one qrels file) for the cost (repeat)."),
+    ] = None,
+    form: Annotated[
+        str,
+        typer.Option(
+            help="Attack form: passage (I alone), question+passage (P = Q + I, the paper's "
+            "black-box form) or both."
+        ),
+    ] = "both",
+    faq: Annotated[
+        list[Path] | None,
+        typer.Option(help="FAQ-style clean data: a SQuAD folder or a benign-docs .jsonl (repeat)."),
+    ] = None,
+    faq_articles: Annotated[
+        int, typer.Option(min=1, help="SQuAD articles turned into FAQ documents (--faq).")
+    ] = 40,
+    policy: Annotated[
+        str, typer.Option(help="Policy for flagged hits when defenses are on: flag, demote, drop.")
+    ] = "flag",
+    lever_min_trust: Annotated[
+        float | None,
+        typer.Option(help="Also measure the attack for callers asking for at least this trust."),
     ] = None,
     max_asr: Annotated[
-        float | None, typer.Option(help="Exit 1 if attack success with defenses on exceeds this.")
+        float | None,
+        typer.Option(help="Exit 1 if attack success with 5 passages, defenses on, exceeds this."),
+    ] = None,
+    max_asr_single: Annotated[
+        float | None,
+        typer.Option(help="Exit 1 if attack success with 1 passage, defenses on, exceeds this."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
-    """Attack success at top 5 with defenses off and on; the defenses' cost on clean data."""
+    """Attack success at top 5 per form, with defenses off and on; the cost on clean data."""
     # deferred: the eval loads the service, torch and the datasets
-    from ragwall.eval.poisoning import evaluate_poisoning
+    from ragwall.eval.poisoning import FORMS, evaluate_poisoning
 
+    if form not in (*FORMS, "both"):
+        err.print(f"[red]--form must be one of {', '.join(FORMS)}, both (got {form!r})[/red]")
+        raise typer.Exit(2)
+    if policy not in ("flag", "demote", "drop"):
+        err.print(f"[red]--policy must be flag, demote or drop (got {policy!r})[/red]")
+        raise typer.Exit(2)
     with reported():
-        result = evaluate_poisoning(attack, background, clean, progress=lambda m: err.print(m))
-    table = Table("measure", "defenses off", "defenses on", title=f"poisoning: {attack.name}")
-    for name in ("asr@5", "asr@5_single", "clean_ndcg@10"):
-        if name in result:
-            table.add_row(name, f"{result[name]['off']:.4f}", f"{result[name]['on']:.4f}")
-    if "clean_flag_rate" in result:
-        table.add_row("clean top-5 flagged", "", f"{result['clean_flag_rate']:.4f}")
-    err.print(table)
+        result = evaluate_poisoning(
+            attack,
+            background,
+            clean or [],
+            progress=lambda m: err.print(m),
+            forms=tuple(FORMS) if form == "both" else (form,),
+            faq=faq or [],
+            faq_articles=faq_articles,
+            policy=policy,
+            lever_min_trust=lever_min_trust,
+        )
+    err.print(_poisoning_table(attack.name, result))
     if as_json:
         print(json.dumps(result))
-    if max_asr is not None and result["asr@5"]["on"] > max_asr:
-        err.print(f"[red]attack success {result['asr@5']['on']:.4f} exceeds {max_asr}[/red]")
+    over = [
+        f"{f} with {n} passage(s): {row[n]['on']:.4f} > {limit}"
+        for f, row in result["asr@5"].items()
+        for n, limit in (("5", max_asr), ("1", max_asr_single))
+        if limit is not None and row[n]["on"] > limit
+    ]
+    if over:
+        err.print(f"[red]attack success exceeds the gate: {'; '.join(over)}[/red]")
         raise typer.Exit(1)
+
+
+def _poisoning_table(name: str, result: dict) -> Table:
+    table = Table("measure", "defenses off", "defenses on", title=f"poisoning: {name}")
+    for f, row in result["asr@5"].items():
+        for n, v in row.items():
+            table.add_row(f"ASR@5 {f}, {n} passage(s)", f"{v['off']:.4f}", f"{v['on']:.4f}")
+    for folder, c in result.get("clean", {}).items():
+        label = Path(folder).name
+        table.add_row(f"{label} nDCG@10", f"{c['ndcg@10']['off']:.4f}", f"{c['ndcg@10']['on']:.4f}")
+        table.add_row(f"{label} top-5 flagged", "", f"{c['flag_rate']:.4f}")
+    for tier in ("internal", "external"):
+        for kind, c in result.get("faq", {}).get(tier, {}).items():
+            table.add_row(
+                f"FAQ ({tier}, {kind}) nDCG@10",
+                f"{c['ndcg@10']['off']:.4f}",
+                f"{c['ndcg@10']['on']:.4f}",
+            )
+            table.add_row(f"FAQ ({tier}, {kind}) top-5 flagged", "", f"{c['flag_rate']:.4f}")
+    for key, v in result.get("lever", {}).get("asr@5", {}).items():
+        table.add_row(f"ASR@5 {key}, min_trust {result['lever']['min_trust']}", "", f"{v:.4f}")
+    return table
 
 
 def eval_injection(

@@ -53,18 +53,34 @@ def keys_create(
     ] = None,
     rpm: Rpm = None,
     daily_requests: DailyRequests = None,
+    min_trust: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Trust floor: the key never sees chunks below it (0.6 keeps external and "
+            "untrusted sources out with the default priors).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a key and print it once (only its hash is stored). An admin key cannot be bound
     to groups (admin views cover the whole index). With --rpm or --daily-requests, a call past
-    the budget gets 429 (tokens minted from the key share it)."""
+    the budget gets 429 (tokens minted from the key share it). With --min-trust, every view of
+    the key (search, fetch, sources) leaves out chunks and sources below that trust."""
     with reported():  # --out: the new file first, so a key is never created with nowhere to go
         fd = None if out_file is None else secret_file.reserve(out_file)
     try:
         with service() as svc:
             with reported():
                 key, record = svc.create_key(
-                    actor(), scope, group or None, name, policy, Budget(rpm, daily_requests)
+                    actor(),
+                    scope,
+                    group or None,
+                    name,
+                    policy,
+                    Budget(rpm, daily_requests),
+                    min_trust,
                 )
             if fd is not None:
                 try:
@@ -95,6 +111,7 @@ def keys_create(
                     "id": record.id,
                     "scope": record.scope,
                     "groups": list(record.groups) if record.groups is not None else None,
+                    "min_trust": record.min_trust,
                 }
             )
         )
@@ -108,7 +125,7 @@ def keys_create(
 
 def keys_list() -> None:
     """List keys (never their secrets)."""
-    table = Table("id", "name", "scope", "groups", "budget", "created", "revoked")
+    table = Table("id", "name", "scope", "groups", "min trust", "budget", "created", "revoked")
     for r in run(lambda svc: svc.list_keys()):
         table.add_row(
             r.id,
@@ -117,6 +134,7 @@ def keys_list() -> None:
             if r.effective_scope == r.scope
             else f"{r.effective_scope} (stored as {r.scope}: group-bound keys cannot be admin)",
             ",".join(r.groups) if r.groups is not None else "(all)",
+            "" if r.min_trust is None else f"{r.min_trust:g}",
             describe_budget(r.budget),
             r.created_at[:19],
             (r.revoked_at or "")[:19],

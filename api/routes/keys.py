@@ -30,6 +30,7 @@ def key_out(r: KeyRecord) -> KeyOut:
         policy=r.policy,
         rpm=r.budget.rpm,
         daily_requests=r.budget.daily_requests,
+        min_trust=r.min_trust,
         created_at=r.created_at,
         revoked_at=r.revoked_at,
     )

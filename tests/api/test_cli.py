@@ -143,7 +143,7 @@ def test_every_cli_admin_command_appends_one_audit_record(run, tmp_path):
         (("sources", "release", "kb"), "source.release"),
         (("documents", "quarantine", doc, "--reason", "probe"), "document.quarantine"),
         (("documents", "release", doc), "document.release"),
-        (("keys", "create", "--scope", "admin", "--name", "ops", "--json"), "key.create"),
+        (("keys", "create", "--name", "ops", "--min-trust", "0.6", "--json"), "key.create"),
         (None, "key.revoke"),  # revokes the key just created
         (("sources", "remove", "kb"), "source.remove"),
     ]
@@ -164,6 +164,7 @@ def test_every_cli_admin_command_appends_one_audit_record(run, tmp_path):
     assert by_action["source.ingest"]["summary"]["documents"] == 1
     assert by_action["source.remove"]["chunks"] >= 1
     assert by_action["key.create"]["created_key_id"] == key["id"]
+    assert by_action["key.create"]["min_trust"] == key["min_trust"] == 0.6
     assert by_action["key.revoke"]["revoked_key_id"] == key["id"]
     assert key["key"] not in (tmp_path / "data" / "audit.log").read_text()  # never the secret
 

@@ -228,3 +228,65 @@ def test_sources_remove_with_url_goes_to_the_running_server(api):
     row = next(line for line in listed.stdout.splitlines() if legacy_id in line)
     assert "retrieve (stored as admin: group-bound keys cannot be admin)" in row
     assert keys["admin"] not in done.stdout + done.stderr  # the key is never printed
+
+
+def test_a_keys_trust_floor_binds_every_view(api):
+    """A key made with ``min_trust`` never sees chunks or sources below it: not by search, not
+    by fetch, not in its source list; a request cannot lower the floor, and a token minted from
+    the key carries it."""
+    from ragwall.errors import ChunkNotFound, InvalidRequest
+    from ragwall.retrieval.search import SearchFilter
+    from ragwall.service.retrieve import RetrieveParams
+
+    client, keys, svc, root = api
+    (root / "web").mkdir()
+    (root / "web" / "garage.md").write_text(
+        "# Garage\n\nThe parking garage opens at seven; visitors park on level two.\n"
+    )
+    svc.add_source("setup", "web", str(root / "web"), "external")
+    svc.ingest("setup", "web")
+    floor, record = svc.create_key("test", "retrieve", name="floored", min_trust=0.6)
+    assert record.min_trust == 0.6
+    created = [r for r in _audit(svc) if r["action"] == "key.create"][-1]
+    assert created["min_trust"] == 0.6
+    with pytest.raises(ApiKeyError, match="min_trust"):
+        svc.create_key("test", "retrieve", min_trust=1.5)
+
+    query = "when does the parking garage open"
+    assert {"web", "open"} <= _sources(client, keys["admin"], query)
+    assert "web" not in _sources(client, floor, query) and "open" in _sources(client, floor, query)
+    lowered = client.post(
+        "/v1/retrieve",
+        json={"query": query, "top_k": 10, "filters": {"min_trust": 0.0}},
+        headers=_h(floor),
+    )
+    assert "web" not in {h["provenance"]["source_id"] for h in lowered.json()["hits"]}
+    named = client.post(
+        "/v1/retrieve",
+        json={"query": query, "filters": {"sources": ["web"]}},
+        headers=_h(floor),
+    )
+    assert named.status_code == 200 and named.json()["hits"] == []
+
+    who = svc.authenticate(floor)
+    with pytest.raises(InvalidRequest, match="unknown source"):  # an agent's strict call
+        svc.retrieve(
+            who, RetrieveParams(query, filters=SearchFilter(sources=("web",)), strict_names=True)
+        )
+    assert "web" not in {s.id for s in svc.visible_sources(who)}
+    web_hit = next(
+        h
+        for h in client.post(
+            "/v1/retrieve", json={"query": query}, headers=_h(keys["admin"])
+        ).json()["hits"]
+        if h["provenance"]["source_id"] == "web"
+    )
+    with pytest.raises(ChunkNotFound):
+        svc.fetch(who, chunk_id=web_hit["id"])
+    assert svc.fetch(svc.authenticate(keys["admin"]), chunk_id=web_hit["id"]).result.hits
+
+    token = client.post("/v1/tokens", json={"ttl_s": 300}, headers=_h(floor))
+    assert token.status_code in (200, 201), token.text
+    assert "web" not in _sources(client, token.json()["token"], query)
+    listed = client.get("/v1/keys", headers=_h(keys["admin"])).json()
+    assert next(k for k in listed if k["id"] == record.id)["min_trust"] == 0.6

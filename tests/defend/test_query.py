@@ -26,7 +26,7 @@ def _cands(rng, n_clean=10, flood_source="web", n_flood=4, tier="external"):
 
 def _run(cands, cfg=DefenseConfig(), query="who won the cup", terms=None):
     q = query.split()
-    passage_terms = terms or [set(c.text.split()) for c in cands]
+    passage_terms = terms or [c.text.split() for c in cands]
     return defend(cands, list(range(len(cands))), q, passage_terms, cfg)
 
 
@@ -49,25 +49,43 @@ def test_no_flood_below_the_minimum_or_from_verified_sources():
     assert not any(c.flags for c in vouched)
 
 
-def test_query_mirror_needs_restatement_and_outlying_similarity():
+def _mirror_case(score, terms, tier="external"):
+    """29 ordinary candidates (cosine 0.30 +- 0.05) and one passage under test, last."""
     rng = np.random.default_rng(2)
+    scores = 0.3 + 0.05 * rng.standard_normal(29)
     cands = [
-        Candidate("kb", "internal", 0.8, f"p{i}", 0.2 + 0.01 * i, _unit(rng.standard_normal(8)))
-        for i in range(10)
+        Candidate("kb", "internal", 0.8, f"p{i}", float(x), None) for i, x in enumerate(scores)
     ]
-    mirror = Candidate("web", "external", 0.5, "m", 0.85, _unit(rng.standard_normal(8)))
-    close_but_unrelated = Candidate(
-        "web", "external", 0.5, "u", 0.85, _unit(rng.standard_normal(8))
-    )
-    cands += [mirror, close_but_unrelated]
-    terms = [set() for _ in range(10)] + [
-        {"who", "won", "the", "cup", "in", "1998"},
-        {"football", "history"},
-    ]
-    _run(cands, terms=terms)
-    assert [f["kind"] for f in mirror.flags] == ["query_mirror"]
-    assert close_but_unrelated.flags == []
-    assert not any(c.flags for c in cands[:10])
+    cands.append(Candidate("web", tier, 0.5, "under test", score, None))
+    _run(cands, terms=[["filler"]] * 29 + [terms], query="who won the world cup in 1998")
+    assert not any(c.flags for c in cands[:29])
+    return cands[-1]
+
+
+QUERY = ["who", "won", "the", "world", "cup", "in", "1998"]
+
+
+def test_a_passage_that_opens_with_the_query_and_stands_out_is_a_mirror():
+    # P = Q + I: the question itself, then the planted answer; z = (0.5 - 0.3) / 0.05 = 4
+    planted = _mirror_case(0.5, [*QUERY, "france", "beat", "brazil"])
+    assert [f["kind"] for f in planted.flags] == ["query_mirror"]
+    assert "opens with the query" in planted.flags[0]["reason"]
+    assert planted.trust == 0.25  # halved in this response
+
+
+def test_no_mirror_without_standing_out_or_from_a_curated_source():
+    assert _mirror_case(0.36, [*QUERY, "france"]).flags == []  # z about 1: an ordinary hit
+    assert _mirror_case(0.5, [*QUERY, "france"], tier="internal").flags == []  # a curated FAQ
+    assert _mirror_case(0.5, [*QUERY, "france"], tier="verified").flags == []
+
+
+def test_restating_the_query_later_in_the_passage_needs_a_higher_bar():
+    later = ["football", "history", "tells", "us", "that", "in", "one", "famous", "final", *QUERY]
+    assert _mirror_case(0.5, later).flags == []  # z about 4 < mirror_z (5)
+    far = _mirror_case(0.7, later)  # z about 8
+    assert [f["kind"] for f in far.flags] == ["query_mirror"]
+    assert "restates the query" in far.flags[0]["reason"]
+    assert _mirror_case(0.7, ["football", "history", "1998"]).flags == []  # few query terms
 
 
 def test_policies_flag_demote_drop():
@@ -146,3 +164,23 @@ def test_mirrored_passages_in_new_sources_are_not_a_flood():
     assert all(f["kind"] == "flood" for c in planted for f in c.flags) and all(
         c.flags for c in planted
     )
+
+
+def test_alike_chunks_of_one_document_are_not_a_flood():
+    """An honest page about one topic has alike chunks; five planted documents are a flood."""
+    one_page = _cands(np.random.default_rng(5), n_flood=5)
+    for c in one_page[:5]:
+        c.doc_id = "faq-page"
+    _run(one_page)
+    assert not any(c.flags for c in one_page)
+    two_pages = _cands(np.random.default_rng(5), n_flood=5)
+    for i, c in enumerate(two_pages[:5]):
+        c.doc_id = f"page-{i % 2}"
+    _run(two_pages)
+    assert not any(c.flags for c in two_pages)  # 2 documents < flood_min (3)
+    planted = _cands(np.random.default_rng(5), n_flood=5)
+    for i, c in enumerate(planted[:5]):
+        c.doc_id = f"planted-{i}"
+    _run(planted)
+    flood = [c for c in planted if c.flags]
+    assert len(flood) == 5 and "from 5 documents" in flood[0].flags[0]["reason"]

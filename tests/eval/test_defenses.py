@@ -25,7 +25,7 @@ def _run(*args: str) -> tuple[int, dict, str]:
 
 def test_eval_poisoning_on_a_slice(tmp_path):
     attack = json.loads(shared("poisonedrag", "nq.json").read_text())
-    subset = dict(list(attack.items())[:12])
+    subset = dict(list(attack.items())[:8])
     attack_file = tmp_path / "attack.json"
     attack_file.write_text(json.dumps(subset))
     clean = _slice(tmp_path, n_queries=10, distractors=40)
@@ -40,17 +40,50 @@ def test_eval_poisoning_on_a_slice(tmp_path):
         str(ROOT / "samples"),
         "--clean",
         str(clean),
+        "--faq",
+        str(shared("squad")),
+        "--faq",
+        str(shared("injection", "benign-docs.jsonl")),
+        "--faq-articles",
+        "2",
+        "--lever-min-trust",
+        "0.6",
+        "--max-asr-single",
+        "0",
         "--json",
     )
-    assert code == 0, err
-    assert set(result) >= {"asr@5", "asr@5_single", "clean_ndcg@10", "clean_flag_rate"}
-    assert result["questions"] == 12
-    # Undefended, planted passages about off-topic questions win easily; defended, they are flagged.
-    assert result["asr@5"]["off"] >= 0.9
-    assert result["asr@5"]["on"] < result["asr@5"]["off"]
-    assert 0.0 <= result["clean_flag_rate"] <= 1.0
-    assert abs(result["clean_ndcg@10"]["on"] - result["clean_ndcg@10"]["off"]) <= 0.05
-    assert "poisoning" in err  # the human-readable table
+    singles = [row["1"]["on"] for row in result["asr@5"].values()]
+    assert code == (1 if max(singles) > 0 else 0), err  # the gate
+    assert result["questions"] == 8
+    asr = result["asr@5"]
+    assert set(asr) == {"passage", "question+passage"}
+    for form, row in asr.items():
+        assert set(row) == {"5", "1"}
+        for count, v in row.items():
+            # Undefended, a planted passage about a question the background never answers wins.
+            assert v["off"] >= 0.75, (form, count, v)
+            assert v["on"] <= v["off"]
+            won = result["won_with_defenses_on"][f"{form}/{count}"]
+            assert len(won) == round(v["on"] * 8) and set(won) <= set(subset)
+    # The black-box form opens with the question: the mirror check sees it.
+    assert asr["question+passage"]["1"]["on"] <= 0.125
+    assert result["attack_top5_flags"]["question+passage/1"]["on"].get("query_mirror", 0) >= 6
+    assert asr["question+passage"]["5"]["on"] == 0.0 and asr["passage"]["5"]["on"] == 0.0
+    # min_trust above the external tier's 0.5 keeps every planted passage out.
+    assert set(result["lever"]["asr@5"].values()) == {0.0}
+    (cost,) = result["clean"].values()
+    assert 0.0 <= cost["flag_rate"] <= 1.0 and cost["queries"] == 10
+    assert abs(cost["ndcg@10"]["on"] - cost["ndcg@10"]["off"]) <= 0.05
+    faq = result["faq"]
+    for tier in ("internal", "external"):
+        assert set(faq[tier]) == {"verbatim", "other"}
+        assert sum(k["queries"] for k in faq[tier].values()) == faq["queries"] <= 2 * 2 * 6
+    # The query-time heuristics never watch a curated source: an internal FAQ is not flagged.
+    assert all(
+        faq["internal"][k]["flags_by_kind"].get("query_mirror", 0) == 0 for k in faq["internal"]
+    )
+    assert faq["external_with_lever_ndcg@10"] <= faq["external"]["other"]["ndcg@10"]["on"]
+    assert "poisoning" in err and "question+passage" in err  # the human-readable table
 
 
 def test_eval_poisoning_gate_and_bad_input(tmp_path):
@@ -60,6 +93,11 @@ def test_eval_poisoning_gate_and_bad_input(tmp_path):
         "eval", "poisoning", "--attack", str(bad), "--background", str(ROOT / "samples")
     )
     assert code == 2 and "PoisonedRAG" in err
+    code, _, err = _run(
+        "eval", "poisoning", "--attack", str(bad), "--background", str(ROOT / "samples"),
+        "--form", "questions",
+    )  # fmt: skip
+    assert code == 2 and "--form" in err
 
 
 def test_eval_injection_reports_rates(tmp_path):
