@@ -27,7 +27,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,9 @@ def evaluate_poisoning(
     say = progress or (lambda _m: None)
     unknown = [f for f in forms if f not in FORMS]
     if unknown or not forms:
-        raise DatasetError(f"unknown attack form {unknown}: use {', '.join(FORMS)} or both")
+        raise DatasetError(
+            f"unknown attack form {unknown} (--form): use {', '.join(FORMS)} or both"
+        )
     items = load_attack(attack)
     clean = [Path(c) for c in clean]
     with tempfile.TemporaryDirectory(prefix="ragwall-poison-") as tmp:
@@ -187,10 +189,12 @@ def _own(hits: list, attack_source: str, question_id: str) -> list:
     ]
 
 
+@dataclass
 class _Background:
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.clean: dict[Path, tuple[str, dict[str, str]]] = {}
+    """The background sources' ids, and each clean corpus's source id and file names."""
+
+    ids: list[str] = field(default_factory=list)
+    clean: dict[Path, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
 
 def _ingest_backgrounds(

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from ragwall.api.cli.common import err, reported, settings
+from ragwall.settings import POLICIES
 
 
 def eval_retrieval(
@@ -130,11 +131,8 @@ def eval_poisoning(
     # deferred: the eval loads the service, torch and the datasets
     from ragwall.eval.poisoning import FORMS, evaluate_poisoning
 
-    if form not in (*FORMS, "both"):
-        err.print(f"[red]--form must be one of {', '.join(FORMS)}, both (got {form!r})[/red]")
-        raise typer.Exit(2)
-    if policy not in ("flag", "demote", "drop"):
-        err.print(f"[red]--policy must be flag, demote or drop (got {policy!r})[/red]")
+    if policy not in POLICIES:
+        err.print(f"[red]--policy must be one of {', '.join(POLICIES)} (got {policy!r})[/red]")
         raise typer.Exit(2)
     with reported():
         result = evaluate_poisoning(
